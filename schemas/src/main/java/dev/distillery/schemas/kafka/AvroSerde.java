@@ -1,0 +1,99 @@
+package dev.distillery.schemas.kafka;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import org.apache.avro.Schema;
+import org.apache.avro.message.BinaryMessageDecoder;
+import org.apache.avro.message.BinaryMessageEncoder;
+import org.apache.avro.message.SchemaStore;
+import org.apache.avro.specific.SpecificData;
+import org.apache.avro.specific.SpecificRecord;
+import org.apache.kafka.common.errors.SerializationException;
+import org.apache.kafka.common.serialization.Deserializer;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.common.serialization.Serializer;
+
+/**
+ * Kafka serde for one generated Avro record type, using Avro single-object encoding: each value
+ * starts with a 10-byte header (marker + schema fingerprint), so a reader can resolve data written
+ * with any schema version its store knows. The store holds every released version of the record
+ * (see {@link ReleasedSchemas}), which is what lets an older service read a newer writer's records.
+ */
+public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
+  static {
+    // Avro 1.12 refuses to instantiate classes outside trusted packages.
+    String key = "org.apache.avro.SERIALIZABLE_PACKAGES";
+    String ours = "dev.distillery.schemas";
+    String current = System.getProperty(key);
+    if (current == null || !current.contains(ours)) {
+      System.setProperty(key, current == null || current.isBlank() ? ours : current + "," + ours);
+    }
+  }
+
+  private final Class<T> type;
+  private final BinaryMessageEncoder<T> encoder;
+  private final BinaryMessageDecoder<T> decoder;
+
+  private AvroSerde(Class<T> type, Schema schema, SchemaStore store) {
+    this.type = type;
+    SpecificData model = new SpecificData(type.getClassLoader());
+    this.encoder = new BinaryMessageEncoder<>(model, schema);
+    this.decoder = new BinaryMessageDecoder<>(model, schema, store);
+  }
+
+  /** Serde for the generated class {@code type}; its store knows every released version. */
+  public static <T extends SpecificRecord> AvroSerde<T> of(Class<T> type) {
+    Schema schema = SpecificData.get().getSchema(type);
+    SchemaStore.Cache store = new SchemaStore.Cache();
+    store.addSchema(schema);
+    ReleasedSchemas.of(schema.getName()).forEach(store::addSchema);
+    return new AvroSerde<>(type, schema, store);
+  }
+
+  /** Serde that resolves only against the given writer schemas, as an old reader would. */
+  static <T extends SpecificRecord> AvroSerde<T> withKnownSchemas(
+      Class<T> type, Schema readerSchema, Iterable<Schema> writerSchemas) {
+    SchemaStore.Cache store = new SchemaStore.Cache();
+    writerSchemas.forEach(store::addSchema);
+    return new AvroSerde<>(type, readerSchema, store);
+  }
+
+  public byte[] encode(T value) {
+    try {
+      ByteBuffer buffer = encoder.encode(value);
+      byte[] bytes = new byte[buffer.remaining()];
+      buffer.get(bytes);
+      return bytes;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** Decodes one record; throws {@link SerializationException} saying why when it cannot. */
+  public T decode(byte[] bytes) {
+    if (bytes == null) {
+      throw new SerializationException("null value where a " + type.getSimpleName() + " was expected");
+    }
+    try {
+      return decoder.decode(bytes);
+    } catch (IOException | RuntimeException e) {
+      throw new SerializationException(
+          "not a " + type.getSimpleName() + " in Avro single-object encoding: " + e.getMessage(), e);
+    }
+  }
+
+  public Class<T> type() {
+    return type;
+  }
+
+  @Override
+  public Serializer<T> serializer() {
+    return (topic, value) -> value == null ? null : encode(value);
+  }
+
+  @Override
+  public Deserializer<T> deserializer() {
+    return (topic, bytes) -> bytes == null ? null : decode(bytes);
+  }
+}

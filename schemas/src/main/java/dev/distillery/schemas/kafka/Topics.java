@@ -1,0 +1,42 @@
+package dev.distillery.schemas.kafka;
+
+import dev.distillery.schemas.CheckpointReady;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.SoftLabelBatch;
+import java.util.List;
+import org.apache.kafka.common.serialization.Serdes;
+
+/**
+ * The one registry of Distillery's topics. Every record is keyed by its job id.
+ *
+ * <pre>
+ * requests ─▶ teacher-inference ─▶ soft-labels ─▶ student-trainer ─▶ checkpoints ─▶ pruner ─▶ results
+ *                        (every stage) ─▶ progress, failures; undecodable input ─▶ dlq
+ * </pre>
+ */
+public final class Topics {
+  public static final Topic<CompressionRequest> REQUESTS =
+      new Topic<>("distillery.requests", AvroSerde.of(CompressionRequest.class));
+  public static final Topic<SoftLabelBatch> SOFT_LABELS =
+      new Topic<>("distillery.soft-labels", AvroSerde.of(SoftLabelBatch.class));
+  public static final Topic<CheckpointReady> CHECKPOINTS =
+      new Topic<>("distillery.checkpoints", AvroSerde.of(CheckpointReady.class));
+  public static final Topic<JobProgress> PROGRESS =
+      new Topic<>("distillery.progress", AvroSerde.of(JobProgress.class));
+  public static final Topic<JobResult> RESULTS =
+      new Topic<>("distillery.results", AvroSerde.of(JobResult.class));
+  public static final Topic<JobFailure> FAILURES =
+      new Topic<>("distillery.failures", AvroSerde.of(JobFailure.class));
+  /** Records no service could decode, as they arrived, with headers saying why (see DeadLetters). */
+  public static final Topic<byte[]> DEAD_LETTERS =
+      new Topic<>("distillery.dlq", Serdes.ByteArray());
+
+  /** Every topic, for creating them. */
+  public static final List<Topic<?>> ALL =
+      List.of(REQUESTS, SOFT_LABELS, CHECKPOINTS, PROGRESS, RESULTS, FAILURES, DEAD_LETTERS);
+
+  private Topics() {}
+}
