@@ -1,0 +1,123 @@
+package dev.distillery.common;
+
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.ml.Architectures;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.Stage;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Pattern;
+
+/** Checks a request before any work starts, naming each field that is wrong and why. */
+public final class RequestValidation {
+  private static final Pattern JOB_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+
+  /** One problem with one field of a request. */
+  public record Violation(String field, String problem) {
+    @Override
+    public String toString() {
+      return field + ": " + problem;
+    }
+  }
+
+  private RequestValidation() {}
+
+  public static List<Violation> validate(CompressionRequest request) {
+    List<Violation> problems = new ArrayList<>();
+    if (!JOB_ID.matcher(request.getJobId()).matches()) {
+      problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '" + request.getJobId() + "'"));
+    }
+    var teacher = request.getTeacher();
+    if (teacher.getFormat() != ModelFormat.BUILT_IN) {
+      problems.add(new Violation("teacher.format", "only BUILT_IN is supported by this version, was " + teacher.getFormat()));
+    } else if (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture())) {
+      problems.add(new Violation("teacher.architecture", unknownArchitecture(teacher.getArchitecture())));
+    }
+    positive(problems, "teacher.width", teacher.getWidth());
+    localFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri(), false);
+
+    var dataset = request.getDataset();
+    if (dataset.getFormat() != DatasetFormat.IDX) {
+      problems.add(new Violation("dataset.format", "only IDX is supported, was " + dataset.getFormat()));
+    }
+    localFile(problems, "dataset.location", dataset.getLocation(), true);
+    if (dataset.getTrainLimit() < 0) {
+      problems.add(new Violation("dataset.trainLimit", "must be 0 (all) or positive, was " + dataset.getTrainLimit()));
+    }
+    if (dataset.getTestLimit() < 0) {
+      problems.add(new Violation("dataset.testLimit", "must be 0 (all) or positive, was " + dataset.getTestLimit()));
+    }
+
+    if (!Architectures.isKnown(request.getStudent().getArchitecture())) {
+      problems.add(new Violation("student.architecture", unknownArchitecture(request.getStudent().getArchitecture())));
+    }
+    positive(problems, "student.width", request.getStudent().getWidth());
+
+    DistillationSettings d = request.getDistillation();
+    positive(problems, "distillation.temperature", d.getTemperature());
+    if (!(d.getAlpha() >= 0 && d.getAlpha() <= 1)) {
+      problems.add(new Violation("distillation.alpha", "must be within [0, 1], was " + d.getAlpha()));
+    }
+    atLeast(problems, "distillation.epochs", d.getEpochs(), 1);
+    atLeast(problems, "distillation.batchSize", d.getBatchSize(), 1);
+    positive(problems, "distillation.learningRate", d.getLearningRate());
+
+    PruningSettings p = request.getPruning();
+    if (p.getMethod() == PruningMethod.UNSUPPORTED) {
+      problems.add(new Violation("pruning.method", "not supported by this version; supported: L1_UNSTRUCTURED"));
+    }
+    if (!(p.getTargetSparsity() >= 0 && p.getTargetSparsity() <= 1)) {
+      problems.add(new Violation("pruning.targetSparsity", "must be within [0, 1], was " + p.getTargetSparsity()));
+    }
+    atLeast(problems, "pruning.fineTuneEpochs", p.getFineTuneEpochs(), 0);
+    positive(problems, "pruning.learningRate", p.getLearningRate());
+
+    List<Stage> stages = request.getStages();
+    if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
+      problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, PRUNING, was " + stages));
+    } else if (stages.contains(Stage.DISTILLATION) && !stages.contains(Stage.TEACHER_INFERENCE)) {
+      problems.add(new Violation("stages", "DISTILLATION needs TEACHER_INFERENCE"));
+    }
+    if (request.getOutputUri() != null) {
+      try {
+        ArtifactStore.localPath(request.getOutputUri());
+      } catch (IllegalArgumentException e) {
+        problems.add(new Violation("outputUri", e.getMessage()));
+      }
+    }
+    return problems;
+  }
+
+  private static String unknownArchitecture(String name) {
+    return "unknown architecture '" + name + "', known: " + Architectures.NAMES;
+  }
+
+  private static void positive(List<Violation> problems, String field, double value) {
+    if (!(value > 0) || Double.isInfinite(value)) {
+      problems.add(new Violation(field, "must be a positive number, was " + value));
+    }
+  }
+
+  private static void atLeast(List<Violation> problems, String field, int value, int min) {
+    if (value < min) {
+      problems.add(new Violation(field, "must be at least " + min + ", was " + value));
+    }
+  }
+
+  private static void localFile(List<Violation> problems, String field, String uri, boolean directory) {
+    try {
+      var path = ArtifactStore.localPath(uri);
+      if (directory ? !Files.isDirectory(path) : !Files.isRegularFile(path)) {
+        problems.add(new Violation(field, "no " + (directory ? "directory" : "file") + " at " + path));
+      }
+    } catch (IllegalArgumentException e) {
+      problems.add(new Violation(field, e.getMessage()));
+    }
+  }
+}

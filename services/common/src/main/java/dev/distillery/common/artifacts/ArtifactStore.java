@@ -1,0 +1,108 @@
+package dev.distillery.common.artifacts;
+
+import dev.distillery.schemas.ArtifactRef;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.security.DigestOutputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+
+/**
+ * Stores artifacts (checkpoints) as files under a root directory and names them by {@code file:}
+ * URI with their SHA-256 and size. Writes are atomic: a reader never sees half a checkpoint, and a
+ * redelivered job that writes the same artifact again replaces it whole.
+ */
+public final class ArtifactStore {
+  private final Path root;
+
+  public ArtifactStore(Path root) {
+    this.root = root.toAbsolutePath().normalize();
+  }
+
+  /** The store a request's outputs go to: its {@code outputUri}, or this store when null. */
+  public ArtifactStore forOutput(String outputUri) {
+    return outputUri == null ? this : new ArtifactStore(localPath(outputUri));
+  }
+
+  /** Something that writes an artifact's bytes. */
+  @FunctionalInterface
+  public interface Writer {
+    void writeTo(OutputStream out) throws IOException;
+  }
+
+  /** Writes {@code <root>/<jobId>/<fileName>} and returns its reference. */
+  public ArtifactRef write(String jobId, String fileName, Writer writer) throws IOException {
+    Path dir = root.resolve(safeName(jobId));
+    Files.createDirectories(dir);
+    Path target = dir.resolve(safeName(fileName));
+    Path temp = Files.createTempFile(dir, "." + safeName(fileName), ".part");
+    MessageDigest digest = sha256();
+    try {
+      try (OutputStream out = new DigestOutputStream(Files.newOutputStream(temp), digest)) {
+        writer.writeTo(out);
+      }
+      Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    } finally {
+      Files.deleteIfExists(temp);
+    }
+    return new ArtifactRef(target.toUri().toString(), HexFormat.of().formatHex(digest.digest()), Files.size(target));
+  }
+
+  /** The local file of {@code ref}, after checking that its bytes are the ones referenced. */
+  public static Path open(ArtifactRef ref) throws IOException {
+    Path path = localPath(ref.getUri());
+    String actual = sha256Of(path);
+    if (!actual.equals(ref.getSha256())) {
+      throw new IOException("artifact " + ref.getUri() + " has sha256 " + actual + ", expected " + ref.getSha256());
+    }
+    return path;
+  }
+
+  /** The local path of a {@code file:} URI or a plain path. */
+  public static Path localPath(String uri) {
+    if (uri.startsWith("file:")) {
+      return Path.of(URI.create(uri));
+    }
+    if (uri.contains("://")) {
+      throw new IllegalArgumentException("only file: URIs and local paths are supported, got " + uri);
+    }
+    return Path.of(uri).toAbsolutePath();
+  }
+
+  public static String sha256Of(Path path) throws IOException {
+    MessageDigest digest = sha256();
+    try (InputStream in = Files.newInputStream(path)) {
+      byte[] buffer = new byte[1 << 16];
+      for (int n; (n = in.read(buffer)) > 0; ) {
+        digest.update(buffer, 0, n);
+      }
+    }
+    return HexFormat.of().formatHex(digest.digest());
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  private static String safeName(String name) {
+    if (name.isBlank() || name.contains("/") || name.contains("\\") || name.startsWith(".")) {
+      throw new IllegalArgumentException("not a safe file name: '" + name + "'");
+    }
+    return name;
+  }
+
+  private static MessageDigest sha256() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new UncheckedIOException(new IOException("SHA-256 is not available", e));
+    }
+  }
+}

@@ -1,0 +1,125 @@
+package dev.distillery.common.config;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeMap;
+
+/**
+ * Typed configuration of one service, read from defaults, then an optional properties file
+ * ({@code DISTILLERY_CONFIG}), then environment variables, later sources winning.
+ *
+ * <p>Environment names map to keys mechanically: {@code DISTILLERY_WORKER_THREADS} is
+ * {@code worker.threads}, and every {@code KAFKA_*} variable is passed to the Kafka clients, so
+ * {@code KAFKA_BOOTSTRAP_SERVERS} becomes {@code bootstrap.servers}.
+ *
+ * @param service the service's name, also its consumer group and client id prefix
+ * @param kafka properties passed through to every Kafka client
+ * @param artifactsDir where checkpoints are written unless a request names another place
+ * @param workerThreads size of the bounded pool that runs DJL work
+ * @param torchThreads intra-op threads libtorch may use
+ * @param managementPort HTTP port of /health, /ready and /metrics; 0 picks a free port
+ */
+public record ServiceConfig(
+    String service,
+    Map<String, String> kafka,
+    Path artifactsDir,
+    int workerThreads,
+    int torchThreads,
+    int managementPort) {
+
+  private static final String KAFKA_PREFIX = "kafka.";
+
+  /** Reads the configuration of {@code service} from the process environment. */
+  public static ServiceConfig load(String service) {
+    return from(service, System.getenv());
+  }
+
+  /** Reads the configuration of {@code service} from the given environment. */
+  public static ServiceConfig from(String service, Map<String, String> env) {
+    Map<String, String> keys = new TreeMap<>();
+    keys.put("kafka.bootstrap.servers", "localhost:9092");
+    keys.put("artifacts.dir", Path.of(System.getProperty("user.home"), ".distillery", "artifacts").toString());
+    keys.put("worker.threads", "1");
+    keys.put("torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors())));
+    keys.put("management.port", "0");
+    String file = env.get("DISTILLERY_CONFIG");
+    if (file != null && !file.isBlank()) {
+      keys.putAll(readProperties(Path.of(file)));
+    }
+    env.forEach((name, value) -> {
+      if (name.startsWith("KAFKA_")) {
+        keys.put(KAFKA_PREFIX + toKey(name.substring("KAFKA_".length())), value);
+      } else if (name.startsWith("DISTILLERY_") && !name.equals("DISTILLERY_CONFIG")) {
+        keys.put(toKey(name.substring("DISTILLERY_".length())), value);
+      }
+    });
+    return fromKeys(service, keys);
+  }
+
+  /** Builds the configuration from flat keys ({@code kafka.*} go to the clients). */
+  public static ServiceConfig fromKeys(String service, Map<String, String> keys) {
+    Map<String, String> kafka = new TreeMap<>();
+    keys.forEach((k, v) -> {
+      if (k.startsWith(KAFKA_PREFIX)) {
+        kafka.put(k.substring(KAFKA_PREFIX.length()), v);
+      }
+    });
+    return new ServiceConfig(
+        service,
+        Map.copyOf(kafka),
+        Path.of(required(keys, "artifacts.dir")),
+        positive(keys, "worker.threads"),
+        positive(keys, "torch.threads"),
+        Integer.parseInt(required(keys, "management.port")));
+  }
+
+  /** A copy with other Kafka bootstrap servers (the launcher points services at its broker). */
+  public ServiceConfig withBootstrapServers(String servers) {
+    Map<String, String> copy = new TreeMap<>(kafka);
+    copy.put("bootstrap.servers", servers);
+    return new ServiceConfig(service, Map.copyOf(copy), artifactsDir, workerThreads, torchThreads, managementPort);
+  }
+
+  private static String toKey(String envSuffix) {
+    return envSuffix.toLowerCase(Locale.ROOT).replace('_', '.');
+  }
+
+  private static String required(Map<String, String> keys, String key) {
+    String value = keys.get(key);
+    if (value == null || value.isBlank()) {
+      throw new IllegalArgumentException("configuration key '" + key + "' is missing");
+    }
+    return value;
+  }
+
+  private static int positive(Map<String, String> keys, String key) {
+    String raw = required(keys, key);
+    try {
+      int value = Integer.parseInt(raw.trim());
+      if (value < 1) {
+        throw new IllegalArgumentException("configuration key '" + key + "' must be at least 1, was " + raw);
+      }
+      return value;
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("configuration key '" + key + "' must be an integer, was " + raw, e);
+    }
+  }
+
+  private static Map<String, String> readProperties(Path file) {
+    Properties properties = new Properties();
+    try (Reader reader = Files.newBufferedReader(file)) {
+      properties.load(reader);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read configuration file " + file, e);
+    }
+    Map<String, String> keys = new TreeMap<>();
+    properties.stringPropertyNames().forEach(name -> keys.put(name, properties.getProperty(name)));
+    return keys;
+  }
+}

@@ -1,0 +1,58 @@
+package dev.distillery.common.kafka;
+
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import org.apache.kafka.clients.producer.Producer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.header.Header;
+
+/** Publishes a service's records, keyed by job id, through one shared producer. */
+public final class JobEvents {
+  private final Producer<String, byte[]> producer;
+
+  public JobEvents(Producer<String, byte[]> producer) {
+    this.producer = producer;
+  }
+
+  /** Sends {@code value} to {@code topic}; the future completes when the broker acknowledged it. */
+  public <V> CompletableFuture<RecordMetadata> send(Topic<V> topic, String jobId, V value, Header... headers) {
+    byte[] bytes = topic.valueSerde().serializer().serialize(topic.name(), value);
+    return sendRaw(new ProducerRecord<>(topic.name(), null, jobId, bytes, List.of(headers)));
+  }
+
+  /** Progress of {@code stage}: {@code step} of {@code totalSteps}, with the latest figures. */
+  public CompletableFuture<RecordMetadata> progress(String jobId, Stage stage, long step, long totalSteps,
+      String message, Map<String, Double> metrics) {
+    return send(Topics.PROGRESS, jobId, JobProgress.newBuilder()
+        .setJobId(jobId).setStage(stage).setStep(step).setTotalSteps(totalSteps)
+        .setMessage(message).setMetrics(Map.copyOf(metrics))
+        .setTimestampMs(System.currentTimeMillis()).build());
+  }
+
+  /** The job failed in {@code stage}; {@code field} names the request field at fault, or is null. */
+  public CompletableFuture<RecordMetadata> failure(String jobId, Stage stage, String field, String reason) {
+    return send(Topics.FAILURES, jobId, JobFailure.newBuilder()
+        .setJobId(jobId).setStage(stage).setField(field).setReason(reason)
+        .setTimestampMs(System.currentTimeMillis()).build());
+  }
+
+  /** Sends a record as it is, for dead letters. */
+  CompletableFuture<RecordMetadata> sendRaw(ProducerRecord<String, byte[]> record) {
+    CompletableFuture<RecordMetadata> acked = new CompletableFuture<>();
+    producer.send(record, (metadata, error) -> {
+      if (error != null) {
+        acked.completeExceptionally(error);
+      } else {
+        acked.complete(metadata);
+      }
+    });
+    return acked;
+  }
+}

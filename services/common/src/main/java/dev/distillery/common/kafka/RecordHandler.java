@@ -1,0 +1,17 @@
+package dev.distillery.common.kafka;
+
+import java.util.concurrent.CompletionStage;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+
+/** What a service does with each decoded record of its input topic. */
+public interface RecordHandler<V> {
+  /**
+   * Starts work on one record. Called on the consumer thread, so it must not block: heavy work goes
+   * to the service's worker pool. The returned stage completes once every output of the record
+   * exists (a failure event counts as an output); only then is its offset committed.
+   */
+  CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, V value);
+
+  /** While true the consumer takes no new records (its partitions are paused). */
+  boolean busy();
+}

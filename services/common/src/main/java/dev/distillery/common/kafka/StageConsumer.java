@@ -1,0 +1,159 @@
+package dev.distillery.common.kafka;
+
+import dev.distillery.common.service.StageMetrics;
+import dev.distillery.schemas.kafka.Topic;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
+import org.apache.kafka.clients.consumer.Consumer;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.SerializationException;
+import org.apache.kafka.common.errors.WakeupException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The consumer loop of a stage, on its own thread: decodes each record of the input topic, hands
+ * it to the {@link RecordHandler}, pauses while the handler is busy, and commits an offset only
+ * once the record and all before it on its partition have their outputs. Undecodable records go
+ * to the dead-letter topic and the loop goes on.
+ */
+public final class StageConsumer<V> implements Runnable {
+  private static final Logger LOG = LoggerFactory.getLogger(StageConsumer.class);
+  private static final Duration POLL = Duration.ofMillis(100);
+
+  private record Finished(TopicPartition partition, long offset, Throwable error) {}
+
+  private final Consumer<String, byte[]> consumer;
+  private final Topic<V> input;
+  private final RecordHandler<V> handler;
+  private final DeadLetters deadLetters;
+  private final StageMetrics metrics;
+  private final Queue<ConsumerRecord<String, byte[]>> waiting = new ArrayDeque<>();
+  private final Queue<Finished> finished = new ConcurrentLinkedQueue<>();
+  private final OffsetTracker offsets = new OffsetTracker();
+  private final CountDownLatch stopped = new CountDownLatch(1);
+  private volatile boolean running = true;
+  private volatile boolean assigned;
+  private volatile Throwable failure;
+
+  public StageConsumer(Consumer<String, byte[]> consumer, Topic<V> input, RecordHandler<V> handler,
+      DeadLetters deadLetters, StageMetrics metrics) {
+    this.consumer = consumer;
+    this.input = input;
+    this.handler = handler;
+    this.deadLetters = deadLetters;
+    this.metrics = metrics;
+  }
+
+  @Override
+  public void run() {
+    try {
+      consumer.subscribe(List.of(input.name()), new Rebalance());
+      while (running) {
+        settleFinished();
+        dispatchWaiting();
+        if (waiting.isEmpty() && !handler.busy()) {
+          consumer.resume(consumer.paused());
+        } else {
+          consumer.pause(consumer.assignment());
+        }
+        for (ConsumerRecord<String, byte[]> record : consumer.poll(POLL)) {
+          waiting.add(record);
+        }
+        metrics.setInProgress(offsets.inProgress());
+      }
+      settleFinished();
+    } catch (WakeupException e) {
+      settleFinished();
+    } catch (RuntimeException e) {
+      failure = e;
+      LOG.error("{} consumer stopped: uncommitted records will be re-delivered", input.name(), e);
+    } finally {
+      assigned = false;
+      consumer.close();
+      stopped.countDown();
+    }
+  }
+
+  /** Stops the loop after the current poll, commits what is finished, and waits for it to end. */
+  public void stop() throws InterruptedException {
+    running = false;
+    consumer.wakeup();
+    stopped.await();
+  }
+
+  /** True once partitions are assigned and the loop is polling. */
+  public boolean ready() {
+    return assigned && running && failure == null;
+  }
+
+  /** False when the loop died: the service should be restarted. */
+  public boolean healthy() {
+    return failure == null;
+  }
+
+  private void dispatchWaiting() {
+    while (!waiting.isEmpty() && !handler.busy()) {
+      ConsumerRecord<String, byte[]> record = waiting.poll();
+      TopicPartition partition = new TopicPartition(record.topic(), record.partition());
+      offsets.started(partition, record.offset());
+      metrics.consumed();
+      V value;
+      try {
+        value = input.valueSerde().deserializer().deserialize(record.topic(), record.value());
+      } catch (SerializationException e) {
+        LOG.warn("dead-lettering {}-{}@{}: {}", record.topic(), record.partition(), record.offset(), e.getMessage());
+        metrics.deadLettered();
+        deadLetters.send(record, e.getMessage())
+            .whenComplete((ok, error) -> finished.add(new Finished(partition, record.offset(), error)));
+        continue;
+      }
+      handler.handle(record, value)
+          .whenComplete((ok, error) -> finished.add(new Finished(partition, record.offset(), error)));
+    }
+  }
+
+  private void settleFinished() {
+    for (Finished done; (done = finished.poll()) != null; ) {
+      if (done.error() != null) {
+        // The outputs of this record could not be written: committing past it would lose it.
+        throw new IllegalStateException("outputs of " + done.partition() + "@" + done.offset()
+            + " could not be published", done.error());
+      }
+      offsets.finished(done.partition(), done.offset());
+    }
+    Map<TopicPartition, OffsetAndMetadata> commits = offsets.committable();
+    if (!commits.isEmpty()) {
+      consumer.commitSync(commits);
+    }
+  }
+
+  private final class Rebalance implements ConsumerRebalanceListener {
+    @Override
+    public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+      settleFinished();
+      offsets.forget(partitions);
+      waiting.removeIf(r -> partitions.contains(new TopicPartition(r.topic(), r.partition())));
+    }
+
+    @Override
+    public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+      assigned = true;
+    }
+
+    @Override
+    public void onPartitionsLost(Collection<TopicPartition> partitions) {
+      offsets.forget(partitions);
+      waiting.removeIf(r -> partitions.contains(new TopicPartition(r.topic(), r.partition())));
+    }
+  }
+}

@@ -1,0 +1,47 @@
+package dev.distillery.common.ml;
+
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.schemas.DatasetSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Loads a request's dataset: IDX files in one directory, named as MNIST names them. */
+public final class Datasets {
+
+  /** A training set and a test set of the same kind. */
+  public record TrainTest(ImageDataset train, ImageDataset test) {}
+
+  private Datasets() {}
+
+  public static TrainTest load(DatasetSpec spec) throws IOException {
+    Path dir = ArtifactStore.localPath(spec.getLocation());
+    ImageDataset train = read(dir, "train").limit(spec.getTrainLimit());
+    ImageDataset test = read(dir, "t10k").limit(spec.getTestLimit());
+    return new TrainTest(train, test);
+  }
+
+  /** Reads {@code <prefix>-images-idx3-ubyte[.gz]} and {@code <prefix>-labels-idx1-ubyte[.gz]}. */
+  public static ImageDataset read(Path dir, String prefix) throws IOException {
+    IdxReader.IdxArray images = IdxReader.read(find(dir, prefix + "-images-idx3-ubyte"));
+    IdxReader.IdxArray labels = IdxReader.read(find(dir, prefix + "-labels-idx1-ubyte"));
+    if (images.shape().length != 3 || labels.shape().length != 1 || images.count() != labels.count()) {
+      throw new IOException("images and labels in " + dir + " do not match: " + images.count()
+          + " images, " + labels.count() + " labels");
+    }
+    int[] classes = new int[labels.count()];
+    for (int i = 0; i < classes.length; i++) {
+      classes[i] = labels.data()[i] & 0xff;
+    }
+    return new ImageDataset(images.data(), classes, images.shape()[1], images.shape()[2]);
+  }
+
+  private static Path find(Path dir, String name) throws IOException {
+    for (Path candidate : new Path[] {dir.resolve(name + ".gz"), dir.resolve(name)}) {
+      if (Files.isRegularFile(candidate)) {
+        return candidate;
+      }
+    }
+    throw new IOException("no " + name + "[.gz] in " + dir);
+  }
+}

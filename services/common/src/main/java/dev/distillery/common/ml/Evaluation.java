@@ -1,0 +1,55 @@
+package dev.distillery.common.ml;
+
+import ai.djl.Model;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.training.ParameterStore;
+
+/** Inference over a dataset in batches, with autograd off. */
+public final class Evaluation {
+  private static final int BATCH = 256;
+
+  private Evaluation() {}
+
+  /** Receives the logits of each batch of consecutive samples starting at {@code first}. */
+  @FunctionalInterface
+  public interface LogitsSink {
+    void accept(int first, float[] logits, int count, int classes) throws Exception;
+  }
+
+  /** Top-1 accuracy of {@code model} on {@code data}, 0..1. */
+  public static double accuracy(Model model, ImageDataset data) throws Exception {
+    long[] correct = {0};
+    forEachBatch(model, data, BATCH, (first, logits, count, classes) -> {
+      for (int i = 0; i < count; i++) {
+        int best = 0;
+        for (int c = 1; c < classes; c++) {
+          if (logits[i * classes + c] > logits[i * classes + best]) {
+            best = c;
+          }
+        }
+        if (best == data.label(first + i)) {
+          correct[0]++;
+        }
+      }
+    });
+    return data.size() == 0 ? 0 : (double) correct[0] / data.size();
+  }
+
+  /** Runs {@code model} over all of {@code data} in order, {@code batchSize} samples at a time. */
+  public static void forEachBatch(Model model, ImageDataset data, int batchSize, LogitsSink sink) throws Exception {
+    DjlRuntime.inferenceMode();
+    try (NDManager scope = model.getNDManager().newSubManager()) {
+      ParameterStore parameters = new ParameterStore(scope, false);
+      for (int first = 0; first < data.size(); first += batchSize) {
+        int count = Math.min(batchSize, data.size() - first);
+        try (NDManager batch = scope.newSubManager()) {
+          NDArray images = data.images(batch, ImageDataset.range(first, first + count));
+          NDArray logits = model.getBlock().forward(parameters, new NDList(images), false).singletonOrThrow();
+          sink.accept(first, logits.toFloatArray(), count, (int) logits.getShape().get(1));
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,89 @@
+package dev.distillery.common.ml;
+
+import ai.djl.MalformedModelException;
+import ai.djl.Model;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Parameter;
+import ai.djl.util.Pair;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.schemas.ArtifactRef;
+import java.io.BufferedInputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Creating, saving, loading and measuring built-in models. */
+public final class Models {
+  private Models() {}
+
+  /** A new model of a built-in architecture with freshly initialised weights. */
+  public static Model create(String architecture, double width, int classes, Shape imageShape) {
+    Model model = Model.newInstance(architecture, "PyTorch");
+    model.setBlock(Architectures.build(architecture, width, classes));
+    model.getBlock().initialize(model.getNDManager(), DataType.FLOAT32, batchOf(imageShape));
+    return model;
+  }
+
+  /** A model of a built-in architecture with the weights of checkpoint file {@code path}. */
+  public static Model load(String architecture, double width, int classes, Shape imageShape, Path path)
+      throws IOException {
+    // Parameters must exist before loading, or a later save fails with "key value size mismatch".
+    Model model = create(architecture, width, classes, imageShape);
+    try (InputStream file = Files.newInputStream(path);
+        DataInputStream in = new DataInputStream(new BufferedInputStream(file))) {
+      model.getBlock().loadParameters(model.getNDManager(), in);
+    } catch (MalformedModelException | RuntimeException e) {
+      model.close();
+      throw new IOException("checkpoint " + path + " is not a " + architecture + " (width " + width
+          + ", " + classes + " classes): " + e.getMessage(), e);
+    }
+    return model;
+  }
+
+  /** Saves the model's parameters as one file in {@code store}. */
+  public static ArtifactRef save(Model model, ArtifactStore store, String jobId, String fileName) throws IOException {
+    return store.write(jobId, fileName, out -> model.getBlock().saveParameters(new DataOutputStream(out)));
+  }
+
+  /** The weight tensors (convolution kernels and dense matrices) that pruning acts on. */
+  public static List<Pair<String, Parameter>> prunableWeights(Model model) {
+    List<Pair<String, Parameter>> weights = new ArrayList<>();
+    for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+      if (p.getValue().getType() == Parameter.Type.WEIGHT && p.getValue().getArray().getShape().dimension() >= 2) {
+        weights.add(p);
+      }
+    }
+    return weights;
+  }
+
+  public static long parameterCount(Model model) {
+    long count = 0;
+    for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+      count += p.getValue().getArray().size();
+    }
+    return count;
+  }
+
+  public static long nonZeroCount(Model model) {
+    long count = 0;
+    for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+      count += nonZero(p.getValue().getArray());
+    }
+    return count;
+  }
+
+  public static long nonZero(NDArray array) {
+    return array.countNonzero().getLong();
+  }
+
+  private static Shape batchOf(Shape imageShape) {
+    return new Shape(1).addAll(imageShape);
+  }
+}

@@ -1,0 +1,47 @@
+package dev.distillery.common.service;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.WorkerExecutor;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The bounded, named pool where a service's DJL work runs, never on an event loop. The consumer
+ * asks {@link #full()} and pauses instead of queueing more work than there are threads.
+ */
+public final class Workers implements AutoCloseable {
+  private final WorkerExecutor executor;
+  private final int size;
+  private final AtomicInteger inFlight = new AtomicInteger();
+
+  public Workers(Vertx vertx, String name, int size) {
+    // Jobs take minutes: Vert.x's blocked-thread warning is meant for short blocking calls.
+    this.executor = vertx.createSharedWorkerExecutor(name, size, 24, TimeUnit.HOURS);
+    this.size = size;
+  }
+
+  public <T> CompletableFuture<T> submit(Callable<T> task) {
+    inFlight.incrementAndGet();
+    CompletableFuture<T> result = new CompletableFuture<>();
+    executor.executeBlocking(task, false).onComplete(done -> {
+      inFlight.decrementAndGet();
+      if (done.succeeded()) {
+        result.complete(done.result());
+      } else {
+        result.completeExceptionally(done.cause());
+      }
+    });
+    return result;
+  }
+
+  public boolean full() {
+    return inFlight.get() >= size;
+  }
+
+  @Override
+  public void close() {
+    executor.close();
+  }
+}

@@ -1,0 +1,117 @@
+package dev.distillery.pruner;
+
+import ai.djl.Model;
+import dev.distillery.common.JobFailedException;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Losses;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.schemas.ArtifactRef;
+import dev.distillery.schemas.CheckpointReady;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.LayerSparsity;
+import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.kafka.Topics;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * The last stage: prunes the checkpoint it is handed (L1 per layer), fine-tunes with the masks
+ * held, evaluates, stores the pruned checkpoint and publishes the job's result.
+ */
+final class Pruner {
+  private static final Stage STAGE = Stage.PRUNING;
+
+  private final JobEvents events;
+  private final ArtifactStore store;
+
+  Pruner(JobEvents events, ArtifactStore store) {
+    this.events = events;
+    this.store = store;
+  }
+
+  /** Runs on a worker thread; the future completes when the result event is acknowledged. */
+  CompletableFuture<?> prune(CheckpointReady event) throws Exception {
+    long start = System.nanoTime();
+    JobContext context = event.getContext();
+    CompressionRequest request = context.getRequest();
+    String jobId = event.getJobId();
+    JobResult.Builder result = JobResult.newBuilder().setJobId(jobId)
+        .setTeacher(context.getTeacher()).setStudent(context.getStudent());
+    if (!request.getStages().contains(STAGE)) {
+      return publish(result.setFinalCheckpoint(event.getCheckpoint()), context, start);
+    }
+    PruningSettings settings = request.getPruning();
+    Datasets.TrainTest data = Datasets.load(request.getDataset());
+    ImageDataset train = data.train();
+    try (Model model = load(event, train)) {
+      double before = Evaluation.accuracy(model, data.test());
+      PruningMasks masks = PruningMasks.l1PerLayer(model, settings.getTargetSparsity());
+      double pruned = Evaluation.accuracy(model, data.test());
+      events.progress(jobId, STAGE, 0, settings.getFineTuneEpochs(), "pruned",
+          Map.of("accuracyBefore", before, "accuracyPruned", pruned));
+      if (settings.getFineTuneEpochs() > 0) {
+        fineTune(model, masks, data, request, jobId);
+      }
+      ArtifactRef checkpoint = Models.save(model, store.forOutput(request.getOutputUri()), jobId, "pruned.params");
+      List<PruningMasks.LayerCount> layers = masks.counts();
+      long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
+      long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
+      result.setPruned(ModelMetrics.newBuilder()
+              .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
+              .setTestAccuracy(Evaluation.accuracy(model, data.test()))
+              .setParameters(Models.parameterCount(model)).setNonZeroParameters(Models.nonZeroCount(model))
+              .setCheckpointBytes(checkpoint.getSizeBytes()).build())
+          .setTargetSparsity(settings.getTargetSparsity())
+          .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
+          .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
+          .setFinalCheckpoint(checkpoint);
+      return publish(result, context, start);
+    }
+  }
+
+  private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
+      String jobId) throws JobFailedException, InterruptedException {
+    PruningSettings settings = request.getPruning();
+    var plan = new TrainingLoop.Plan(settings.getFineTuneEpochs(), request.getDistillation().getBatchSize(),
+        settings.getLearningRate(), request.getDistillation().getSeed());
+    ImageDataset train = data.train();
+    try {
+      TrainingLoop.fit(model, train, plan,
+          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
+          masks::apply,
+          (epoch, epochs, loss, rate) -> events.progress(jobId, STAGE, epoch, epochs, "fine-tune epoch " + epoch,
+              Map.of("loss", loss, "samplesPerSecond", rate)));
+    } catch (TrainingLoop.NonFiniteLossException e) {
+      throw new JobFailedException("pruning.learningRate", e.getMessage(), e);
+    }
+  }
+
+  private static Model load(CheckpointReady event, ImageDataset train) throws JobFailedException {
+    try {
+      Path path = ArtifactStore.open(event.getCheckpoint());
+      return Models.load(event.getArchitecture(), event.getWidth(), train.numClasses(), train.imageShape(), path);
+    } catch (IOException e) {
+      throw new JobFailedException(null, "cannot load the checkpoint to prune: " + e.getMessage(), e);
+    }
+  }
+
+  private CompletableFuture<?> publish(JobResult.Builder result, JobContext context, long start) {
+    Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
+    seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
+    JobResult done = result.setStageSeconds(seconds).setCompletedAtMs(System.currentTimeMillis()).build();
+    return events.send(Topics.RESULTS, done.getJobId(), done);
+  }
+}

@@ -1,0 +1,78 @@
+package dev.distillery.student;
+
+import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.SoftLabelBatch;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.BitSet;
+
+/**
+ * One job's soft labels as they arrive, batch by batch. A batch seen twice (a redelivery) is
+ * kept once; the set is complete when every batch index arrived.
+ */
+final class SoftLabels {
+  private final JobContext context;
+  private final int batchCount;
+  private final int classes;
+  private final double temperature;
+  private final BitSet received = new BitSet();
+  private float[] scaledLogits = new float[0];
+  private int samples;
+
+  SoftLabels(SoftLabelBatch first) {
+    this.context = first.getContext();
+    this.batchCount = first.getBatchCount();
+    this.classes = first.getNumClasses();
+    this.temperature = first.getTemperature();
+  }
+
+  /** Adds a batch; returns false when this batch index was already here. */
+  boolean add(SoftLabelBatch batch) {
+    if (batch.getBatchCount() != batchCount || batch.getNumClasses() != classes
+        || batch.getTemperature() != temperature) {
+      throw new IllegalArgumentException("soft-label batch " + batch.getBatchIndex() + " of job "
+          + batch.getJobId() + " disagrees with the job's first batch on count, classes or temperature");
+    }
+    if (received.get(batch.getBatchIndex())) {
+      return false;
+    }
+    int end = (batch.getFirstSample() + batch.getSampleCount()) * classes;
+    if (end > scaledLogits.length) {
+      scaledLogits = java.util.Arrays.copyOf(scaledLogits, Math.max(end, scaledLogits.length * 2));
+    }
+    FloatBuffer values = batch.getScaledLogits().duplicate().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+    if (values.remaining() != batch.getSampleCount() * classes) {
+      throw new IllegalArgumentException("soft-label batch " + batch.getBatchIndex() + " of job "
+          + batch.getJobId() + " holds " + values.remaining() + " floats, expected " + batch.getSampleCount() * classes);
+    }
+    values.get(scaledLogits, batch.getFirstSample() * classes, values.remaining());
+    samples = Math.max(samples, batch.getFirstSample() + batch.getSampleCount());
+    received.set(batch.getBatchIndex());
+    return true;
+  }
+
+  boolean complete() {
+    return received.cardinality() == batchCount;
+  }
+
+  JobContext context() {
+    return context;
+  }
+
+  int classes() {
+    return classes;
+  }
+
+  int samples() {
+    return samples;
+  }
+
+  /** The scaled logits of the samples {@code indices}, row after row. */
+  float[] rows(int[] indices) {
+    float[] rows = new float[indices.length * classes];
+    for (int i = 0; i < indices.length; i++) {
+      System.arraycopy(scaledLogits, indices[i] * classes, rows, i * classes, classes);
+    }
+    return rows;
+  }
+}
