@@ -9,6 +9,7 @@ import org.apache.avro.message.BinaryMessageEncoder;
 import org.apache.avro.message.SchemaStore;
 import org.apache.avro.specific.SpecificData;
 import org.apache.avro.specific.SpecificRecord;
+import org.apache.avro.util.ClassSecurityValidator;
 import org.apache.kafka.common.errors.SerializationException;
 import org.apache.kafka.common.serialization.Deserializer;
 import org.apache.kafka.common.serialization.Serde;
@@ -22,13 +23,11 @@ import org.apache.kafka.common.serialization.Serializer;
  */
 public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
   static {
-    // Avro 1.12 refuses to instantiate classes outside trusted packages.
-    String key = "org.apache.avro.SERIALIZABLE_PACKAGES";
-    String ours = "dev.distillery.schemas";
-    String current = System.getProperty(key);
-    if (current == null || !current.contains(ours)) {
-      System.setProperty(key, current == null || current.isBlank() ? ours : current + "," + ours);
-    }
+    // Avro 1.12 refuses to instantiate classes outside trusted packages. The system property it
+    // also reads is read only once, possibly before this class loads, so the API is used instead.
+    ClassSecurityValidator.ClassSecurityPredicate previous = ClassSecurityValidator.getGlobal();
+    ClassSecurityValidator.setGlobal(ClassSecurityValidator.composite(previous,
+        type -> type.getName().startsWith("dev.distillery.schemas.")));
   }
 
   private final Class<T> type;

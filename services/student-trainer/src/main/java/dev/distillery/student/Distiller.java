@@ -52,7 +52,8 @@ final class Distiller {
     StudentSpec spec = request.getStudent();
     DistillationLoss loss = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
     int classes = labels.classes();
-    try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape())) {
+    try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
+        settings.getSeed())) {
       TrainingLoop.fit(student, train,
           new TrainingLoop.Plan(settings.getEpochs(), settings.getBatchSize(), settings.getLearningRate(), settings.getSeed()),
           (logits, indices, manager) -> {

@@ -1,6 +1,7 @@
 package dev.distillery.common.ml;
 
 import ai.djl.MalformedModelException;
+import ai.djl.engine.Engine;
 import ai.djl.Model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.DataType;
@@ -23,8 +24,13 @@ import java.util.List;
 public final class Models {
   private Models() {}
 
-  /** A new model of a built-in architecture with freshly initialised weights. */
-  public static Model create(String architecture, double width, int classes, Shape imageShape) {
+  /** A new model of a built-in architecture with weights initialised from {@code seed}. */
+  public static Model create(String architecture, double width, int classes, Shape imageShape, long seed) {
+    Engine.getEngine("PyTorch").setRandomSeed((int) seed);
+    return create(architecture, width, classes, imageShape);
+  }
+
+  private static Model create(String architecture, double width, int classes, Shape imageShape) {
     Model model = Model.newInstance(architecture, "PyTorch");
     model.setBlock(Architectures.build(architecture, width, classes));
     model.getBlock().initialize(model.getNDManager(), DataType.FLOAT32, batchOf(imageShape));

@@ -1,16 +1,17 @@
 package dev.distillery.common.ml;
 
 import ai.djl.Model;
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.nn.Parameter;
 import ai.djl.training.DefaultTrainingConfig;
 import ai.djl.training.GradientCollector;
 import ai.djl.training.Trainer;
 import ai.djl.training.loss.Loss;
 import ai.djl.training.optimizer.Optimizer;
 import ai.djl.training.tracker.Tracker;
+import ai.djl.util.Pair;
 import java.util.Random;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -75,12 +76,12 @@ public final class TrainingLoop {
 
   private static double fitAlone(Model model, ImageDataset data, Plan plan, BatchLoss loss, StepHook afterStep,
       EpochListener listener) throws NonFiniteLossException {
-    Engine.getEngine("PyTorch").setRandomSeed((int) plan.seed());
     Random shuffle = new Random(plan.seed());
     int[] order = ImageDataset.range(0, data.size());
     Optimizer adam = Optimizer.adam().optLearningRateTracker(Tracker.fixed((float) plan.learningRate())).build();
     // The configured loss is never called: batches are scored by the caller's BatchLoss.
     DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.softmaxCrossEntropyLoss()).optOptimizer(adam);
+    attachGradients(model);
     double meanLoss = Double.NaN;
     try (Trainer trainer = model.newTrainer(config)) {
       for (int epoch = 1; epoch <= plan.epochs(); epoch++) {
@@ -113,6 +114,16 @@ public final class TrainingLoop {
       }
     }
     return meanLoss;
+  }
+
+  /** Weights loaded from a checkpoint come without autograd enabled; trainable ones need it. */
+  private static void attachGradients(Model model) {
+    for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+      NDArray array = p.getValue().getArray();
+      if (p.getValue().requiresGradient() && !array.hasGradient()) {
+        array.setRequiresGradient(true);
+      }
+    }
   }
 
   private static void shuffleInPlace(int[] order, Random random) {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the Distillery demo: an embedded Kafka broker, all services in one JVM, and one compression
+# job on Fashion-MNIST with live progress and a results table. Options go to DemoMain, e.g.
+#   ./demo.sh --train-limit 60000      ./demo.sh --dataset datasets/fashion-mnist-subset
+set -euo pipefail
+cd "$(dirname "$0")"
+# Must be set before the JVM starts (see services/common/.../DjlRuntime.java).
+export ONEDNN_MAX_CPU_ISA=AVX2
+export OPT_OUT_TRACKING=true
+export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
+./mvnw -q -B -DskipTests install
+exec ./mvnw -q -B -pl services/launcher exec:exec -Dexec.executable=java \
+  -Dexec.workingdir="$PWD" \
+  -Dexec.args="-Xmx4g -Dai.djl.offline=true -cp %classpath dev.distillery.launcher.DemoMain $*"

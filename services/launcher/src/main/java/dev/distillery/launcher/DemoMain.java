@@ -1,0 +1,143 @@
+package dev.distillery.launcher;
+
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.kafka.Topics;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.producer.KafkaProducer;
+
+/**
+ * The demo: an embedded Kafka broker, all services in this JVM, a teacher trained once and
+ * cached, and one compression job on Fashion-MNIST followed live until its results table.
+ *
+ * <p>Uses the full Fashion-MNIST when Debian's {@code dataset-fashion-mnist} is installed, the
+ * subset shipped in {@code datasets/} otherwise. Settings: {@code --work DIR} (default
+ * {@code var/demo}), {@code --dataset DIR}, {@code --train-limit N} (default 20000 on the full set).
+ */
+public final class DemoMain {
+  private static final Path FULL_DATASET = Path.of("/usr/share/datasets/fashion-mnist");
+  private static final Path SHIPPED_SUBSET = Path.of("datasets/fashion-mnist-subset");
+
+  private DemoMain() {}
+
+  public static void main(String[] args) throws Exception {
+    Map<String, String> options = options(args);
+    Path work = Path.of(options.getOrDefault("work", "var/demo")).toAbsolutePath();
+    Path dataset = Path.of(options.getOrDefault("dataset",
+        Files.isDirectory(FULL_DATASET) ? FULL_DATASET.toString() : SHIPPED_SUBSET.toString())).toAbsolutePath();
+    boolean full = dataset.equals(FULL_DATASET);
+    int trainLimit = Integer.parseInt(options.getOrDefault("train-limit", full ? "20000" : "0"));
+    int threads = Runtime.getRuntime().availableProcessors();
+    long started = System.nanoTime();
+    say("dataset %s (train limit %s), work directory %s", dataset, trainLimit == 0 ? "none" : trainLimit, work);
+
+    DjlRuntime.start(threads);
+    ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
+    DatasetSpec data = new DatasetSpec(DatasetFormat.IDX, dataset.toString(), trainLimit, 0);
+    Path teacher = teacher(store, data);
+
+    try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
+      KafkaTopics.ensure(broker.bootstrapServers(), 3);
+      say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
+      try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), store.root(), threads);
+          JobWatcher watcher = new JobWatcher(broker.bootstrapServers())) {
+        say("services ready; management ports %s", pipeline.managementPorts());
+        CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
+        try (KafkaProducer<String, byte[]> producer =
+            KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
+                "kafka.bootstrap.servers", broker.bootstrapServers(), "artifacts.dir", store.root().toString(),
+                "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
+          new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
+        }
+        say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
+        JobWatcher.Outcome outcome = watcher.await(request.getJobId(), Duration.ofHours(2), DemoMain::show);
+        if (outcome.failure() != null) {
+          say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
+          System.exit(1);
+        }
+        System.out.println();
+        System.out.print(ResultsTable.render(outcome.result()));
+      }
+    }
+    say("demo finished in %.1f s", (System.nanoTime() - started) / 1e9);
+  }
+
+  /** The demo's teacher, trained on first use and reused afterwards. */
+  private static Path teacher(ArtifactStore store, DatasetSpec data) throws Exception {
+    String name = "convnet-" + Path.of(data.getLocation()).getFileName() + "-" + data.getTrainLimit() + ".params";
+    Path cached = store.root().resolve("teachers").resolve(name);
+    if (Files.isRegularFile(cached)) {
+      say("teacher: reusing %s", cached);
+      return cached;
+    }
+    Datasets.TrainTest sets = Datasets.load(data);
+    say("teacher: training convnet on %d images (once; cached for later runs)", sets.train().size());
+    ImageDataset train = sets.train();
+    TeacherTraining.Teacher trained = TeacherTraining.train("convnet", 1.0, train, sets.test(),
+        new TrainingLoop.Plan(4, 64, 0.001, 7), store, name, DemoMain::say);
+    say("teacher: test accuracy %.4f, saved to %s", trained.testAccuracy(), trained.checkpoint());
+    return trained.checkpoint();
+  }
+
+  static CompressionRequest request(String jobId, Path teacher, DatasetSpec data) {
+    return CompressionRequest.newBuilder()
+        .setJobId(jobId)
+        .setSubmittedAtMs(System.currentTimeMillis())
+        .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, teacher.toUri().toString()))
+        .setDataset(data)
+        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setDistillation(new DistillationSettings(4.0, 0.7, 3, 64, 0.002, 42L))
+        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 1, 0.0005))
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
+        .setOutputUri(null)
+        .build();
+  }
+
+  private static void show(JobProgress p) {
+    int width = 30;
+    int filled = p.getTotalSteps() <= 0 ? 0 : (int) Math.min(width, width * p.getStep() / p.getTotalSteps());
+    StringBuilder metrics = new StringBuilder();
+    new TreeMap<>(p.getMetrics()).forEach((k, v) -> metrics.append(String.format(" %s=%.4g", k, v)));
+    say("%-17s [%s%s] %d/%d %s%s", p.getStage(), "#".repeat(filled), ".".repeat(width - filled),
+        p.getStep(), p.getTotalSteps(), p.getMessage(), metrics);
+  }
+
+  private static void say(String format, Object... args) {
+    System.out.printf("[demo] " + format + "%n", args);
+  }
+
+  private static Map<String, String> options(String[] args) {
+    Map<String, String> options = new TreeMap<>();
+    for (int i = 0; i + 1 < args.length; i += 2) {
+      if (!args[i].startsWith("--")) {
+        throw new IllegalArgumentException("expected --option value, got " + args[i]);
+      }
+      options.put(args[i].substring(2), args[i + 1]);
+    }
+    return options;
+  }
+}

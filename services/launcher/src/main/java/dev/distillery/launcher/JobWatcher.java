@@ -1,0 +1,69 @@
+package dev.distillery.launcher;
+
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.kafka.Topics;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
+
+/**
+ * Follows one job on the progress, results and failures topics, as any pipeline or dashboard
+ * can: it reads the topics from the beginning without joining a consumer group.
+ */
+public final class JobWatcher implements AutoCloseable {
+  /** How a job ended: exactly one of {@code result} and {@code failure} is set. */
+  public record Outcome(JobResult result, JobFailure failure) {}
+
+  private final KafkaConsumer<String, byte[]> consumer;
+
+  public JobWatcher(String bootstrapServers) {
+    consumer = new KafkaConsumer<>(Map.of(
+        ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers,
+        ConsumerConfig.CLIENT_ID_CONFIG, "distillery-watcher-" + UUID.randomUUID(),
+        ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"),
+        new StringDeserializer(), new ByteArrayDeserializer());
+    List<TopicPartition> partitions = new ArrayList<>();
+    for (String topic : List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name())) {
+      consumer.partitionsFor(topic).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));
+    }
+    consumer.assign(partitions);
+    consumer.seekToBeginning(partitions);
+  }
+
+  /** Waits for the job's result or failure, passing each progress event of the job to {@code onProgress}. */
+  public Outcome await(String jobId, Duration timeout, Consumer<JobProgress> onProgress) throws TimeoutException {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (System.nanoTime() < deadline) {
+      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+        if (!jobId.equals(record.key())) {
+          continue;
+        }
+        if (record.topic().equals(Topics.PROGRESS.name())) {
+          onProgress.accept(Topics.PROGRESS.valueSerde().deserializer().deserialize(record.topic(), record.value()));
+        } else if (record.topic().equals(Topics.RESULTS.name())) {
+          return new Outcome(Topics.RESULTS.valueSerde().deserializer().deserialize(record.topic(), record.value()), null);
+        } else {
+          return new Outcome(null, Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value()));
+        }
+      }
+    }
+    throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
+  }
+
+  @Override
+  public void close() {
+    consumer.close();
+  }
+}

@@ -1,0 +1,85 @@
+package dev.distillery.launcher;
+
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.service.StageService;
+import dev.distillery.pruner.PrunerService;
+import dev.distillery.student.StudentTrainerService;
+import dev.distillery.teacher.TeacherInferenceService;
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * All three stage services in one JVM and one Vert.x instance, pointed at one broker: the demo's
+ * and the end-to-end tests' pipeline. In production each service runs as its own process.
+ */
+public final class LocalPipeline implements AutoCloseable {
+  private final Vertx vertx;
+  private final List<StageService<?>> services;
+
+  private LocalPipeline(Vertx vertx, List<StageService<?>> services) {
+    this.vertx = vertx;
+    this.services = services;
+  }
+
+  /** Deploys the services and returns once every consumer has its partitions. */
+  public static LocalPipeline start(String bootstrapServers, Path artifactsDir, int torchThreads) throws Exception {
+    Map<String, String> keys = Map.of(
+        "kafka.bootstrap.servers", bootstrapServers,
+        "artifacts.dir", artifactsDir.toString(),
+        "worker.threads", "1",
+        "torch.threads", String.valueOf(torchThreads),
+        "management.port", "0");
+    List<StageService<?>> services = List.of(
+        new TeacherInferenceService(ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)),
+        new StudentTrainerService(ServiceConfig.fromKeys(StudentTrainerService.NAME, keys)),
+        new PrunerService(ServiceConfig.fromKeys(PrunerService.NAME, keys)));
+    Vertx vertx = Vertx.vertx();
+    LocalPipeline pipeline = new LocalPipeline(vertx, services);
+    try {
+      for (StageService<?> service : services) {
+        vertx.deployVerticle(service).await(1, TimeUnit.MINUTES);
+      }
+      pipeline.awaitReady(Duration.ofMinutes(1));
+      return pipeline;
+    } catch (Exception e) {
+      pipeline.close();
+      throw e;
+    }
+  }
+
+  private void awaitReady(Duration timeout) throws Exception {
+    Promise<Void> ready = Promise.promise();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    vertx.setPeriodic(50, timer -> {
+      if (services.stream().allMatch(StageService::ready)) {
+        vertx.cancelTimer(timer);
+        ready.tryComplete();
+      } else if (System.nanoTime() > deadline) {
+        vertx.cancelTimer(timer);
+        ready.tryFail(new TimeoutException("services not ready after " + timeout));
+      }
+    });
+    ready.future().await(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
+  }
+
+  /** Management ports of the services, by service name. */
+  public Map<String, Integer> managementPorts() {
+    return Map.of(
+        TeacherInferenceService.NAME, services.get(0).managementPort(),
+        StudentTrainerService.NAME, services.get(1).managementPort(),
+        PrunerService.NAME, services.get(2).managementPort());
+  }
+
+  @Override
+  public void close() throws Exception {
+    Future<Void> closed = vertx.close();
+    closed.await(1, TimeUnit.MINUTES);
+  }
+}

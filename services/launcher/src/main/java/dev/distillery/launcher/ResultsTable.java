@@ -1,0 +1,44 @@
+package dev.distillery.launcher;
+
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.ModelMetrics;
+import java.util.Map;
+import java.util.TreeMap;
+
+/** A job's result as a table for a terminal. */
+public final class ResultsTable {
+  private ResultsTable() {}
+
+  public static String render(JobResult result) {
+    StringBuilder out = new StringBuilder();
+    out.append(String.format("%-8s %-9s %6s %10s %10s %10s %12s%n",
+        "model", "arch", "width", "accuracy", "params", "non-zero", "bytes"));
+    row(out, "teacher", result.getTeacher());
+    row(out, "student", result.getStudent());
+    row(out, "pruned", result.getPruned());
+    if (result.getPruned() != null) {
+      out.append(String.format("sparsity of prunable weights: %.4f (target %.4f)%n",
+          result.getSparsity(), result.getTargetSparsity()));
+    }
+    if (result.getTeacher() != null) {
+      ModelMetrics last = result.getPruned() != null ? result.getPruned() : result.getStudent();
+      if (last != null) {
+        out.append(String.format("non-zero parameters: %.1fx fewer than the teacher%n",
+            (double) result.getTeacher().getNonZeroParameters() / last.getNonZeroParameters()));
+      }
+    }
+    Map<String, Double> seconds = new TreeMap<>(result.getStageSeconds());
+    seconds.forEach((stage, s) -> out.append(String.format("%-18s %8.1f s%n", stage, s)));
+    out.append("final checkpoint: ").append(result.getFinalCheckpoint().getUri())
+        .append(" (sha256 ").append(result.getFinalCheckpoint().getSha256(), 0, 16).append("...)\n");
+    return out.toString();
+  }
+
+  private static void row(StringBuilder out, String name, ModelMetrics m) {
+    if (m == null) {
+      return;
+    }
+    out.append(String.format("%-8s %-9s %6.2f %10.4f %10d %10d %12d%n", name, m.getArchitecture(), m.getWidth(),
+        m.getTestAccuracy(), m.getParameters(), m.getNonZeroParameters(), m.getCheckpointBytes()));
+  }
+}

@@ -1,0 +1,36 @@
+package dev.distillery.launcher;
+
+import ai.djl.Model;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Losses;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.schemas.ArtifactRef;
+import java.nio.file.Path;
+import java.util.function.Consumer;
+
+/**
+ * Trains a teacher on hard labels: the demo and the tests need one before anything can be
+ * compressed. Users bring their own teacher checkpoint instead.
+ */
+public final class TeacherTraining {
+  private TeacherTraining() {}
+
+  /** The trained teacher's checkpoint and test accuracy. */
+  public record Teacher(Path checkpoint, double testAccuracy) {}
+
+  public static Teacher train(String architecture, double width, ImageDataset train, ImageDataset test,
+      TrainingLoop.Plan plan, ArtifactStore store, String name, Consumer<String> log) throws Exception {
+    try (Model model = Models.create(architecture, width, train.numClasses(), train.imageShape(), plan.seed())) {
+      TrainingLoop.fit(model, train, plan,
+          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
+          () -> {},
+          (epoch, epochs, loss, rate) -> log.accept(String.format(
+              "teacher %s epoch %d/%d: loss %.4f, %.0f samples/s", architecture, epoch, epochs, loss, rate)));
+      ArtifactRef ref = Models.save(model, store, "teachers", name);
+      return new Teacher(ArtifactStore.localPath(ref.getUri()), Evaluation.accuracy(model, test));
+    }
+  }
+}

@@ -1,0 +1,157 @@
+package dev.distillery.launcher;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.djl.Model;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.DeadLetters;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.pruner.L1Unstructured;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.LayerSparsity;
+import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.kafka.Topics;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
+
+/**
+ * One real job through a real broker and real libtorch, with the bad inputs that must not stop
+ * the services: a malformed record and an invalid request, sent ahead of the good one.
+ */
+final class PipelineScenario {
+  static final Path SUBSET = Path.of("../../datasets/fashion-mnist-subset").toAbsolutePath().normalize();
+  static final double SPARSITY = 0.5;
+
+  private PipelineScenario() {}
+
+  static void run(String bootstrapServers, Path work) throws Exception {
+    DjlRuntime.start(2);
+    KafkaTopics.ensure(bootstrapServers, 2);
+    ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
+    DatasetSpec data = new DatasetSpec(DatasetFormat.IDX, SUBSET.toString(), 0, 0);
+    Datasets.TrainTest sets = Datasets.load(data);
+    TeacherTraining.Teacher teacher = TeacherTraining.train("convnet", 0.5, sets.train(), sets.test(),
+        new TrainingLoop.Plan(2, 64, 0.002, 1), store, "teacher.params", line -> {});
+
+    String suffix = UUID.randomUUID().toString().substring(0, 8);
+    CompressionRequest good = CompressionRequest.newBuilder(DemoMain.request("good-" + suffix, teacher.checkpoint(), data))
+        .setDistillation(new DistillationSettings(4.0, 0.7, 2, 64, 0.002, 42L))
+        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, SPARSITY, 1, 0.0005))
+        .build();
+    CompressionRequest unknownStudent = CompressionRequest.newBuilder(good)
+        .setJobId("bad-arch-" + suffix).setStudent(new StudentSpec("resnet-9000", 1.0)).build();
+
+    try (LocalPipeline pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2);
+        JobWatcher watcher = new JobWatcher(bootstrapServers);
+        KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("scenario", Map.of(
+            "kafka.bootstrap.servers", bootstrapServers, "artifacts.dir", store.root().toString(),
+            "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
+      String malformedKey = "garbage-" + suffix;
+      // Everything keyed alike lands on one partition, in order: bad inputs first.
+      producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), malformedKey,
+          "{\"jobId\": \"not avro\"}".getBytes(StandardCharsets.UTF_8))).get(30, TimeUnit.SECONDS);
+      JobEvents events = new JobEvents(producer);
+      events.send(Topics.REQUESTS, unknownStudent.getJobId(), unknownStudent).get(30, TimeUnit.SECONDS);
+      events.send(Topics.REQUESTS, good.getJobId(), good).get(30, TimeUnit.SECONDS);
+
+      ConsumerRecord<String, byte[]> deadLetter = awaitDeadLetter(bootstrapServers, malformedKey, Duration.ofMinutes(1));
+      assertThat(new String(deadLetter.value(), StandardCharsets.UTF_8)).isEqualTo("{\"jobId\": \"not avro\"}");
+      assertThat(header(deadLetter, DeadLetters.REASON)).contains("CompressionRequest");
+      assertThat(header(deadLetter, DeadLetters.SOURCE_TOPIC)).isEqualTo(Topics.REQUESTS.name());
+
+      JobWatcher.Outcome rejected = watcher.await(unknownStudent.getJobId(), Duration.ofMinutes(1), p -> {});
+      assertThat(rejected.failure()).isNotNull();
+      assertThat(rejected.failure().getField()).isEqualTo("student.architecture");
+      assertThat(rejected.failure().getReason()).contains("resnet-9000");
+
+      JobWatcher.Outcome outcome = watcher.await(good.getJobId(), Duration.ofMinutes(10), p -> {});
+      assertThat(outcome.failure()).as("failure of the good job").isNull();
+      checkResult(outcome.result(), sets, good);
+    }
+  }
+
+  private static void checkResult(JobResult result, Datasets.TrainTest sets, CompressionRequest request)
+      throws Exception {
+    // A model that has learnt nothing scores about 0.1 on ten balanced classes.
+    assertThat(result.getTeacher().getTestAccuracy()).isGreaterThan(0.6);
+    assertThat(result.getStudent().getTestAccuracy()).isGreaterThan(0.6);
+    assertThat(result.getPruned().getTestAccuracy()).isGreaterThan(0.6);
+    assertThat(result.getStudent().getParameters()).isLessThan(result.getTeacher().getParameters());
+    assertThat(result.getStageSeconds()).containsKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
+
+    long weights = 0;
+    long expectedZeros = 0;
+    for (LayerSparsity layer : result.getLayers()) {
+      assertThat(layer.getZeros()).as(layer.getName()).isEqualTo(L1Unstructured.prunedCount(SPARSITY, layer.getWeights()));
+      weights += layer.getWeights();
+      expectedZeros += L1Unstructured.prunedCount(SPARSITY, layer.getWeights());
+    }
+    assertThat(result.getSparsity()).isEqualTo((double) expectedZeros / weights);
+    assertThat(result.getSparsity()).isCloseTo(SPARSITY, org.assertj.core.data.Offset.offset(0.01));
+
+    // The checkpoint is where the event says, with the bytes it says, and really that sparse.
+    Path checkpoint = ArtifactStore.open(result.getFinalCheckpoint());
+    assertThat(ArtifactStore.sha256Of(checkpoint)).isEqualTo(result.getFinalCheckpoint().getSha256());
+    try (Model pruned = Models.load("lenet5", request.getStudent().getWidth(), sets.train().numClasses(),
+        sets.train().imageShape(), checkpoint)) {
+      long zeros = 0;
+      long total = 0;
+      for (var weight : Models.prunableWeights(pruned)) {
+        total += weight.getValue().getArray().size();
+        zeros += weight.getValue().getArray().size() - Models.nonZero(weight.getValue().getArray());
+      }
+      assertThat(total).isEqualTo(weights);
+      assertThat(zeros).isEqualTo(expectedZeros);
+      assertThat(Models.nonZeroCount(pruned)).isEqualTo(result.getPruned().getNonZeroParameters());
+    }
+  }
+
+  private static ConsumerRecord<String, byte[]> awaitDeadLetter(String bootstrapServers, String key, Duration timeout) {
+    try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(
+        ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers), new StringDeserializer(), new ByteArrayDeserializer())) {
+      List<TopicPartition> partitions = consumer.partitionsFor(Topics.DEAD_LETTERS.name()).stream()
+          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+      consumer.assign(partitions);
+      consumer.seekToBeginning(partitions);
+      long deadline = System.nanoTime() + timeout.toNanos();
+      while (System.nanoTime() < deadline) {
+        for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+          if (key.equals(record.key())) {
+            return record;
+          }
+        }
+      }
+      throw new AssertionError("no dead letter with key " + key + " within " + timeout);
+    }
+  }
+
+  private static String header(ConsumerRecord<String, byte[]> record, String name) {
+    var header = record.headers().lastHeader(name);
+    return header == null ? null : new String(header.value(), StandardCharsets.UTF_8);
+  }
+}
