@@ -11,4 +11,4 @@ export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 ./mvnw -q -B -DskipTests install
 exec ./mvnw -q -B -pl services/launcher exec:exec -Dexec.executable=java \
   -Dexec.workingdir="$PWD" \
-  -Dexec.args="-Xmx4g -Dai.djl.offline=true -cp %classpath dev.distillery.launcher.DemoMain $*"
+  -Dexec.args="-Xmx4g -Dai.djl.offline=true -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.distillery.schemas -cp %classpath dev.distillery.launcher.DemoMain $*"

@@ -23,8 +23,9 @@ import org.apache.kafka.common.serialization.Serializer;
  */
 public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
   static {
-    // Avro 1.12 refuses to instantiate classes outside trusted packages. The system property it
-    // also reads is read only once, possibly before this class loads, so the API is used instead.
+    // Avro 1.12 refuses to instantiate classes outside trusted packages. Its system property
+    // (org.apache.avro.SERIALIZABLE_PACKAGES, set by the launch scripts and the build) is read once,
+    // at Avro's first use, which may precede this class: the API adds our package regardless.
     ClassSecurityValidator.ClassSecurityPredicate previous = ClassSecurityValidator.getGlobal();
     ClassSecurityValidator.setGlobal(ClassSecurityValidator.composite(previous,
         type -> type.getName().startsWith("dev.distillery.schemas.")));

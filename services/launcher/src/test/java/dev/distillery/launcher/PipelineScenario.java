@@ -6,7 +6,6 @@ import ai.djl.Model;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.DeadLetters;
-import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
@@ -21,13 +20,16 @@ import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.kafka.Topics;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -72,12 +74,10 @@ final class PipelineScenario {
             "kafka.bootstrap.servers", bootstrapServers, "artifacts.dir", store.root().toString(),
             "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
       String malformedKey = "garbage-" + suffix;
-      // Everything keyed alike lands on one partition, in order: bad inputs first.
-      producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), malformedKey,
-          "{\"jobId\": \"not avro\"}".getBytes(StandardCharsets.UTF_8))).get(30, TimeUnit.SECONDS);
-      JobEvents events = new JobEvents(producer);
-      events.send(Topics.REQUESTS, unknownStudent.getJobId(), unknownStudent).get(30, TimeUnit.SECONDS);
-      events.send(Topics.REQUESTS, good.getJobId(), good).get(30, TimeUnit.SECONDS);
+      // All on one partition, bad inputs first: the good job proves the service went on.
+      send(producer, malformedKey, "{\"jobId\": \"not avro\"}".getBytes(StandardCharsets.UTF_8));
+      send(producer, unknownStudent.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", unknownStudent));
+      send(producer, good.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", good));
 
       ConsumerRecord<String, byte[]> deadLetter = awaitDeadLetter(bootstrapServers, malformedKey, Duration.ofMinutes(1));
       assertThat(new String(deadLetter.value(), StandardCharsets.UTF_8)).isEqualTo("{\"jobId\": \"not avro\"}");
@@ -89,8 +89,11 @@ final class PipelineScenario {
       assertThat(rejected.failure().getField()).isEqualTo("student.architecture");
       assertThat(rejected.failure().getReason()).contains("resnet-9000");
 
-      JobWatcher.Outcome outcome = watcher.await(good.getJobId(), Duration.ofMinutes(10), p -> {});
+      Set<Stage> stagesWithProgress = EnumSet.noneOf(Stage.class);
+      JobWatcher.Outcome outcome = watcher.await(good.getJobId(), Duration.ofMinutes(10),
+          progress -> stagesWithProgress.add(progress.getStage()));
       assertThat(outcome.failure()).as("failure of the good job").isNull();
+      assertThat(stagesWithProgress).containsExactlyInAnyOrder(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING);
       checkResult(outcome.result(), sets, good);
     }
   }
@@ -129,6 +132,10 @@ final class PipelineScenario {
       assertThat(zeros).isEqualTo(expectedZeros);
       assertThat(Models.nonZeroCount(pruned)).isEqualTo(result.getPruned().getNonZeroParameters());
     }
+  }
+
+  private static void send(KafkaProducer<String, byte[]> producer, String key, byte[] value) throws Exception {
+    producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), 0, key, value)).get(30, TimeUnit.SECONDS);
   }
 
   private static ConsumerRecord<String, byte[]> awaitDeadLetter(String bootstrapServers, String key, Duration timeout) {

@@ -1,0 +1,66 @@
+package dev.distillery.common.ml;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.zip.GZIPOutputStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class IdxReaderTest {
+  static final Path SUBSET = Path.of("../../datasets/fashion-mnist-subset");
+
+  @Test
+  void readsPlainAndGzippedFilesAlike(@TempDir Path dir) throws IOException {
+    byte[] pixels = {0, 1, 2, 3, 4, 5, 6, (byte) 255, 8, 9, 10, 11};
+    writeIdx(Files.newOutputStream(dir.resolve("plain")), 0x00000803, new int[] {3, 2, 2}, pixels);
+    writeIdx(new GZIPOutputStream(Files.newOutputStream(dir.resolve("zipped"))), 0x00000803, new int[] {3, 2, 2}, pixels);
+    for (String name : new String[] {"plain", "zipped"}) {
+      IdxReader.IdxArray array = IdxReader.read(dir.resolve(name));
+      assertThat(array.shape()).containsExactly(3, 2, 2);
+      assertThat(array.data()).containsExactly(pixels);
+    }
+  }
+
+  @Test
+  void rejectsWhatIsNotUnsignedByteIdx(@TempDir Path dir) throws IOException {
+    writeIdx(Files.newOutputStream(dir.resolve("floats")), 0x00000D01, new int[] {1}, new byte[4]);
+    assertThatThrownBy(() -> IdxReader.read(dir.resolve("floats"))).hasMessageContaining("not an unsigned-byte IDX");
+    writeIdx(Files.newOutputStream(dir.resolve("short")), 0x00000801, new int[] {10}, new byte[3]);
+    assertThatThrownBy(() -> IdxReader.read(dir.resolve("short"))).isInstanceOf(IOException.class);
+  }
+
+  @Test
+  void theShippedSubsetIsFashionMnist() throws IOException {
+    ImageDataset train = Datasets.read(SUBSET, "train");
+    ImageDataset test = Datasets.read(SUBSET, "t10k");
+    assertThat(train.size()).isEqualTo(4000);
+    assertThat(test.size()).isEqualTo(1000);
+    assertThat(train.numClasses()).isEqualTo(10);
+    assertThat(train.imageShape().getShape()).containsExactly(1, 28, 28);
+    // The first training image of Fashion-MNIST is an ankle boot (class 9), the first test image too.
+    assertThat(train.label(0)).isEqualTo(9);
+    assertThat(test.label(0)).isEqualTo(9);
+    assertThat(train.limit(100).size()).isEqualTo(100);
+  }
+
+  @Test
+  void aMissingFileIsNamed(@TempDir Path dir) {
+    assertThatThrownBy(() -> Datasets.read(dir, "train")).hasMessageContaining("train-images-idx3-ubyte");
+  }
+
+  private static void writeIdx(OutputStream target, int magic, int[] shape, byte[] data) throws IOException {
+    try (DataOutputStream out = new DataOutputStream(target)) {
+      out.writeInt(magic);
+      for (int dim : shape) {
+        out.writeInt(dim);
+      }
+      out.write(data);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+package dev.distillery.student;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.SoftLabelBatch;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class SoftLabelsTest {
+  private static final JobContext CONTEXT = JobContext.newBuilder()
+      .setRequest(CompressionRequest.newBuilder().setJobId("j")
+          .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, "/t"))
+          .setDataset(new DatasetSpec(DatasetFormat.IDX, "/d", 0, 0))
+          .setStudent(new StudentSpec("lenet5", 1.0))
+          .setDistillation(DistillationSettings.newBuilder().build())
+          .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.5, 1, 0.001))
+          .setStages(List.of()).build())
+      .setStageSeconds(Map.of()).build();
+
+  /** Batch {@code index} of 3: samples 2*index and 2*index+1 (the last holds one), 2 classes. */
+  private static SoftLabelBatch batch(int index, float value) {
+    int count = index == 2 ? 1 : 2;
+    ByteBuffer logits = ByteBuffer.allocate(count * 2 * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < count * 2; i++) {
+      logits.putFloat(value + i);
+    }
+    return new SoftLabelBatch("j", CONTEXT, index, 3, index * 2, count, 2, 4.0, logits.flip());
+  }
+
+  @Test
+  void assemblesOutOfOrderBatchesAndKeepsTheFirstOfDuplicates() {
+    SoftLabels labels = new SoftLabels(batch(2, 40f));
+    assertThat(labels.add(batch(2, 40f))).isTrue();
+    assertThat(labels.add(batch(0, 0f))).isTrue();
+    assertThat(labels.complete()).isFalse();
+    assertThat(labels.add(batch(0, 99f))).isFalse();
+    assertThat(labels.add(batch(1, 20f))).isTrue();
+    assertThat(labels.complete()).isTrue();
+    assertThat(labels.samples()).isEqualTo(5);
+    assertThat(labels.rows(new int[] {4, 0, 3})).containsExactly(40f, 41f, 0f, 1f, 22f, 23f);
+  }
+
+  @Test
+  void rejectsABatchThatDisagreesWithTheJob() {
+    SoftLabels labels = new SoftLabels(batch(0, 0f));
+    SoftLabelBatch otherTemperature = SoftLabelBatch.newBuilder(batch(1, 0f)).setTemperature(2.0).build();
+    assertThatThrownBy(() -> labels.add(otherTemperature)).hasMessageContaining("disagrees");
+    SoftLabelBatch truncated = SoftLabelBatch.newBuilder(batch(1, 0f)).setScaledLogits(ByteBuffer.allocate(4)).build();
+    assertThatThrownBy(() -> labels.add(truncated)).hasMessageContaining("holds 1 floats, expected 4");
+  }
+}
