@@ -8,6 +8,9 @@ cd "$(dirname "$0")"
 export ONEDNN_MAX_CPU_ISA=AVX2
 export OPT_OUT_TRACKING=true
 export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
+# Keep freed activation buffers in the process instead of returning them to the OS after every
+# step: measured 2.6x faster convnet training here (340 -> 890 samples/s, bench notes in README).
+export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
 ./mvnw -q -B -DskipTests install
 exec ./mvnw -q -B -pl services/launcher exec:exec -Dexec.executable=java \
   -Dexec.workingdir="$PWD" \

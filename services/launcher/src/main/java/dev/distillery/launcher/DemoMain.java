@@ -111,7 +111,7 @@ public final class DemoMain {
         .setDataset(data)
         .setStudent(new StudentSpec("lenet5", 1.0))
         .setDistillation(new DistillationSettings(4.0, 0.7, 3, 64, 0.002, 42L))
-        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 1, 0.0005))
+        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 2, 0.001))
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .setOutputUri(null)
         .build();

@@ -8,6 +8,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.clients.consumer.Consumer;
@@ -117,8 +118,16 @@ public final class StageConsumer<V> implements Runnable {
             .whenComplete((ok, error) -> finished.add(new Finished(partition, record.offset(), error)));
         continue;
       }
-      handler.handle(record, value)
-          .whenComplete((ok, error) -> finished.add(new Finished(partition, record.offset(), error)));
+      CompletionStage<?> outputs;
+      try {
+        outputs = handler.handle(record, value);
+      } catch (RuntimeException e) {
+        // A record the stage cannot even start on must not stop the partition behind it.
+        LOG.warn("dead-lettering {}-{}@{}: {}", record.topic(), record.partition(), record.offset(), e.toString());
+        metrics.deadLettered();
+        outputs = deadLetters.send(record, "rejected by " + input.name() + " handler: " + e);
+      }
+      outputs.whenComplete((ok, error) -> finished.add(new Finished(partition, record.offset(), error)));
     }
   }
 

@@ -42,28 +42,32 @@ public abstract class StageService<V> extends VerticleBase {
 
   @Override
   public Future<?> start() {
-    DjlRuntime.start(config.torchThreads());
-    producer = KafkaClients.producer(config);
-    JobEvents events = new JobEvents(producer);
-    workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
-    stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input, handler(events, workers),
-        new DeadLetters(events, config.service()), metrics);
-    Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
-    thread.setDaemon(true);
-    thread.start();
-    management = new ManagementServer(vertx, config.managementPort());
-    return management.start(stageConsumer::healthy, stageConsumer::ready, metrics).onSuccess(port -> {
+    // Loading libtorch takes seconds: not on the event loop.
+    return vertx.executeBlocking(() -> DjlRuntime.start(config.torchThreads())).compose(engine -> {
+      producer = KafkaClients.producer(config);
+      JobEvents events = new JobEvents(producer);
+      workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
+      stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input, handler(events, workers),
+          new DeadLetters(events, config.service()), metrics);
+      Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
+      thread.setDaemon(true);
+      thread.start();
+      management = new ManagementServer(vertx, config.managementPort());
+      return management.start(stageConsumer::healthy, stageConsumer::ready, metrics);
+    }).onSuccess(port -> {
       managementPort = port;
       LOG.info("{} consuming {}; management on port {}", config.service(), input.name(), port);
     });
   }
 
   @Override
-  public Future<?> stop() throws Exception {
-    stageConsumer.stop();
-    workers.close();
-    producer.close();
-    return management.stop();
+  public Future<?> stop() {
+    return vertx.executeBlocking(() -> {
+      stageConsumer.stop();
+      workers.close();
+      producer.close();
+      return null;
+    }).compose(v -> management.stop());
   }
 
   /** True once the consumer has partitions: the service takes work. */

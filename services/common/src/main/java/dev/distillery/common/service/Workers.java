@@ -22,17 +22,29 @@ public final class Workers implements AutoCloseable {
     this.size = size;
   }
 
+  /**
+   * Runs {@code task} on the pool. The returned future completes on the worker thread, so what
+   * follows it (publishing outputs, which may block on Kafka) never runs on an event loop.
+   */
   public <T> CompletableFuture<T> submit(Callable<T> task) {
     inFlight.incrementAndGet();
     CompletableFuture<T> result = new CompletableFuture<>();
-    executor.executeBlocking(task, false).onComplete(done -> {
-      inFlight.decrementAndGet();
-      if (done.succeeded()) {
-        result.complete(done.result());
-      } else {
-        result.completeExceptionally(done.cause());
+    executor.executeBlocking(() -> {
+      T value = null;
+      Throwable error = null;
+      try {
+        value = task.call();
+      } catch (Throwable t) {
+        error = t;
       }
-    });
+      inFlight.decrementAndGet();
+      if (error == null) {
+        result.complete(value);
+      } else {
+        result.completeExceptionally(error);
+      }
+      return null;
+    }, false);
     return result;
   }
 
