@@ -16,6 +16,10 @@ import java.util.regex.Pattern;
 
 /** Checks a request before any work starts, naming each field that is wrong and why. */
 public final class RequestValidation {
+  /** Bounds that keep one job from holding a worker for days or allocating without limit. */
+  private static final int MAX_EPOCHS = 1000;
+  private static final double MAX_WIDTH = 16;
+
   private static final Pattern JOB_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
   /** One problem with one field of a request. */
@@ -39,7 +43,7 @@ public final class RequestValidation {
     } else if (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture())) {
       problems.add(new Violation("teacher.architecture", unknownArchitecture(teacher.getArchitecture())));
     }
-    positive(problems, "teacher.width", teacher.getWidth());
+    width(problems, "teacher.width", teacher.getWidth());
     localFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri(), false);
 
     var dataset = request.getDataset();
@@ -57,15 +61,15 @@ public final class RequestValidation {
     if (!Architectures.isKnown(request.getStudent().getArchitecture())) {
       problems.add(new Violation("student.architecture", unknownArchitecture(request.getStudent().getArchitecture())));
     }
-    positive(problems, "student.width", request.getStudent().getWidth());
+    width(problems, "student.width", request.getStudent().getWidth());
 
     DistillationSettings d = request.getDistillation();
-    positive(problems, "distillation.temperature", d.getTemperature());
+    within(problems, "distillation.temperature", d.getTemperature(), 0.01, 100);
     if (!(d.getAlpha() >= 0 && d.getAlpha() <= 1)) {
       problems.add(new Violation("distillation.alpha", "must be within [0, 1], was " + d.getAlpha()));
     }
-    atLeast(problems, "distillation.epochs", d.getEpochs(), 1);
-    atLeast(problems, "distillation.batchSize", d.getBatchSize(), 1);
+    between(problems, "distillation.epochs", d.getEpochs(), 1, MAX_EPOCHS);
+    between(problems, "distillation.batchSize", d.getBatchSize(), 1, 65_536);
     positive(problems, "distillation.learningRate", d.getLearningRate());
 
     PruningSettings p = request.getPruning();
@@ -75,7 +79,7 @@ public final class RequestValidation {
     if (!(p.getTargetSparsity() >= 0 && p.getTargetSparsity() <= 1)) {
       problems.add(new Violation("pruning.targetSparsity", "must be within [0, 1], was " + p.getTargetSparsity()));
     }
-    atLeast(problems, "pruning.fineTuneEpochs", p.getFineTuneEpochs(), 0);
+    between(problems, "pruning.fineTuneEpochs", p.getFineTuneEpochs(), 0, MAX_EPOCHS);
     positive(problems, "pruning.learningRate", p.getLearningRate());
 
     List<Stage> stages = request.getStages();
@@ -104,9 +108,19 @@ public final class RequestValidation {
     }
   }
 
-  private static void atLeast(List<Violation> problems, String field, int value, int min) {
-    if (value < min) {
-      problems.add(new Violation(field, "must be at least " + min + ", was " + value));
+  private static void width(List<Violation> problems, String field, double value) {
+    within(problems, field, value, 0.01, MAX_WIDTH);
+  }
+
+  private static void within(List<Violation> problems, String field, double value, double min, double max) {
+    if (!(value >= min && value <= max)) {
+      problems.add(new Violation(field, "must be within [" + min + ", " + max + "], was " + value));
+    }
+  }
+
+  private static void between(List<Violation> problems, String field, int value, int min, int max) {
+    if (value < min || value > max) {
+      problems.add(new Violation(field, "must be within [" + min + ", " + max + "], was " + value));
     }
   }
 

@@ -88,17 +88,21 @@ public final class DemoMain {
 
   /** The demo's teacher, trained on first use and reused afterwards. */
   private static Path teacher(ArtifactStore store, DatasetSpec data) throws Exception {
-    String name = "convnet-" + Path.of(data.getLocation()).getFileName() + "-" + data.getTrainLimit() + ".params";
-    Path cached = store.root().resolve("teachers").resolve(name);
-    if (Files.isRegularFile(cached)) {
-      say("teacher: reusing %s", cached);
-      return cached;
+    String stem = "convnet-" + Path.of(data.getLocation()).getFileName() + "-" + data.getTrainLimit();
+    Path teachers = store.root().resolve("teachers");
+    if (Files.isDirectory(teachers)) {
+      try (var files = Files.newDirectoryStream(teachers, stem + "-*.params")) {
+        for (Path cached : files) {
+          say("teacher: reusing %s", cached);
+          return cached;
+        }
+      }
     }
     Datasets.TrainTest sets = Datasets.load(data);
     say("teacher: training convnet on %d images (once; cached for later runs)", sets.train().size());
     ImageDataset train = sets.train();
     TeacherTraining.Teacher trained = TeacherTraining.train("convnet", 1.0, train, sets.test(),
-        new TrainingLoop.Plan(4, 64, 0.001, 7), store, name, DemoMain::say);
+        new TrainingLoop.Plan(4, 64, 0.001, 7), store, stem + ".params", DemoMain::say);
     say("teacher: test accuracy %.4f, saved to %s", trained.testAccuracy(), trained.checkpoint());
     return trained.checkpoint();
   }

@@ -5,7 +5,10 @@ import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.kafka.Topics;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -27,6 +30,8 @@ public final class JobWatcher implements AutoCloseable {
   public record Outcome(JobResult result, JobFailure failure) {}
 
   private final KafkaConsumer<String, byte[]> consumer;
+  /** Records of jobs nobody is waiting for yet, so a later {@link #await} still sees them. */
+  private final Map<String, Deque<ConsumerRecord<String, byte[]>>> backlog = new HashMap<>();
 
   public JobWatcher(String bootstrapServers) {
     consumer = new KafkaConsumer<>(Map.of(
@@ -44,12 +49,10 @@ public final class JobWatcher implements AutoCloseable {
 
   /** Waits for the job's result or failure, passing each progress event of the job to {@code onProgress}. */
   public Outcome await(String jobId, Duration timeout, Consumer<JobProgress> onProgress) throws TimeoutException {
+    Deque<ConsumerRecord<String, byte[]>> mine = backlog.computeIfAbsent(jobId, id -> new ArrayDeque<>());
     long deadline = System.nanoTime() + timeout.toNanos();
-    while (System.nanoTime() < deadline) {
-      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-        if (!jobId.equals(record.key())) {
-          continue;
-        }
+    while (true) {
+      for (ConsumerRecord<String, byte[]> record; (record = mine.poll()) != null; ) {
         if (record.topic().equals(Topics.PROGRESS.name())) {
           onProgress.accept(Topics.PROGRESS.valueSerde().deserializer().deserialize(record.topic(), record.value()));
         } else if (record.topic().equals(Topics.RESULTS.name())) {
@@ -58,8 +61,15 @@ public final class JobWatcher implements AutoCloseable {
           return new Outcome(null, Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value()));
         }
       }
+      if (System.nanoTime() > deadline) {
+        throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
+      }
+      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+        if (record.key() != null) {
+          backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
+        }
+      }
     }
-    throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
   }
 
   @Override

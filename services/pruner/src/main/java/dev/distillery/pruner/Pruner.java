@@ -56,7 +56,7 @@ final class Pruner {
     PruningSettings settings = request.getPruning();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     ImageDataset train = data.train();
-    try (Model model = load(event, train)) {
+    try (Model model = load(event, data)) {
       double before = Evaluation.accuracy(model, data.test());
       PruningMasks masks = PruningMasks.l1PerLayer(model, settings.getTargetSparsity());
       double pruned = Evaluation.accuracy(model, data.test());
@@ -95,14 +95,14 @@ final class Pruner {
           (epoch, epochs, loss, rate) -> events.progress(jobId, STAGE, epoch, epochs, "fine-tune epoch " + epoch,
               Map.of("loss", loss, "samplesPerSecond", rate)));
     } catch (TrainingLoop.NonFiniteLossException e) {
-      throw new JobFailedException("pruning.learningRate", e.getMessage(), e);
+      throw new JobFailedException(null, "fine-tuning: " + e.getMessage() + " (pruning.learningRate)", e);
     }
   }
 
-  private static Model load(CheckpointReady event, ImageDataset train) throws JobFailedException {
+  private static Model load(CheckpointReady event, Datasets.TrainTest data) throws JobFailedException {
     try {
       Path path = ArtifactStore.open(event.getCheckpoint());
-      return Models.load(event.getArchitecture(), event.getWidth(), train.numClasses(), train.imageShape(), path);
+      return Models.load(event.getArchitecture(), event.getWidth(), data.numClasses(), data.train().imageShape(), path);
     } catch (IOException e) {
       throw new JobFailedException(null, "cannot load the checkpoint to prune: " + e.getMessage(), e);
     }

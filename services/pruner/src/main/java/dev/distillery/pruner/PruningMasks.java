@@ -37,9 +37,13 @@ final class PruningMasks {
   /** Zeroes the pruned weights in place. */
   void apply() {
     // In-place writes to leaf tensors that require gradients are refused while autograd records.
-    DjlRuntime.inferenceMode();
-    for (Masked m : masks) {
-      m.parameter().getArray().muli(m.mask());
+    boolean gradMode = DjlRuntime.inferenceMode();
+    try {
+      for (Masked m : masks) {
+        m.parameter().getArray().muli(m.mask());
+      }
+    } finally {
+      DjlRuntime.restoreGradMode(gradMode);
     }
   }
 

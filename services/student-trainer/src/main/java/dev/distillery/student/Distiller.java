@@ -45,9 +45,9 @@ final class Distiller {
     DistillationSettings settings = request.getDistillation();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     ImageDataset train = data.train();
-    if (labels.samples() != train.size() || labels.classes() != train.numClasses()) {
-      throw new JobFailedException("dataset", "soft labels cover " + labels.samples() + " samples of "
-          + labels.classes() + " classes, but the training set has " + train.size() + " of " + train.numClasses());
+    if (labels.samples() != train.size() || labels.classes() != data.numClasses()) {
+      throw new JobFailedException("dataset.location", "soft labels cover " + labels.samples() + " samples of "
+          + labels.classes() + " classes, but the dataset has " + train.size() + " training samples of " + data.numClasses());
     }
     StudentSpec spec = request.getStudent();
     DistillationLoss loss = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
@@ -79,7 +79,7 @@ final class Distiller {
           .setJobId(jobId).setProducedBy(STAGE).setContext(next)
           .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(checkpoint).build());
     } catch (TrainingLoop.NonFiniteLossException e) {
-      throw new JobFailedException("distillation.learningRate", e.getMessage(), e);
+      throw new JobFailedException(null, e.getMessage() + " (distillation.learningRate, distillation.temperature)", e);
     }
   }
 

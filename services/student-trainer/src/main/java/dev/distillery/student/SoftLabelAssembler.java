@@ -7,31 +7,45 @@ import dev.distillery.common.service.StageMetrics;
 import dev.distillery.common.service.Workers;
 import dev.distillery.schemas.SoftLabelBatch;
 import dev.distillery.schemas.Stage;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeoutException;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 
 /**
  * Gathers each job's soft-label batches and starts its distillation once the set is complete.
- * No batch record is marked done before the job's checkpoint (or failure) is published, so a
- * crash mid-job re-delivers every batch of that job. Runs on the consumer thread.
+ * Every batch record of a job, re-deliveries included, completes only when the job's checkpoint
+ * (or failure) is published, so no offset is committed past a job that has no outcome yet.
+ * Runs on the consumer thread.
  */
 final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
-  /** Jobs finished recently, whose late duplicate batches are ignored instead of re-training. */
+  /** Outcomes remembered for late duplicate batches of started jobs. */
   private static final int REMEMBERED_JOBS = 1024;
+  /** A job whose set stays incomplete this long fails instead of holding its partition's commits. */
+  static final Duration INCOMPLETE_TIMEOUT = Duration.ofMinutes(10);
 
-  private record Pending(SoftLabels labels, List<CompletableFuture<Void>> records) {}
+  private static final class Pending {
+    final SoftLabels labels;
+    final List<CompletableFuture<Void>> records = new ArrayList<>();
+    long lastBatchMillis;
+
+    Pending(SoftLabels labels) {
+      this.labels = labels;
+    }
+  }
 
   private final Map<String, Pending> pending = new HashMap<>();
-  private final Map<String, Boolean> finished = new LinkedHashMap<>(16, 0.75f, false) {
+  private final Map<String, CompletableFuture<Void>> outcomes = new LinkedHashMap<>(16, 0.75f, false) {
     @Override
-    protected boolean removeEldestEntry(Map.Entry<String, Boolean> eldest) {
-      return size() > REMEMBERED_JOBS;
+    protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<Void>> eldest) {
+      return size() > REMEMBERED_JOBS && eldest.getValue().isDone();
     }
   };
   private final Distiller distiller;
@@ -54,31 +68,55 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, SoftLabelBatch batch) {
     String jobId = batch.getJobId();
-    if (finished.containsKey(jobId)) {
-      return CompletableFuture.completedFuture(null);
+    CompletableFuture<Void> outcome = outcomes.get(jobId);
+    if (outcome != null) {
+      return outcome; // a duplicate of a job already started: done when that job is
     }
     CompletableFuture<Void> done = new CompletableFuture<>();
-    Pending job = pending.computeIfAbsent(jobId, id -> new Pending(new SoftLabels(batch), new ArrayList<>()));
-    job.records().add(done);
+    Pending job = pending.get(jobId);
     try {
-      job.labels().add(batch);
+      if (job == null) {
+        job = new Pending(new SoftLabels(batch));
+        pending.put(jobId, job);
+      }
+      job.records.add(done);
+      job.lastBatchMillis = System.currentTimeMillis();
+      job.labels.add(batch);
     } catch (IllegalArgumentException e) {
-      pending.remove(jobId);
-      finished.put(jobId, true);
-      settle(job, JobOutcomes.settle(jobId, Stage.DISTILLATION, CompletableFuture.failedFuture(e), events, metrics));
+      if (job == null) {
+        return JobOutcomes.settle(jobId, Stage.DISTILLATION, CompletableFuture.failedFuture(e), events, metrics);
+      }
+      finish(jobId, CompletableFuture.failedFuture(e));
       return done;
     }
-    if (job.labels().complete()) {
-      pending.remove(jobId);
-      finished.put(jobId, true);
-      CompletableFuture<?> work = workers.submit(() -> distiller.distill(job.labels())).thenCompose(acked -> acked);
-      settle(job, JobOutcomes.settle(jobId, Stage.DISTILLATION, work, events, metrics));
+    if (job.labels.complete()) {
+      Pending complete = job;
+      finish(jobId, workers.submit(() -> distiller.distill(complete.labels)).thenCompose(acked -> acked));
     }
     return done;
   }
 
-  private static void settle(Pending job, CompletableFuture<Void> outcome) {
-    outcome.whenComplete((ok, error) -> job.records().forEach(record -> {
+  @Override
+  public void expire(long nowMillis) {
+    for (Iterator<Map.Entry<String, Pending>> it = pending.entrySet().iterator(); it.hasNext(); ) {
+      Map.Entry<String, Pending> entry = it.next();
+      if (nowMillis - entry.getValue().lastBatchMillis > INCOMPLETE_TIMEOUT.toMillis()) {
+        Pending job = entry.getValue();
+        it.remove();
+        settle(entry.getKey(), job, CompletableFuture.failedFuture(new TimeoutException(
+            "soft labels incomplete: no batch for " + INCOMPLETE_TIMEOUT.toMinutes() + " minutes")));
+      }
+    }
+  }
+
+  private void finish(String jobId, CompletableFuture<?> work) {
+    settle(jobId, pending.remove(jobId), work);
+  }
+
+  private void settle(String jobId, Pending job, CompletableFuture<?> work) {
+    CompletableFuture<Void> outcome = JobOutcomes.settle(jobId, Stage.DISTILLATION, work, events, metrics);
+    outcomes.put(jobId, outcome);
+    outcome.whenComplete((ok, error) -> job.records.forEach(record -> {
       if (error == null) {
         record.complete(null);
       } else {

@@ -11,6 +11,9 @@ import java.util.BitSet;
  * kept once; the set is complete when every batch index arrived.
  */
 final class SoftLabels {
+  /** A bound on one job's training set, so a corrupt batch cannot claim gigabytes. */
+  private static final long MAX_SAMPLES = 50_000_000;
+
   private final JobContext context;
   private final int batchCount;
   private final int classes;
@@ -20,6 +23,11 @@ final class SoftLabels {
   private int samples;
 
   SoftLabels(SoftLabelBatch first) {
+    if (first.getBatchCount() < 1 || first.getNumClasses() < 1 || !(first.getTemperature() > 0)) {
+      throw new IllegalArgumentException("soft-label batch of job " + first.getJobId()
+          + " has batch count " + first.getBatchCount() + ", " + first.getNumClasses()
+          + " classes, temperature " + first.getTemperature());
+    }
     this.context = first.getContext();
     this.batchCount = first.getBatchCount();
     this.classes = first.getNumClasses();
@@ -33,7 +41,14 @@ final class SoftLabels {
       throw new IllegalArgumentException("soft-label batch " + batch.getBatchIndex() + " of job "
           + batch.getJobId() + " disagrees with the job's first batch on count, classes or temperature");
     }
-    if (received.get(batch.getBatchIndex())) {
+    int index = batch.getBatchIndex();
+    if (index < 0 || index >= batchCount || batch.getFirstSample() < 0 || batch.getSampleCount() < 1
+        || batch.getFirstSample() + (long) batch.getSampleCount() > MAX_SAMPLES) {
+      throw new IllegalArgumentException("soft-label batch " + index + " of job " + batch.getJobId()
+          + " is out of range: samples " + batch.getFirstSample() + "+" + batch.getSampleCount()
+          + ", batch count " + batchCount);
+    }
+    if (received.get(index)) {
       return false;
     }
     int end = (batch.getFirstSample() + batch.getSampleCount()) * classes;

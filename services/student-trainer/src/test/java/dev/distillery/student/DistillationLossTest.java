@@ -70,6 +70,7 @@ class DistillationLossTest {
       assertThat(value).as("loss").isCloseTo(expected, within(Math.max(1e-6f, Math.abs(expected) * 1e-5f)));
       float[] gradient = student.getGradient().toFloatArray();
       float[] expectedGradient = floats(golden.getJsonArray("grad_student_logits"));
+      assertThat(gradient).hasSize(expectedGradient.length);
       for (int i = 0; i < gradient.length; i++) {
         assertThat(gradient[i]).as("gradient[%d]", i).isCloseTo(expectedGradient[i], Offset.offset(1e-6f));
       }

@@ -79,7 +79,7 @@ final class SoftLabelPublisher implements RecordHandler<CompressionRequest> {
     long start = System.nanoTime();
     String jobId = request.getJobId();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
-    int classes = data.train().numClasses();
+    int classes = data.numClasses();
     TeacherSpec spec = request.getTeacher();
     Path checkpoint = ArtifactStore.localPath(spec.getCheckpointUri());
     boolean distill = request.getStages().contains(Stage.DISTILLATION);

@@ -16,8 +16,9 @@ import java.util.HexFormat;
 
 /**
  * Stores artifacts (checkpoints) as files under a root directory and names them by {@code file:}
- * URI with their SHA-256 and size. Writes are atomic: a reader never sees half a checkpoint, and a
- * redelivered job that writes the same artifact again replaces it whole.
+ * URI with their SHA-256 and size. Writes are atomic, and a file's name carries the start of its
+ * hash ({@code student-1a2b3c4d5e6f.params}): a re-delivered job that writes different bytes adds a
+ * file instead of changing one an earlier event already points at.
  */
 public final class ArtifactStore {
   private final Path root;
@@ -37,22 +38,26 @@ public final class ArtifactStore {
     void writeTo(OutputStream out) throws IOException;
   }
 
-  /** Writes {@code <root>/<jobId>/<fileName>} and returns its reference. */
+  /** Writes {@code <root>/<jobId>/<stem>-<sha256 prefix><extension>} and returns its reference. */
   public ArtifactRef write(String jobId, String fileName, Writer writer) throws IOException {
     Path dir = root.resolve(safeName(jobId));
     Files.createDirectories(dir);
-    Path target = dir.resolve(safeName(fileName));
     Path temp = Files.createTempFile(dir, "." + safeName(fileName), ".part");
     MessageDigest digest = sha256();
     try {
       try (OutputStream out = new DigestOutputStream(Files.newOutputStream(temp), digest)) {
         writer.writeTo(out);
       }
+      String sha256 = HexFormat.of().formatHex(digest.digest());
+      int dot = fileName.lastIndexOf('.');
+      String stem = dot > 0 ? fileName.substring(0, dot) : fileName;
+      String extension = dot > 0 ? fileName.substring(dot) : "";
+      Path target = dir.resolve(stem + "-" + sha256.substring(0, 12) + extension);
       Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      return new ArtifactRef(target.toUri().toString(), sha256, Files.size(target));
     } finally {
       Files.deleteIfExists(temp);
     }
-    return new ArtifactRef(target.toUri().toString(), HexFormat.of().formatHex(digest.digest()), Files.size(target));
   }
 
   /** The local file of {@code ref}, after checking that its bytes are the ones referenced. */

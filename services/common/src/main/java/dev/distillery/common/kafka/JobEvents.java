@@ -8,14 +8,25 @@ import dev.distillery.schemas.kafka.Topics;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.header.Header;
 
-/** Publishes a service's records, keyed by job id, through one shared producer. */
-public final class JobEvents {
+/**
+ * Publishes a service's records, keyed by job id, through one shared producer. Acknowledgements
+ * complete their futures on a thread of this class, not on the producer's I/O thread: what
+ * follows an acknowledgement may send again, and a send from the I/O thread can block it.
+ */
+public final class JobEvents implements AutoCloseable {
   private final Producer<String, byte[]> producer;
+  private final ExecutorService acknowledgements = Executors.newSingleThreadExecutor(runnable -> {
+    Thread thread = new Thread(runnable, "distillery-acks");
+    thread.setDaemon(true);
+    return thread;
+  });
 
   public JobEvents(Producer<String, byte[]> producer) {
     this.producer = producer;
@@ -46,13 +57,19 @@ public final class JobEvents {
   /** Sends a record as it is, for dead letters. */
   CompletableFuture<RecordMetadata> sendRaw(ProducerRecord<String, byte[]> record) {
     CompletableFuture<RecordMetadata> acked = new CompletableFuture<>();
-    producer.send(record, (metadata, error) -> {
+    producer.send(record, (metadata, error) -> acknowledgements.execute(() -> {
       if (error != null) {
         acked.completeExceptionally(error);
       } else {
         acked.complete(metadata);
       }
-    });
+    }));
     return acked;
+  }
+
+  /** Stops the acknowledgement thread; close the producer first so every callback has run. */
+  @Override
+  public void close() {
+    acknowledgements.shutdown();
   }
 }

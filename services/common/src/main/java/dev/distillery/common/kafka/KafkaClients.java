@@ -4,6 +4,7 @@ import dev.distillery.common.config.ServiceConfig;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -37,6 +38,8 @@ public final class KafkaClients {
     props.put(ConsumerConfig.CLIENT_ID_CONFIG, config.service() + "-consumer");
     props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+    // Incremental rebalances: a replica joining or leaving does not revoke every partition.
+    props.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, CooperativeStickyAssignor.class.getName());
     props.putAll(config.kafka());
     props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
     return new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer());

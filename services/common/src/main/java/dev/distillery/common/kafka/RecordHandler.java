@@ -14,4 +14,7 @@ public interface RecordHandler<V> {
 
   /** While true the consumer takes no new records (its partitions are paused). */
   boolean busy();
+
+  /** Called on the consumer thread at every poll, to give up on work that waits too long. */
+  default void expire(long nowMillis) {}
 }

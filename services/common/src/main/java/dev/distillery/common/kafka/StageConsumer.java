@@ -11,11 +11,13 @@ import java.util.Queue;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
+import org.apache.kafka.clients.consumer.CommitFailedException;
 import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.errors.SerializationException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.slf4j.Logger;
@@ -42,6 +44,7 @@ public final class StageConsumer<V> implements Runnable {
   private final Queue<Finished> finished = new ConcurrentLinkedQueue<>();
   private final OffsetTracker offsets = new OffsetTracker();
   private final CountDownLatch stopped = new CountDownLatch(1);
+  private volatile boolean started;
   private volatile boolean running = true;
   private volatile boolean assigned;
   private volatile Throwable failure;
@@ -57,10 +60,12 @@ public final class StageConsumer<V> implements Runnable {
 
   @Override
   public void run() {
+    started = true;
     try {
       consumer.subscribe(List.of(input.name()), new Rebalance());
       while (running) {
         settleFinished();
+        handler.expire(System.currentTimeMillis());
         dispatchWaiting();
         if (waiting.isEmpty() && !handler.busy()) {
           consumer.resume(consumer.paused());
@@ -75,7 +80,7 @@ public final class StageConsumer<V> implements Runnable {
       settleFinished();
     } catch (WakeupException e) {
       settleFinished();
-    } catch (RuntimeException e) {
+    } catch (Throwable e) {
       failure = e;
       LOG.error("{} consumer stopped: uncommitted records will be re-delivered", input.name(), e);
     } finally {
@@ -87,12 +92,16 @@ public final class StageConsumer<V> implements Runnable {
 
   /** Stops the loop after the current poll, commits what is finished, and waits for it to end. */
   public void stop() throws InterruptedException {
+    if (!started) {
+      consumer.close();
+      return;
+    }
     running = false;
     consumer.wakeup();
     stopped.await();
   }
 
-  /** True once partitions are assigned and the loop is polling. */
+  /** True while partitions are assigned and the loop is polling. */
   public boolean ready() {
     return assigned && running && failure == null;
   }
@@ -142,7 +151,12 @@ public final class StageConsumer<V> implements Runnable {
     }
     Map<TopicPartition, OffsetAndMetadata> commits = offsets.committable();
     if (!commits.isEmpty()) {
-      consumer.commitSync(commits);
+      try {
+        consumer.commitSync(commits);
+      } catch (CommitFailedException | RebalanceInProgressException e) {
+        // The partitions moved on: their new owner re-processes from the last commit.
+        LOG.warn("commit of {} failed during a rebalance: {}", commits.keySet(), e.getMessage());
+      }
     }
   }
 
@@ -156,11 +170,12 @@ public final class StageConsumer<V> implements Runnable {
 
     @Override
     public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
-      assigned = true;
+      assigned = !consumer.assignment().isEmpty();
     }
 
     @Override
     public void onPartitionsLost(Collection<TopicPartition> partitions) {
+      assigned = false;
       offsets.forget(partitions);
       waiting.removeIf(r -> partitions.contains(new TopicPartition(r.topic(), r.partition())));
     }

@@ -10,7 +10,12 @@ import java.nio.file.Path;
 public final class Datasets {
 
   /** A training set and a test set of the same kind. */
-  public record TrainTest(ImageDataset train, ImageDataset test) {}
+  public record TrainTest(ImageDataset train, ImageDataset test) {
+    /** Classes in either set: a limited training set may lack the last classes. */
+    public int numClasses() {
+      return Math.max(train.numClasses(), test.numClasses());
+    }
+  }
 
   private Datasets() {}
 

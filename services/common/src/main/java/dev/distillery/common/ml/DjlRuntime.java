@@ -39,9 +39,18 @@ public final class DjlRuntime {
     return Engine.getEngine("PyTorch");
   }
 
-  /** Turns autograd off on the calling thread: inference must not build graphs. */
-  public static void inferenceMode() {
+  /**
+   * Turns autograd off on the calling thread (inference must not build graphs) and returns
+   * whether it was on, for {@link #restoreGradMode}.
+   */
+  public static boolean inferenceMode() {
+    boolean previous = JniUtils.isGradMode();
     JniUtils.setGradMode(false);
+    return previous;
+  }
+
+  public static void restoreGradMode(boolean enabled) {
+    JniUtils.setGradMode(enabled);
   }
 
   private static void setIfAbsent(String key, String value) {

@@ -39,7 +39,7 @@ public final class Evaluation {
 
   /** Runs {@code model} over all of {@code data} in order, {@code batchSize} samples at a time. */
   public static void forEachBatch(Model model, ImageDataset data, int batchSize, LogitsSink sink) throws Exception {
-    DjlRuntime.inferenceMode();
+    boolean gradMode = DjlRuntime.inferenceMode();
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
       for (int first = 0; first < data.size(); first += batchSize) {
@@ -50,6 +50,8 @@ public final class Evaluation {
           sink.accept(first, logits.toFloatArray(), count, (int) logits.getShape().get(1));
         }
       }
+    } finally {
+      DjlRuntime.restoreGradMode(gradMode);
     }
   }
 }

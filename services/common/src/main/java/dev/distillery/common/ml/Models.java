@@ -45,7 +45,7 @@ public final class Models {
     try (InputStream file = Files.newInputStream(path);
         DataInputStream in = new DataInputStream(new BufferedInputStream(file))) {
       model.getBlock().loadParameters(model.getNDManager(), in);
-    } catch (MalformedModelException | RuntimeException e) {
+    } catch (IOException | MalformedModelException | RuntimeException e) {
       model.close();
       throw new IOException("checkpoint " + path + " is not a " + architecture + " (width " + width
           + ", " + classes + " classes): " + e.getMessage(), e);
@@ -86,7 +86,9 @@ public final class Models {
   }
 
   public static long nonZero(NDArray array) {
-    return array.countNonzero().getLong();
+    try (NDArray count = array.countNonzero()) {
+      return count.getLong();
+    }
   }
 
   private static Shape batchOf(Shape imageShape) {

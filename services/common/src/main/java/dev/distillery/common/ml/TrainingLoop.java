@@ -57,7 +57,7 @@ public final class TrainingLoop {
 
     NonFiniteLossException(int epoch, int step, float loss) {
       super("training diverged: loss was " + loss + " at epoch " + epoch + ", step " + step
-          + "; lower the learning rate or check the data");
+          + "; the weights are not published");
     }
   }
 

@@ -15,6 +15,10 @@ public final class ServiceMain {
   private ServiceMain() {}
 
   public static void run(String service, Function<ServiceConfig, ? extends Deployable> factory) {
+    // Avro reads its trusted packages once; set them before anything touches a generated record.
+    if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
+      System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
+    }
     Vertx vertx = Vertx.vertx();
     try {
       ServiceConfig config = ServiceConfig.load(service);

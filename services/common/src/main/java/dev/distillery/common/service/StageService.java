@@ -9,6 +9,7 @@ import dev.distillery.common.kafka.StageConsumer;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.schemas.kafka.Topic;
 import io.vertx.core.Future;
+import java.time.Duration;
 import io.vertx.core.VerticleBase;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.slf4j.Logger;
@@ -25,7 +26,10 @@ public abstract class StageService<V> extends VerticleBase {
   protected final ServiceConfig config;
   private final Topic<V> input;
   protected final StageMetrics metrics;
+  private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(30);
+
   private KafkaProducer<String, byte[]> producer;
+  private JobEvents events;
   private Workers workers;
   private StageConsumer<V> stageConsumer;
   private ManagementServer management;
@@ -42,32 +46,50 @@ public abstract class StageService<V> extends VerticleBase {
 
   @Override
   public Future<?> start() {
-    // Loading libtorch takes seconds: not on the event loop.
-    return vertx.executeBlocking(() -> DjlRuntime.start(config.torchThreads())).compose(engine -> {
+    // Loading libtorch and creating Kafka clients (DNS, threads) block: not on the event loop.
+    return vertx.executeBlocking(() -> {
+      DjlRuntime.start(config.torchThreads());
       producer = KafkaClients.producer(config);
-      JobEvents events = new JobEvents(producer);
+      events = new JobEvents(producer);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
       stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input, handler(events, workers),
           new DeadLetters(events, config.service()), metrics);
+      return stageConsumer;
+    }).compose(consumer -> {
+      management = new ManagementServer(vertx, config.managementPort());
+      return management.start(consumer::healthy, consumer::ready, metrics);
+    }).onSuccess(port -> {
+      managementPort = port;
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
       thread.start();
-      management = new ManagementServer(vertx, config.managementPort());
-      return management.start(stageConsumer::healthy, stageConsumer::ready, metrics);
-    }).onSuccess(port -> {
-      managementPort = port;
       LOG.info("{} consuming {}; management on port {}", config.service(), input.name(), port);
-    });
+    }).onFailure(error -> closeClients());
   }
 
+  /** Stops taking work, lets running jobs finish for a while, then closes the clients. */
   @Override
   public Future<?> stop() {
     return vertx.executeBlocking(() -> {
       stageConsumer.stop();
-      workers.close();
-      producer.close();
+      if (!workers.awaitIdle(SHUTDOWN_GRACE)) {
+        LOG.warn("{}: jobs still running after {}; they will be re-delivered", config.service(), SHUTDOWN_GRACE);
+      }
+      closeClients();
       return null;
     }).compose(v -> management.stop());
+  }
+
+  private void closeClients() {
+    if (workers != null) {
+      workers.close();
+    }
+    if (producer != null) {
+      producer.close();
+    }
+    if (events != null) {
+      events.close();
+    }
   }
 
   /** True once the consumer has partitions: the service takes work. */

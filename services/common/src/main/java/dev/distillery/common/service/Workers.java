@@ -2,6 +2,7 @@ package dev.distillery.common.service;
 
 import io.vertx.core.Vertx;
 import io.vertx.core.WorkerExecutor;
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -24,7 +25,7 @@ public final class Workers implements AutoCloseable {
 
   /**
    * Runs {@code task} on the pool. The returned future completes on the worker thread, so what
-   * follows it (publishing outputs, which may block on Kafka) never runs on an event loop.
+   * directly follows it (publishing outputs) never runs on an event loop.
    */
   public <T> CompletableFuture<T> submit(Callable<T> task) {
     inFlight.incrementAndGet();
@@ -37,7 +38,7 @@ public final class Workers implements AutoCloseable {
       } catch (Throwable t) {
         error = t;
       }
-      inFlight.decrementAndGet();
+      idle();
       if (error == null) {
         result.complete(value);
       } else {
@@ -46,6 +47,28 @@ public final class Workers implements AutoCloseable {
       return null;
     }, false);
     return result;
+  }
+
+  private void idle() {
+    synchronized (inFlight) {
+      inFlight.decrementAndGet();
+      inFlight.notifyAll();
+    }
+  }
+
+  /** Waits up to {@code timeout} for running work to end; true when none is left. */
+  public boolean awaitIdle(Duration timeout) throws InterruptedException {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    synchronized (inFlight) {
+      while (inFlight.get() > 0) {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) {
+          return false;
+        }
+        TimeUnit.NANOSECONDS.timedWait(inFlight, left);
+      }
+      return true;
+    }
   }
 
   public boolean full() {

@@ -16,7 +16,7 @@ class ArtifactStoreTest {
     ArtifactStore store = new ArtifactStore(dir);
     var ref = store.write("job-1", "model.params", out -> out.write("weights".getBytes(StandardCharsets.UTF_8)));
     Path path = ArtifactStore.open(ref);
-    assertThat(path).isEqualTo(dir.resolve("job-1/model.params"));
+    assertThat(path).isEqualTo(dir.resolve("job-1/model-9a129038d9a0.params"));
     assertThat(ref.getSizeBytes()).isEqualTo(7);
     assertThat(ref.getSha256()).isEqualTo("9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c"); // sha256sum of "weights"
     try (var listing = Files.list(path.getParent())) {

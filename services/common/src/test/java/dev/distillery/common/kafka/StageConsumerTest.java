@@ -1,0 +1,159 @@
+package dev.distillery.common.kafka;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.service.StageMetrics;
+import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
+import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.kafka.AvroSerde;
+import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/** The stage loop on a real broker: what gets committed when, and where bad records go. */
+@ExtendWith(EmbeddedKafkaExtension.class)
+class StageConsumerTest {
+  private static final Duration WAIT = Duration.ofSeconds(30);
+
+  /** Hands out records and lets the test decide when each one's outputs exist. */
+  private static final class HeldHandler implements RecordHandler<JobFailure> {
+    final List<CompletableFuture<Void>> outputs = new CopyOnWriteArrayList<>();
+    final List<String> jobs = new CopyOnWriteArrayList<>();
+
+    @Override
+    public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, JobFailure value) {
+      if (value.getJobId().equals("explodes")) {
+        throw new IllegalStateException("handler bug");
+      }
+      CompletableFuture<Void> done = new CompletableFuture<>();
+      jobs.add(value.getJobId());
+      outputs.add(done);
+      return done;
+    }
+
+    @Override
+    public boolean busy() {
+      return outputs.stream().filter(f -> !f.isDone()).count() >= 3;
+    }
+  }
+
+  @Test
+  void commitsOnlyPastRecordsWhoseOutputsExistAndDeadLettersTheRest(EmbeddedKafkaBroker broker) throws Exception {
+    String name = "stage-consumer-" + UUID.randomUUID();
+    broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));
+    Topic<JobFailure> topic = new Topic<>(name, AvroSerde.of(JobFailure.class));
+    ServiceConfig config = ServiceConfig.fromKeys(name, Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
+        "artifacts.dir", "/tmp", "worker.threads", "1", "torch.threads", "1", "management.port", "0"));
+    HeldHandler handler = new HeldHandler();
+    TopicPartition partition = new TopicPartition(name, 0);
+
+    try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(config);
+        JobEvents events = new JobEvents(producer);
+        Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers()))) {
+      for (String job : List.of("a", "b", "c")) {
+        events.send(topic, job, failure(job)).get(10, TimeUnit.SECONDS);            // offsets 0, 1, 2
+      }
+      producer.send(new ProducerRecord<>(name, "junk", "not avro".getBytes(StandardCharsets.UTF_8))).get(); // 3
+      events.send(topic, "explodes", failure("explodes")).get(10, TimeUnit.SECONDS); // 4
+      events.send(topic, "d", failure("d")).get(10, TimeUnit.SECONDS);               // 5
+
+      StageConsumer<JobFailure> loop = new StageConsumer<>(KafkaClients.consumer(config), topic, handler,
+          new DeadLetters(events, name), new StageMetrics(name));
+      Thread thread = new Thread(loop, "stage-consumer-test");
+      thread.start();
+      try {
+        await(() -> handler.jobs.size() == 3, "three records handed out");
+        assertThat(handler.jobs).containsExactly("a", "b", "c");
+        // Three outputs pending: the loop must hold the rest until one completes.
+        handler.outputs.get(1).complete(null);
+        await(() -> handler.jobs.size() == 4, "the fourth record after one finished");
+        assertThat(handler.jobs).containsExactly("a", "b", "c", "d");
+        // The junk and the handler failure were dead-lettered on the way, with reasons.
+        assertThat(deadLetterReasons(broker, name)).hasSize(2)
+            .anySatisfy(r -> assertThat(r).contains("JobFailure"))
+            .anySatisfy(r -> assertThat(r).contains("handler bug"));
+
+        handler.outputs.get(0).complete(null);
+        await(() -> committed(admin, name, partition) == 2, "commit past a and b");
+        handler.outputs.get(2).complete(null);
+        // c done: the dead-lettered 3 and 4 are done too, d (5) is not.
+        await(() -> committed(admin, name, partition) == 5, "commit past the dead letters");
+        handler.outputs.get(3).complete(null);
+        await(() -> committed(admin, name, partition) == 6, "commit past d");
+        assertThat(loop.healthy()).isTrue();
+      } finally {
+        loop.stop();
+        thread.join();
+      }
+    }
+  }
+
+  private static JobFailure failure(String jobId) {
+    return new JobFailure(jobId, Stage.PRUNING, null, "test", 0L);
+  }
+
+  private static long committed(Admin admin, String group, TopicPartition partition) {
+    try {
+      Map<TopicPartition, OffsetAndMetadata> offsets =
+          admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS);
+      OffsetAndMetadata offset = offsets.get(partition);
+      return offset == null ? -1 : offset.offset();
+    } catch (Exception e) {
+      throw new AssertionError(e);
+    }
+  }
+
+  private static List<String> deadLetterReasons(EmbeddedKafkaBroker broker, String service) throws Exception {
+    try (var consumer = new org.apache.kafka.clients.consumer.KafkaConsumer<String, byte[]>(Map.of(
+            "bootstrap.servers", broker.bootstrapServers()),
+        new org.apache.kafka.common.serialization.StringDeserializer(),
+        new org.apache.kafka.common.serialization.ByteArrayDeserializer())) {
+      TopicPartition dlq = new TopicPartition(Topics.DEAD_LETTERS.name(), 0);
+      consumer.assign(List.of(dlq));
+      consumer.seekToBeginning(List.of(dlq));
+      List<String> reasons = new CopyOnWriteArrayList<>();
+      long deadline = System.nanoTime() + WAIT.toNanos();
+      while (reasons.size() < 2 && System.nanoTime() < deadline) {
+        for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+          var from = record.headers().lastHeader(DeadLetters.SERVICE);
+          if (from != null && new String(from.value(), StandardCharsets.UTF_8).equals(service)) {
+            reasons.add(new String(record.headers().lastHeader(DeadLetters.REASON).value(), StandardCharsets.UTF_8));
+          }
+        }
+      }
+      return reasons;
+    }
+  }
+
+  private static void await(Supplier<Boolean> condition, String what) throws InterruptedException {
+    long deadline = System.nanoTime() + WAIT.toNanos();
+    while (!condition.get()) {
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("timed out waiting for: " + what);
+      }
+      Thread.onSpinWait();
+      TimeUnit.MILLISECONDS.sleep(20); // polling a condition, not waiting for time to pass
+    }
+  }
+}
