@@ -6,6 +6,7 @@ import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.SoftLabelBatch;
+import dev.distillery.schemas.TeacherShard;
 import java.util.List;
 import org.apache.kafka.common.serialization.Serdes;
 
@@ -13,13 +14,17 @@ import org.apache.kafka.common.serialization.Serdes;
  * The one registry of Distillery's topics. Every record is keyed by its job id.
  *
  * <pre>
- * requests ─▶ teacher-inference ─▶ soft-labels ─▶ student-trainer ─▶ checkpoints ─▶ pruner ─▶ results
+ * requests ─▶ teacher planner ─▶ teacher-shards ─▶ teacher-inference replicas ─▶ soft-labels
+ *          ─▶ student-trainer ─▶ checkpoints ─▶ pruner ─▶ results
  *                        (every stage) ─▶ progress, failures; undecodable input ─▶ dlq
  * </pre>
  */
 public final class Topics {
   public static final Topic<CompressionRequest> REQUESTS =
       new Topic<>("distillery.requests", AvroSerde.of(CompressionRequest.class));
+  /** Work for teacher-inference replicas: ranges of a job's samples. Partitioned for scale-out. */
+  public static final Topic<TeacherShard> TEACHER_SHARDS =
+      new Topic<>("distillery.teacher-shards", AvroSerde.of(TeacherShard.class));
   public static final Topic<SoftLabelBatch> SOFT_LABELS =
       new Topic<>("distillery.soft-labels", AvroSerde.of(SoftLabelBatch.class));
   public static final Topic<CheckpointReady> CHECKPOINTS =
@@ -36,7 +41,7 @@ public final class Topics {
 
   /** Every topic, for creating them. */
   public static final List<Topic<?>> ALL =
-      List.of(REQUESTS, SOFT_LABELS, CHECKPOINTS, PROGRESS, RESULTS, FAILURES, DEAD_LETTERS);
+      List.of(REQUESTS, TEACHER_SHARDS, SOFT_LABELS, CHECKPOINTS, PROGRESS, RESULTS, FAILURES, DEAD_LETTERS);
 
   private Topics() {}
 }

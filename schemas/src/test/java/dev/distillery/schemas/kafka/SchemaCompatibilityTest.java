@@ -9,6 +9,7 @@ import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.SoftLabelBatch;
+import dev.distillery.schemas.TeacherShard;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
@@ -30,7 +31,7 @@ class SchemaCompatibilityTest {
 
   static Stream<Class<? extends SpecificRecord>> topLevelRecords() {
     return Stream.of(CompressionRequest.class, SoftLabelBatch.class, CheckpointReady.class,
-        JobProgress.class, JobResult.class, JobFailure.class);
+        JobProgress.class, JobResult.class, JobFailure.class, TeacherShard.class);
   }
 
   @ParameterizedTest

@@ -38,10 +38,20 @@ public final class RequestValidation {
       problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '" + request.getJobId() + "'"));
     }
     var teacher = request.getTeacher();
-    if (teacher.getFormat() != ModelFormat.BUILT_IN) {
-      problems.add(new Violation("teacher.format", "only BUILT_IN is supported by this version, was " + teacher.getFormat()));
-    } else if (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture())) {
+    if (teacher.getFormat() == ModelFormat.UNSUPPORTED) {
+      problems.add(new Violation("teacher.format", "not supported by this version; supported: BUILT_IN, TORCHSCRIPT"));
+    } else if (teacher.getFormat() == ModelFormat.BUILT_IN
+        && (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture()))) {
       problems.add(new Violation("teacher.architecture", unknownArchitecture(teacher.getArchitecture())));
+    } else if (teacher.getFormat() == ModelFormat.TORCHSCRIPT && !request.getStages().contains(Stage.DISTILLATION)) {
+      problems.add(new Violation("stages", "a TORCHSCRIPT teacher can only be distilled: add DISTILLATION"));
+    }
+    var input = teacher.getInput();
+    if (!(input.getStd() > 0) || !Double.isFinite(input.getPixelScale()) || !Double.isFinite(input.getMean())) {
+      problems.add(new Violation("teacher.input", "pixelScale and mean must be finite and std positive"));
+    }
+    if (input.getShape().stream().anyMatch(d -> d < 1)) {
+      problems.add(new Violation("teacher.input.shape", "dimensions must be positive, was " + input.getShape()));
     }
     width(problems, "teacher.width", teacher.getWidth());
     localFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri(), false);

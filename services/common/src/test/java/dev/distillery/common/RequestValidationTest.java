@@ -26,7 +26,8 @@ class RequestValidationTest {
     Path teacher = Files.writeString(dir.resolve("teacher.params"), "weights");
     return CompressionRequest.newBuilder()
         .setJobId("job-1")
-        .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, teacher.toUri().toString()))
+        .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
+            .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(new DatasetSpec(DatasetFormat.IDX, dir.toString(), 0, 0))
         .setStudent(new StudentSpec("lenet5", 0.5))
         .setDistillation(new DistillationSettings(4.0, 0.9, 3, 64, 0.001, 42L))
@@ -57,7 +58,8 @@ class RequestValidationTest {
   @Test
   void missingFilesAreReportedBeforeAnyWork() throws Exception {
     CompressionRequest request = CompressionRequest.newBuilder(valid())
-        .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, dir.resolve("nope.params").toString()))
+        .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
+            .setCheckpointUri(dir.resolve("nope.params").toString()).build())
         .setDataset(new DatasetSpec(DatasetFormat.IDX, dir.resolve("no-data").toString(), 0, 0))
         .build();
     assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)

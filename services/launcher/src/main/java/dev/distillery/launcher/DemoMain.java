@@ -65,12 +65,11 @@ public final class DemoMain {
       say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
       try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), store.root(), threads);
           JobWatcher watcher = new JobWatcher(broker.bootstrapServers())) {
-        say("services ready; management ports %s", pipeline.managementPorts());
+        say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
         CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
         try (KafkaProducer<String, byte[]> producer =
             KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
-                "kafka.bootstrap.servers", broker.bootstrapServers(), "artifacts.dir", store.root().toString(),
-                "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
+                "kafka.bootstrap.servers", broker.bootstrapServers())))) {
           new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
         }
         say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
@@ -111,7 +110,8 @@ public final class DemoMain {
     return CompressionRequest.newBuilder()
         .setJobId(jobId)
         .setSubmittedAtMs(System.currentTimeMillis())
-        .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, teacher.toUri().toString()))
+        .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
+            .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(data)
         .setStudent(new StudentSpec("lenet5", 1.0))
         .setDistillation(new DistillationSettings(4.0, 0.7, 3, 64, 0.002, 42L))

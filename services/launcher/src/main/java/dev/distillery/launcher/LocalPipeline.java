@@ -1,6 +1,7 @@
 package dev.distillery.launcher;
 
 import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.service.ManagementServer;
 import dev.distillery.common.service.StageService;
 import dev.distillery.pruner.PrunerService;
 import dev.distillery.student.StudentTrainerService;
@@ -9,6 +10,7 @@ import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -16,12 +18,13 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * All three stage services in one JVM and one Vert.x instance, pointed at one broker: the demo's
+ * All the stages of all services in one JVM and one Vert.x instance, pointed at one broker: the demo's
  * and the end-to-end tests' pipeline. In production each service runs as its own process.
  */
 public final class LocalPipeline implements AutoCloseable {
   private final Vertx vertx;
   private final List<StageService<?>> services;
+  private int managementPort;
 
   private LocalPipeline(Vertx vertx, List<StageService<?>> services) {
     this.vertx = vertx;
@@ -33,19 +36,18 @@ public final class LocalPipeline implements AutoCloseable {
     Map<String, String> keys = Map.of(
         "kafka.bootstrap.servers", bootstrapServers,
         "artifacts.dir", artifactsDir.toString(),
-        "worker.threads", "1",
-        "torch.threads", String.valueOf(torchThreads),
-        "management.port", "0");
-    List<StageService<?>> services = List.of(
-        new TeacherInferenceService(ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)),
-        new StudentTrainerService(ServiceConfig.fromKeys(StudentTrainerService.NAME, keys)),
-        new PrunerService(ServiceConfig.fromKeys(PrunerService.NAME, keys)));
+        "torch.threads", String.valueOf(torchThreads));
+    List<StageService<?>> services = new ArrayList<>();
+    services.addAll(TeacherInferenceService.stages(ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)));
+    services.addAll(StudentTrainerService.stages(ServiceConfig.fromKeys(StudentTrainerService.NAME, keys)));
+    services.addAll(PrunerService.stages(ServiceConfig.fromKeys(PrunerService.NAME, keys)));
     Vertx vertx = Vertx.vertx();
     LocalPipeline pipeline = new LocalPipeline(vertx, services);
     try {
       for (StageService<?> service : services) {
         vertx.deployVerticle(service).await(1, TimeUnit.MINUTES);
       }
+      pipeline.managementPort = new ManagementServer(vertx, 0).start(services).await(1, TimeUnit.MINUTES);
       pipeline.awaitReady(Duration.ofMinutes(1));
       return pipeline;
     } catch (Exception e) {
@@ -69,12 +71,9 @@ public final class LocalPipeline implements AutoCloseable {
     ready.future().await(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
   }
 
-  /** Management ports of the services, by service name. */
-  public Map<String, Integer> managementPorts() {
-    return Map.of(
-        TeacherInferenceService.NAME, services.get(0).managementPort(),
-        StudentTrainerService.NAME, services.get(1).managementPort(),
-        PrunerService.NAME, services.get(2).managementPort());
+  /** The port of /health, /ready and /metrics for all the stages. */
+  public int managementPort() {
+    return managementPort;
   }
 
   @Override

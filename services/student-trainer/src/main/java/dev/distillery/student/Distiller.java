@@ -74,6 +74,8 @@ final class Distiller {
           .setCheckpointBytes(checkpoint.getSizeBytes()).build();
       Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
       seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
+      // The planner timed its part; labelling ran on the replicas while batches arrived here.
+      seconds.merge(Stage.TEACHER_INFERENCE.name(), labels.arrivalSeconds(), Double::sum);
       JobContext next = JobContext.newBuilder(context).setStudent(metrics).setStageSeconds(seconds).build();
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
           .setJobId(jobId).setProducedBy(STAGE).setContext(next)

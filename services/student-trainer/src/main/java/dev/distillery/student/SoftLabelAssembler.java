@@ -81,7 +81,9 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
       }
       job.records.add(done);
       job.lastBatchMillis = System.currentTimeMillis();
-      job.labels.add(batch);
+      if (job.labels.add(batch)) {
+        reportProgress(jobId, job, batch.getTotalSamples());
+      }
     } catch (IllegalArgumentException e) {
       if (job == null) {
         return JobOutcomes.settle(jobId, Stage.DISTILLATION, CompletableFuture.failedFuture(e), events, metrics);
@@ -94,6 +96,20 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
       finish(jobId, workers.submit(() -> distiller.distill(complete.labels)).thenCompose(acked -> acked));
     }
     return done;
+  }
+
+  /**
+   * Labelling progress of the whole job, which only the trainer sees: teacher replicas each know
+   * their shards. Reported at every tenth of the set.
+   */
+  private void reportProgress(String jobId, Pending job, int totalSamples) {
+    long received = job.labels.receivedSamples();
+    int tenth = Math.max(1, totalSamples / 10);
+    if (totalSamples > 0 && (received / tenth != (received - 1) / tenth || job.labels.complete())) {
+      double seconds = job.labels.arrivalSeconds();
+      events.progress(jobId, Stage.TEACHER_INFERENCE, received, totalSamples, "soft labels received",
+          seconds > 0 ? Map.of("samplesPerSecond", received / seconds) : Map.of());
+    }
   }
 
   @Override

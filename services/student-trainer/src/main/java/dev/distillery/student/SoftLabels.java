@@ -19,8 +19,11 @@ final class SoftLabels {
   private final int classes;
   private final double temperature;
   private final BitSet received = new BitSet();
+  private final long firstArrivalNanos = System.nanoTime();
+  private long lastArrivalNanos = firstArrivalNanos;
   private float[] scaledLogits = new float[0];
   private int samples;
+  private long receivedSamples;
 
   SoftLabels(SoftLabelBatch first) {
     if (first.getBatchCount() < 1 || first.getNumClasses() < 1 || !(first.getTemperature() > 0)) {
@@ -62,8 +65,20 @@ final class SoftLabels {
     }
     values.get(scaledLogits, batch.getFirstSample() * classes, values.remaining());
     samples = Math.max(samples, batch.getFirstSample() + batch.getSampleCount());
+    receivedSamples += batch.getSampleCount();
+    lastArrivalNanos = System.nanoTime();
     received.set(batch.getBatchIndex());
     return true;
+  }
+
+  /** Samples labelled so far (each counted once). */
+  long receivedSamples() {
+    return receivedSamples;
+  }
+
+  /** Seconds from the first batch to the latest: the labelling span as the trainer saw it. */
+  double arrivalSeconds() {
+    return (lastArrivalNanos - firstArrivalNanos) / 1e9;
   }
 
   boolean complete() {

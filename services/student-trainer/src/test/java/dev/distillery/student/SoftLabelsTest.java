@@ -23,7 +23,8 @@ import org.junit.jupiter.api.Test;
 class SoftLabelsTest {
   private static final JobContext CONTEXT = JobContext.newBuilder()
       .setRequest(CompressionRequest.newBuilder().setJobId("j")
-          .setTeacher(new TeacherSpec(ModelFormat.BUILT_IN, "convnet", 1.0, "/t"))
+          .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
+            .setCheckpointUri("/t").build())
           .setDataset(new DatasetSpec(DatasetFormat.IDX, "/d", 0, 0))
           .setStudent(new StudentSpec("lenet5", 1.0))
           .setDistillation(DistillationSettings.newBuilder().build())
@@ -38,7 +39,7 @@ class SoftLabelsTest {
     for (int i = 0; i < count * 2; i++) {
       logits.putFloat(value + i);
     }
-    return new SoftLabelBatch("j", CONTEXT, index, 3, index * 2, count, 2, 4.0, logits.flip());
+    return new SoftLabelBatch("j", CONTEXT, index, 3, 5, index * 2, count, 2, 4.0, logits.flip());
   }
 
   @Test

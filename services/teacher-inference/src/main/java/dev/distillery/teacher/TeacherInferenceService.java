@@ -1,32 +1,36 @@
 package dev.distillery.teacher;
 
 import dev.distillery.common.config.ServiceConfig;
-import dev.distillery.common.kafka.JobEvents;
-import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
-import dev.distillery.common.service.Workers;
-import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.kafka.Topics;
+import java.util.List;
 
 /**
- * The entry stage: takes compression requests, checks them, runs the teacher over the training
- * set and publishes its soft labels (or, when no distillation is asked for, hands the teacher's
- * checkpoint straight to the pruner).
+ * Teacher inference, two stages in one process: the planner (consumer group
+ * {@value #PLANNER}) takes requests and splits each job into shards; the labeler (group
+ * {@value #NAME}) takes shards and publishes soft labels. Run more replicas and they share the
+ * shards of every job through their common consumer group.
  */
-public final class TeacherInferenceService extends StageService<CompressionRequest> {
+public final class TeacherInferenceService {
   public static final String NAME = "teacher-inference";
+  public static final String PLANNER = "teacher-planner";
 
-  public TeacherInferenceService(ServiceConfig config) {
-    super(config, Topics.REQUESTS);
+  private TeacherInferenceService() {}
+
+  public static List<StageService<?>> stages(ServiceConfig config) {
+    return List.of(
+        new StageService<>(config.withService(PLANNER), Topics.REQUESTS, (events, workers, metrics) ->
+            new JobPlanner(events, workers, metrics, config.shardSize(), config.labelBatchSize())),
+        labeler(config));
   }
 
-  @Override
-  protected RecordHandler<CompressionRequest> handler(JobEvents events, Workers workers) {
-    return new SoftLabelPublisher(events, workers, metrics);
+  /** The shard-labelling stage alone: what a scaled-out replica needs. */
+  public static StageService<?> labeler(ServiceConfig config) {
+    return new StageService<>(config, Topics.TEACHER_SHARDS, SoftLabelPublisher::new);
   }
 
   public static void main(String[] args) {
-    ServiceMain.run(NAME, TeacherInferenceService::new);
+    ServiceMain.run(NAME, TeacherInferenceService::stages);
   }
 }

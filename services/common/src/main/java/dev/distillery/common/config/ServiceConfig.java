@@ -24,6 +24,8 @@ import java.util.TreeMap;
  * @param workerThreads size of the bounded pool that runs DJL work
  * @param torchThreads intra-op threads libtorch may use
  * @param managementPort HTTP port of /health, /ready and /metrics; 0 picks a free port
+ * @param shardSize training samples per teacher-inference shard (rounded up to whole batches)
+ * @param labelBatchSize samples per soft-label record
  */
 public record ServiceConfig(
     String service,
@@ -31,9 +33,19 @@ public record ServiceConfig(
     Path artifactsDir,
     int workerThreads,
     int torchThreads,
-    int managementPort) {
+    int managementPort,
+    int shardSize,
+    int labelBatchSize) {
 
   private static final String KAFKA_PREFIX = "kafka.";
+  private static final Map<String, String> DEFAULTS = Map.of(
+      "kafka.bootstrap.servers", "localhost:9092",
+      "artifacts.dir", Path.of(System.getProperty("user.home"), ".distillery", "artifacts").toString(),
+      "worker.threads", "1",
+      "torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors())),
+      "management.port", "0",
+      "shard.size", "4096",
+      "label.batch.size", "256");
 
   /** Reads the configuration of {@code service} from the process environment. */
   public static ServiceConfig load(String service) {
@@ -42,12 +54,7 @@ public record ServiceConfig(
 
   /** Reads the configuration of {@code service} from the given environment. */
   public static ServiceConfig from(String service, Map<String, String> env) {
-    Map<String, String> keys = new TreeMap<>();
-    keys.put("kafka.bootstrap.servers", "localhost:9092");
-    keys.put("artifacts.dir", Path.of(System.getProperty("user.home"), ".distillery", "artifacts").toString());
-    keys.put("worker.threads", "1");
-    keys.put("torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors())));
-    keys.put("management.port", "0");
+    Map<String, String> keys = new TreeMap<>(DEFAULTS);
     String file = env.get("DISTILLERY_CONFIG");
     if (file != null && !file.isBlank()) {
       keys.putAll(readProperties(Path.of(file)));
@@ -59,11 +66,17 @@ public record ServiceConfig(
         keys.put(toKey(name.substring("DISTILLERY_".length())), value);
       }
     });
-    return fromKeys(service, keys);
+    return fromAllKeys(service, keys);
   }
 
-  /** Builds the configuration from flat keys ({@code kafka.*} go to the clients). */
+  /** Builds the configuration from flat keys ({@code kafka.*} go to the clients); absent keys take defaults. */
   public static ServiceConfig fromKeys(String service, Map<String, String> keys) {
+    Map<String, String> all = new TreeMap<>(DEFAULTS);
+    all.putAll(keys);
+    return fromAllKeys(service, all);
+  }
+
+  private static ServiceConfig fromAllKeys(String service, Map<String, String> keys) {
     Map<String, String> kafka = new TreeMap<>();
     keys.forEach((k, v) -> {
       if (k.startsWith(KAFKA_PREFIX)) {
@@ -76,14 +89,15 @@ public record ServiceConfig(
         Path.of(required(keys, "artifacts.dir")),
         positive(keys, "worker.threads"),
         positive(keys, "torch.threads"),
-        Integer.parseInt(required(keys, "management.port")));
+        Integer.parseInt(required(keys, "management.port")),
+        positive(keys, "shard.size"),
+        positive(keys, "label.batch.size"));
   }
 
-  /** A copy with other Kafka bootstrap servers (the launcher points services at its broker). */
-  public ServiceConfig withBootstrapServers(String servers) {
-    Map<String, String> copy = new TreeMap<>(kafka);
-    copy.put("bootstrap.servers", servers);
-    return new ServiceConfig(service, Map.copyOf(copy), artifactsDir, workerThreads, torchThreads, managementPort);
+  /** The same configuration for another stage of the process, with its own consumer group. */
+  public ServiceConfig withService(String name) {
+    return new ServiceConfig(name, kafka, artifactsDir, workerThreads, torchThreads, managementPort, shardSize,
+        labelBatchSize);
   }
 
   private static String toKey(String envSuffix) {

@@ -18,10 +18,15 @@ public final class Evaluation {
     void accept(int first, float[] logits, int count, int classes) throws Exception;
   }
 
-  /** Top-1 accuracy of {@code model} on {@code data}, 0..1. */
+  /** Top-1 accuracy of a built-in {@code model} on {@code data}, 0..1. */
   public static double accuracy(Model model, ImageDataset data) throws Exception {
+    return accuracy(model, data, Preprocessing.BUILT_IN);
+  }
+
+  /** Top-1 accuracy of {@code model}, which takes {@code input}, on {@code data}, 0..1. */
+  public static double accuracy(Model model, ImageDataset data, Preprocessing input) throws Exception {
     long[] correct = {0};
-    forEachBatch(model, data, BATCH, (first, logits, count, classes) -> {
+    forEachBatch(model, data, input, 0, data.size(), BATCH, (first, logits, count, classes) -> {
       for (int i = 0; i < count; i++) {
         int best = 0;
         for (int c = 1; c < classes; c++) {
@@ -37,15 +42,19 @@ public final class Evaluation {
     return data.size() == 0 ? 0 : (double) correct[0] / data.size();
   }
 
-  /** Runs {@code model} over all of {@code data} in order, {@code batchSize} samples at a time. */
-  public static void forEachBatch(Model model, ImageDataset data, int batchSize, LogitsSink sink) throws Exception {
+  /**
+   * Runs {@code model} over samples {@code from..to-1} of {@code data} in order, {@code batchSize}
+   * samples at a time.
+   */
+  public static void forEachBatch(Model model, ImageDataset data, Preprocessing input, int from, int to,
+      int batchSize, LogitsSink sink) throws Exception {
     boolean gradMode = DjlRuntime.inferenceMode();
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
-      for (int first = 0; first < data.size(); first += batchSize) {
-        int count = Math.min(batchSize, data.size() - first);
+      for (int first = from; first < to; first += batchSize) {
+        int count = Math.min(batchSize, to - first);
         try (NDManager batch = scope.newSubManager()) {
-          NDArray images = data.images(batch, ImageDataset.range(first, first + count));
+          NDArray images = data.images(batch, ImageDataset.range(first, first + count), input);
           NDArray logits = model.getBlock().forward(parameters, new NDList(images), false).singletonOrThrow();
           sink.accept(first, logits.toFloatArray(), count, (int) logits.getShape().get(1));
         }

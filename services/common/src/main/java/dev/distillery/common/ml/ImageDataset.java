@@ -10,10 +10,6 @@ import java.util.Arrays;
  * into normalised float batches on demand.
  */
 public final class ImageDataset {
-  /** Fashion-MNIST's pixel mean and standard deviation over the training set, on a 0..1 scale. */
-  static final float MEAN = 0.2860f;
-  static final float STD = 0.3530f;
-
   private final byte[] pixels;
   private final int[] labels;
   private final int rows;
@@ -56,17 +52,25 @@ public final class ImageDataset {
     return new ImageDataset(Arrays.copyOf(pixels, n * imageSize), Arrays.copyOf(labels, n), rows, cols);
   }
 
-  /** Normalised images {@code [indices.length, 1, rows, cols]}. */
+  /** Images {@code [indices.length, 1, rows, cols]} as the built-in architectures take them. */
   public NDArray images(NDManager manager, int[] indices) {
+    return images(manager, indices, Preprocessing.BUILT_IN);
+  }
+
+  /** Images preprocessed for a model that expects {@code input}. */
+  public NDArray images(NDManager manager, int[] indices, Preprocessing input) {
     int imageSize = rows * cols;
     float[] batch = new float[indices.length * imageSize];
     for (int i = 0; i < indices.length; i++) {
       int offset = indices[i] * imageSize;
       for (int p = 0; p < imageSize; p++) {
-        batch[i * imageSize + p] = ((pixels[offset + p] & 0xff) / 255f - MEAN) / STD;
+        batch[i * imageSize + p] = ((pixels[offset + p] & 0xff) * input.scale() - input.mean()) / input.std();
       }
     }
-    return manager.create(batch, new Shape(indices.length, 1, rows, cols));
+    Shape shape = input.shape().length == 0
+        ? new Shape(indices.length, 1, rows, cols)
+        : new Shape(indices.length).addAll(new Shape(input.shape()));
+    return manager.create(batch, shape);
   }
 
   /** Labels {@code [indices.length]} as int64, the type cross-entropy expects. */

@@ -4,9 +4,14 @@ import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
 import io.vertx.ext.web.Router;
+import java.util.List;
 import java.util.function.BooleanSupplier;
+import java.util.stream.Collectors;
 
-/** The management port: {@code /health} (alive), {@code /ready} (can take work), {@code /metrics}. */
+/**
+ * A process's management port: {@code /health} (every stage alive), {@code /ready} (every stage
+ * takes work), {@code /metrics} (all stages' counters, Prometheus text).
+ */
 public final class ManagementServer {
   private final Vertx vertx;
   private final int port;
@@ -17,14 +22,16 @@ public final class ManagementServer {
     this.port = port;
   }
 
-  /** Starts listening; the future completes with the bound port. */
-  public Future<Integer> start(BooleanSupplier healthy, BooleanSupplier ready, StageMetrics metrics) {
+  /** Starts listening for {@code stages}; the future completes with the bound port. */
+  public Future<Integer> start(List<StageService<?>> stages) {
+    BooleanSupplier healthy = () -> stages.stream().allMatch(StageService::healthy);
+    BooleanSupplier ready = () -> stages.stream().allMatch(StageService::ready);
     Router router = Router.router(vertx);
     router.get("/health").handler(ctx -> status(ctx.response(), healthy.getAsBoolean()));
     router.get("/ready").handler(ctx -> status(ctx.response(), ready.getAsBoolean()));
     router.get("/metrics").handler(ctx -> ctx.response()
         .putHeader("content-type", "text/plain; version=0.0.4")
-        .end(metrics.prometheus()));
+        .end(stages.stream().map(stage -> stage.metrics().prometheus()).collect(Collectors.joining())));
     return vertx.createHttpServer().requestHandler(router).listen(port).map(s -> {
       server = s;
       return s.actualPort();

@@ -1,20 +1,23 @@
 package dev.distillery.common.service;
 
 import dev.distillery.common.config.ServiceConfig;
-import io.vertx.core.Deployable;
 import io.vertx.core.Vertx;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** Runs one service as a process: configuration from the environment, exit 1 if it cannot start. */
+/**
+ * Runs a service as a process: configuration from the environment, its stages deployed, one
+ * management port, a shutdown hook that stops them in reverse order, exit 1 if it cannot start.
+ */
 public final class ServiceMain {
   private static final Logger LOG = LoggerFactory.getLogger(ServiceMain.class);
 
   private ServiceMain() {}
 
-  public static void run(String service, Function<ServiceConfig, ? extends Deployable> factory) {
+  public static void run(String service, Function<ServiceConfig, List<StageService<?>>> stages) {
     // Avro reads its trusted packages once; set them before anything touches a generated record.
     if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
@@ -22,10 +25,15 @@ public final class ServiceMain {
     Vertx vertx = Vertx.vertx();
     try {
       ServiceConfig config = ServiceConfig.load(service);
-      String id = vertx.deployVerticle(factory.apply(config)).await(5, TimeUnit.MINUTES);
+      List<StageService<?>> deployed = stages.apply(config);
+      for (StageService<?> stage : deployed) {
+        vertx.deployVerticle(stage).await(5, TimeUnit.MINUTES);
+      }
+      int port = new ManagementServer(vertx, config.managementPort()).start(deployed).await(1, TimeUnit.MINUTES);
+      LOG.info("{} running; management on port {}", service, port);
       Runtime.getRuntime().addShutdownHook(new Thread(() -> {
         try {
-          vertx.undeploy(id).compose(v -> vertx.close()).await(30, TimeUnit.SECONDS);
+          vertx.close().await(1, TimeUnit.MINUTES);
         } catch (Exception e) {
           LOG.warn("{} did not stop cleanly", service, e);
         }

@@ -37,7 +37,7 @@ public final class StageMetrics {
   }
 
   public String prometheus() {
-    String labels = "{service=\"" + service + "\"}";
+    String labels = "{stage=\"" + service + "\"}";
     return "# TYPE distillery_records_consumed_total counter\n"
         + "distillery_records_consumed_total" + labels + " " + consumed.get() + "\n"
         + "# TYPE distillery_records_dead_lettered_total counter\n"

@@ -9,40 +9,44 @@ import dev.distillery.common.kafka.StageConsumer;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.schemas.kafka.Topic;
 import io.vertx.core.Future;
-import java.time.Duration;
 import io.vertx.core.VerticleBase;
+import java.time.Duration;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A pipeline stage as a verticle: a consumer loop on its own thread reading the stage's input
- * topic, DJL work on a bounded worker pool, and a management HTTP port. Start completes once the
- * management port listens; stop tears down in reverse order.
+ * One pipeline stage as a verticle: a consumer loop on its own thread reading the stage's input
+ * topic in the stage's consumer group, and the stage's DJL work on a bounded worker pool. A
+ * service process deploys one or more stages and serves their health on one management port
+ * ({@link ServiceMain}).
  */
-public abstract class StageService<V> extends VerticleBase {
+public final class StageService<V> extends VerticleBase {
   private static final Logger LOG = LoggerFactory.getLogger(StageService.class);
-
-  protected final ServiceConfig config;
-  private final Topic<V> input;
-  protected final StageMetrics metrics;
   private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(30);
 
+  /** Builds the stage's logic, given where to publish and where to run heavy work. */
+  @FunctionalInterface
+  public interface HandlerFactory<V> {
+    RecordHandler<V> create(JobEvents events, Workers workers, StageMetrics metrics);
+  }
+
+  private final ServiceConfig config;
+  private final Topic<V> input;
+  private final HandlerFactory<V> factory;
+  private final StageMetrics metrics;
   private KafkaProducer<String, byte[]> producer;
   private JobEvents events;
   private Workers workers;
   private StageConsumer<V> stageConsumer;
-  private ManagementServer management;
-  private int managementPort;
 
-  protected StageService(ServiceConfig config, Topic<V> input) {
+  /** A stage whose consumer group is {@code config.service()}. */
+  public StageService(ServiceConfig config, Topic<V> input, HandlerFactory<V> factory) {
     this.config = config;
     this.input = input;
+    this.factory = factory;
     this.metrics = new StageMetrics(config.service());
   }
-
-  /** The stage's logic, given where to publish and where to run heavy work. */
-  protected abstract RecordHandler<V> handler(JobEvents events, Workers workers);
 
   @Override
   public Future<?> start() {
@@ -52,18 +56,13 @@ public abstract class StageService<V> extends VerticleBase {
       producer = KafkaClients.producer(config);
       events = new JobEvents(producer);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
-      stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input, handler(events, workers),
-          new DeadLetters(events, config.service()), metrics);
-      return stageConsumer;
-    }).compose(consumer -> {
-      management = new ManagementServer(vertx, config.managementPort());
-      return management.start(consumer::healthy, consumer::ready, metrics);
-    }).onSuccess(port -> {
-      managementPort = port;
+      stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input,
+          factory.create(events, workers, metrics), new DeadLetters(events, config.service()), metrics);
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
       thread.start();
-      LOG.info("{} consuming {}; management on port {}", config.service(), input.name(), port);
+      LOG.info("{} consuming {}", config.service(), input.name());
+      return null;
     }).onFailure(error -> closeClients());
   }
 
@@ -77,7 +76,7 @@ public abstract class StageService<V> extends VerticleBase {
       }
       closeClients();
       return null;
-    }).compose(v -> management.stop());
+    });
   }
 
   private void closeClients() {
@@ -92,12 +91,21 @@ public abstract class StageService<V> extends VerticleBase {
     }
   }
 
-  /** True once the consumer has partitions: the service takes work. */
+  public String name() {
+    return config.service();
+  }
+
+  /** False once the consumer loop died: the process should be restarted. */
+  public boolean healthy() {
+    return stageConsumer == null || stageConsumer.healthy();
+  }
+
+  /** True while the consumer has partitions and polls: the stage takes work. */
   public boolean ready() {
     return stageConsumer != null && stageConsumer.ready();
   }
 
-  public int managementPort() {
-    return managementPort;
+  public StageMetrics metrics() {
+    return metrics;
   }
 }

@@ -1,0 +1,22 @@
+package dev.distillery.common.ml;
+
+import dev.distillery.schemas.InputSpec;
+
+/**
+ * How raw pixels (0..255) become a model's input: {@code (pixel * scale - mean) / std}, reshaped to
+ * {@code shape} per sample when one is given.
+ *
+ * @param scale multiplies raw pixels first
+ * @param mean subtracted next
+ * @param std divides last
+ * @param shape one sample's input shape, or empty for the dataset's [channels, height, width]
+ */
+public record Preprocessing(float scale, float mean, float std, long[] shape) {
+  /** What the built-in architectures are trained with: Fashion-MNIST's mean and deviation. */
+  public static final Preprocessing BUILT_IN = new Preprocessing(1 / 255f, 0.2860f, 0.3530f, new long[0]);
+
+  public static Preprocessing of(InputSpec spec) {
+    return new Preprocessing((float) spec.getPixelScale(), (float) spec.getMean(), (float) spec.getStd(),
+        spec.getShape().stream().mapToLong(Integer::longValue).toArray());
+  }
+}

@@ -1,0 +1,112 @@
+package dev.distillery.teacher;
+
+import dev.distillery.common.RequestValidation;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.RecordHandler;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.service.JobOutcomes;
+import dev.distillery.common.service.StageMetrics;
+import dev.distillery.common.service.Workers;
+import dev.distillery.schemas.ArtifactRef;
+import dev.distillery.schemas.CheckpointReady;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.TeacherShard;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.kafka.Topics;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.stream.Collectors;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+
+/**
+ * The entry of every job: checks the request, measures the teacher on the test set, and splits
+ * the training set into shards on {@code distillery.teacher-shards} for the inference replicas. A
+ * job without distillation hands the teacher's checkpoint straight to the pruner instead.
+ */
+final class JobPlanner implements RecordHandler<CompressionRequest> {
+  private static final Stage STAGE = Stage.TEACHER_INFERENCE;
+
+  private final JobEvents events;
+  private final Workers workers;
+  private final StageMetrics metrics;
+  private final int shardSize;
+  private final int batchSize;
+
+  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, int shardSize, int batchSize) {
+    this.events = events;
+    this.workers = workers;
+    this.metrics = metrics;
+    this.batchSize = batchSize;
+    // Whole batches per shard, so every batch index is global and belongs to exactly one shard.
+    this.shardSize = Math.max(1, (shardSize + batchSize - 1) / batchSize) * batchSize;
+  }
+
+  @Override
+  public boolean busy() {
+    return workers.full();
+  }
+
+  @Override
+  public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, CompressionRequest request) {
+    String jobId = request.getJobId();
+    List<RequestValidation.Violation> problems = RequestValidation.validate(request);
+    if (!problems.isEmpty()) {
+      String reason = problems.stream().map(Object::toString).collect(Collectors.joining("; "));
+      return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(
+          new dev.distillery.common.JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
+          events, metrics);
+    }
+    return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
+        events, metrics);
+  }
+
+  /** Runs on a worker thread; the future completes when every shard (or the checkpoint) is acknowledged. */
+  private CompletableFuture<?> plan(CompressionRequest request) throws Exception {
+    long start = System.nanoTime();
+    String jobId = request.getJobId();
+    Datasets.TrainTest data = Datasets.load(request.getDataset());
+    TeacherSpec spec = request.getTeacher();
+    Path checkpoint = ArtifactStore.localPath(spec.getCheckpointUri());
+    ModelMetrics teacherMetrics;
+    try (Teacher teacher = Teacher.load(spec, data.numClasses(), data.train().imageShape())) {
+      events.progress(jobId, STAGE, 0, data.train().size(), "evaluating teacher", Map.of());
+      teacherMetrics = ModelMetrics.newBuilder()
+          .setArchitecture(teacher.architecture()).setWidth(spec.getWidth())
+          .setTestAccuracy(Evaluation.accuracy(teacher.model(), data.test(), teacher.input()))
+          .setParameters(Models.parameterCount(teacher.model()))
+          .setNonZeroParameters(Models.nonZeroCount(teacher.model()))
+          .setCheckpointBytes(Files.size(checkpoint)).build();
+    }
+    JobContext context = JobContext.newBuilder().setRequest(request).setTeacher(teacherMetrics)
+        .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9)).build();
+    if (!request.getStages().contains(Stage.DISTILLATION)) {
+      ArtifactRef ref = new ArtifactRef(checkpoint.toUri().toString(), ArtifactStore.sha256Of(checkpoint), Files.size(checkpoint));
+      return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
+          .setJobId(jobId).setProducedBy(STAGE).setContext(context)
+          .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(ref).build());
+    }
+    int samples = data.train().size();
+    int shards = (samples + shardSize - 1) / shardSize;
+    List<CompletableFuture<?>> acks = new ArrayList<>();
+    for (int i = 0; i < shards; i++) {
+      int first = i * shardSize;
+      acks.add(events.send(Topics.TEACHER_SHARDS, jobId + "/" + i, TeacherShard.newBuilder()
+          .setJobId(jobId).setContext(context).setShardIndex(i).setShardCount(shards)
+          .setFirstSample(first).setSampleCount(Math.min(shardSize, samples - first))
+          .setBatchSize(batchSize).setTotalSamples(samples).build()));
+    }
+    events.progress(jobId, STAGE, 0, samples, shards + " shards of up to " + shardSize + " samples", Map.of());
+    return CompletableFuture.allOf(acks.toArray(CompletableFuture[]::new));
+  }
+}
