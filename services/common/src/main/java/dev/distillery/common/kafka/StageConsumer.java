@@ -46,7 +46,7 @@ public final class StageConsumer<V> implements Runnable {
   private final CountDownLatch stopped = new CountDownLatch(1);
   private volatile boolean started;
   private volatile boolean running = true;
-  private volatile boolean assigned;
+  private volatile boolean joined;
   private volatile Throwable failure;
 
   public StageConsumer(Consumer<String, byte[]> consumer, Topic<V> input, RecordHandler<V> handler,
@@ -84,7 +84,7 @@ public final class StageConsumer<V> implements Runnable {
       failure = e;
       LOG.error("{} consumer stopped: uncommitted records will be re-delivered", input.name(), e);
     } finally {
-      assigned = false;
+      joined = false;
       consumer.close();
       stopped.countDown();
     }
@@ -101,9 +101,9 @@ public final class StageConsumer<V> implements Runnable {
     stopped.await();
   }
 
-  /** True while partitions are assigned and the loop is polling. */
+  /** True once the consumer joined its group (with or without partitions) while the loop polls. */
   public boolean ready() {
-    return assigned && running && failure == null;
+    return joined && running && failure == null;
   }
 
   /** False when the loop died: the service should be restarted. */
@@ -170,12 +170,13 @@ public final class StageConsumer<V> implements Runnable {
 
     @Override
     public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
-      assigned = !consumer.assignment().isEmpty();
+      // Joined, even with no partitions: a standby replica is ready to take over.
+      joined = true;
     }
 
     @Override
     public void onPartitionsLost(Collection<TopicPartition> partitions) {
-      assigned = false;
+      joined = false;
       offsets.forget(partitions);
       waiting.removeIf(r -> partitions.contains(new TopicPartition(r.topic(), r.partition())));
     }

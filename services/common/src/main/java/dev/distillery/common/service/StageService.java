@@ -100,7 +100,7 @@ public final class StageService<V> extends VerticleBase {
     return stageConsumer == null || stageConsumer.healthy();
   }
 
-  /** True while the consumer has partitions and polls: the stage takes work. */
+  /** True while the consumer is in its group and polls: the stage takes work when given partitions. */
   public boolean ready() {
     return stageConsumer != null && stageConsumer.ready();
   }

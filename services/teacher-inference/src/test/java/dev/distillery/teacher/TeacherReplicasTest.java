@@ -1,0 +1,243 @@
+package dev.distillery.teacher;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.djl.Model;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.service.StageService;
+import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
+import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.SoftLabelBatch;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.kafka.Topics;
+import io.vertx.core.Vertx;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Teacher inference spread over replicas of one consumer group, on the real embedded broker: every
+ * training sample gets exactly one soft-label vector (as the trainer keeps them), equal to running
+ * the teacher directly, also when a replica is killed mid-job.
+ */
+@ExtendWith(EmbeddedKafkaExtension.class)
+class TeacherReplicasTest {
+  private static final Duration WAIT = Duration.ofMinutes(3);
+  private static final double TEMPERATURE = 4.0;
+  private static ImageDataset train;
+
+  @BeforeAll
+  static void setUp(EmbeddedKafkaBroker broker) throws Exception {
+    DjlRuntime.start(1);
+    train = Datasets.read(TorchScriptTeacherTest.SUBSET, "train");
+    Map<String, Integer> topics = new HashMap<>();
+    Topics.ALL.forEach(topic -> topics.put(topic.name(), 1));
+    topics.put(Topics.TEACHER_SHARDS.name(), 4);
+    broker.createTopics(topics);
+  }
+
+  @Test
+  void twoReplicasShareAJobAndLabelEverySampleOnce(EmbeddedKafkaBroker broker, @TempDir Path work) throws Exception {
+    TeacherSpec teacher = TorchScriptTeacherTest.spec(TorchScriptTeacherTest.golden().getJsonArray("cases").getJsonObject(0),
+        List.of(1, 28, 28));
+    CompressionRequest request = request("two-replicas", teacher);
+    Vertx vertx = Vertx.vertx();
+    try {
+      ServiceConfig config = config(broker, work, 64);
+      List<StageService<?>> stages = new ArrayList<>(TeacherInferenceService.stages(config));
+      StageService<?> second = TeacherInferenceService.labeler(config);
+      stages.add(second);
+      for (StageService<?> stage : stages) {
+        vertx.deployVerticle(stage).await(1, TimeUnit.MINUTES);
+      }
+      await(() -> stages.stream().allMatch(StageService::ready), "replicas ready");
+      publish(broker, request);
+      try (SoftLabelCollector labels = new SoftLabelCollector(broker.bootstrapServers(), request.getJobId())) {
+        labels.awaitComplete(WAIT);
+        assertThat(labels.all).as("no batch published twice").hasSize(labels.batchCount);
+        assertThat(labels.batchCount).isEqualTo((train.size() + 63) / 64);
+        assertEqualToDirect(labels.vectors(train.size(), 10), teacher);
+      }
+      StageService<?> first = stages.get(1);
+      assertThat(first.metrics().prometheus()).doesNotContain("distillery_jobs_completed_total{stage=\"teacher-inference\"} 0\n");
+      assertThat(second.metrics().prometheus()).doesNotContain("distillery_jobs_completed_total{stage=\"teacher-inference\"} 0\n");
+    } finally {
+      vertx.close().await(1, TimeUnit.MINUTES);
+    }
+  }
+
+  @Test
+  void aReplicaKilledMidJobLeavesItToTheOther(EmbeddedKafkaBroker broker, @TempDir Path work) throws Exception {
+    // A slower teacher, so the job is still running when the other replica is killed.
+    Path checkpoint;
+    try (Model model = Models.create("convnet", 2.0, 10, train.imageShape(), 11)) {
+      checkpoint = ArtifactStore.localPath(Models.save(model, new ArtifactStore(work), "teachers", "wide.params").getUri());
+    }
+    TeacherSpec teacher = TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet")
+        .setWidth(2.0).setCheckpointUri(checkpoint.toUri().toString()).build();
+    CompressionRequest request = request("killed-replica", teacher);
+    int managementPort = freePort();
+    Process doomed = startReplicaProcess(broker, work, managementPort);
+    Vertx vertx = Vertx.vertx();
+    try {
+      awaitHttpReady(managementPort, doomed);
+      List<StageService<?>> survivor = TeacherInferenceService.stages(config(broker, work, 128));
+      for (StageService<?> stage : survivor) {
+        vertx.deployVerticle(stage).await(1, TimeUnit.MINUTES);
+      }
+      await(() -> survivor.stream().allMatch(StageService::ready), "surviving replica ready");
+      publish(broker, request);
+      try (SoftLabelCollector labels = new SoftLabelCollector(broker.bootstrapServers(), request.getJobId())) {
+        await(() -> labels.poll() > 0, "first soft labels");
+        doomed.destroyForcibly(); // SIGKILL: no commit, no leaving the group
+        assertThat(doomed.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        int seenAtKill = labels.firstByIndex.size();
+        labels.awaitComplete(WAIT);
+        assertThat(seenAtKill).as("the job was mid-way when the replica died").isLessThan(labels.batchCount);
+        System.out.printf("killed replica: %d of %d batches seen at the kill, %d records in all (%d repeated)%n",
+            seenAtKill, labels.batchCount, labels.all.size(), labels.all.size() - labels.batchCount);
+        float[] vectors = labels.vectors(train.size(), 10);
+        assertEqualToDirect(vectors, teacher);
+        // A shard re-done after the kill may repeat batches: they carry the same values.
+        for (SoftLabelBatch batch : labels.all) {
+          float[] again = SoftLabelCollector.floats(batch);
+          for (int i = 0; i < again.length; i++) {
+            assertThat(again[i]).isCloseTo(vectors[batch.getFirstSample() * 10 + i], org.assertj.core.data.Offset.offset(1e-5f));
+          }
+        }
+      }
+    } finally {
+      doomed.destroyForcibly();
+      vertx.close().await(1, TimeUnit.MINUTES);
+    }
+  }
+
+  private static void assertEqualToDirect(float[] vectors, TeacherSpec spec) throws Exception {
+    float[] direct = new float[vectors.length];
+    try (Teacher teacher = Teacher.load(spec, 10, train.imageShape())) {
+      Evaluation.forEachBatch(teacher.model(), train, teacher.input(), 0, train.size(), 200,
+          (first, logits, count, classes) -> {
+            for (int i = 0; i < logits.length; i++) {
+              direct[first * classes + i] = logits[i] / (float) TEMPERATURE;
+            }
+          });
+    }
+    for (int i = 0; i < vectors.length; i++) {
+      if (Math.abs(vectors[i] - direct[i]) > 1e-5f) {
+        throw new AssertionError("soft label " + i + " (sample " + i / 10 + ") is " + vectors[i]
+            + ", the teacher run directly gives " + direct[i]);
+      }
+    }
+  }
+
+  private static CompressionRequest request(String jobId, TeacherSpec teacher) {
+    return CompressionRequest.newBuilder()
+        .setJobId(jobId + "-" + System.nanoTime())
+        .setTeacher(teacher)
+        .setDataset(new DatasetSpec(DatasetFormat.IDX, TorchScriptTeacherTest.SUBSET.toAbsolutePath().toString(), 0, 0))
+        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(TEMPERATURE).build())
+        .setPruning(PruningSettings.newBuilder().build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
+        .build();
+  }
+
+  private static ServiceConfig config(EmbeddedKafkaBroker broker, Path work, int labelBatch) {
+    return ServiceConfig.fromKeys(TeacherInferenceService.NAME, Map.of(
+        "kafka.bootstrap.servers", broker.bootstrapServers(),
+        "kafka.session.timeout.ms", "6000",
+        "kafka.heartbeat.interval.ms", "500",
+        "artifacts.dir", work.toString(),
+        "torch.threads", "1",
+        "shard.size", "256",
+        "label.batch.size", String.valueOf(labelBatch)));
+  }
+
+  private static void publish(EmbeddedKafkaBroker broker, CompressionRequest request) throws Exception {
+    try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(
+            ServiceConfig.fromKeys("test", Map.of("kafka.bootstrap.servers", broker.bootstrapServers())));
+        JobEvents events = new JobEvents(producer)) {
+      events.send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
+    }
+  }
+
+  /** The whole teacher-inference service in its own JVM, configured as a deployment would be. */
+  private static Process startReplicaProcess(EmbeddedKafkaBroker broker, Path work, int managementPort) throws Exception {
+    ProcessBuilder builder = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), TeacherInferenceService.class.getName())
+        .redirectErrorStream(true)
+        .redirectOutput(work.resolve("replica.log").toFile());
+    Map<String, String> env = builder.environment();
+    env.put("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers());
+    env.put("KAFKA_SESSION_TIMEOUT_MS", "6000");
+    env.put("KAFKA_HEARTBEAT_INTERVAL_MS", "500");
+    env.put("DISTILLERY_ARTIFACTS_DIR", work.toString());
+    env.put("DISTILLERY_TORCH_THREADS", "1");
+    env.put("DISTILLERY_SHARD_SIZE", "256");
+    env.put("DISTILLERY_LABEL_BATCH_SIZE", "128");
+    env.put("DISTILLERY_MANAGEMENT_PORT", String.valueOf(managementPort));
+    return builder.start();
+  }
+
+  private static void awaitHttpReady(int port, Process process) throws Exception {
+    HttpClient client = HttpClient.newHttpClient();
+    HttpRequest ready = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/ready")).build();
+    await(() -> {
+      if (!process.isAlive()) {
+        throw new AssertionError("replica process exited with " + process.exitValue());
+      }
+      try {
+        return client.send(ready, HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
+      } catch (Exception e) {
+        return false;
+      }
+    }, "replica process ready");
+  }
+
+  private static int freePort() throws Exception {
+    try (ServerSocket socket = new ServerSocket(0)) {
+      return socket.getLocalPort();
+    }
+  }
+
+  private static void await(BooleanSupplier condition, String what) throws InterruptedException {
+    long deadline = System.nanoTime() + WAIT.toNanos();
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("timed out waiting for: " + what);
+      }
+      TimeUnit.MILLISECONDS.sleep(20); // polling a condition, not waiting for time to pass
+    }
+  }
+}
