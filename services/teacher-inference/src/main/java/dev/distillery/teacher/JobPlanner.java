@@ -1,5 +1,6 @@
 package dev.distillery.teacher;
 
+import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
@@ -22,6 +23,8 @@ import dev.distillery.schemas.kafka.Topics;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -42,6 +45,14 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   private final StageMetrics metrics;
   private final int shardSize;
   private final int batchSize;
+  /** Teacher metrics by checkpoint hash, preprocessing and test set; a few hundred bytes each. */
+  private final Map<String, ModelMetrics> evaluated = Collections.synchronizedMap(
+      new LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, ModelMetrics> eldest) {
+          return size() > 256;
+        }
+      });
 
   JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, int shardSize, int batchSize) {
     this.events = events;
@@ -64,7 +75,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     if (!problems.isEmpty()) {
       String reason = problems.stream().map(Object::toString).collect(Collectors.joining("; "));
       return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(
-          new dev.distillery.common.JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
+          new JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
           events, metrics);
     }
     return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
@@ -78,20 +89,27 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     TeacherSpec spec = request.getTeacher();
     Path checkpoint = ArtifactStore.localPath(spec.getCheckpointUri());
-    ModelMetrics teacherMetrics;
-    try (Teacher teacher = Teacher.load(spec, data.numClasses(), data.train().imageShape())) {
-      events.progress(jobId, STAGE, 0, data.train().size(), "evaluating teacher", Map.of());
-      teacherMetrics = ModelMetrics.newBuilder()
-          .setArchitecture(teacher.architecture()).setWidth(spec.getWidth())
-          .setTestAccuracy(Evaluation.accuracy(teacher.model(), data.test(), teacher.input()))
-          .setParameters(Models.parameterCount(teacher.model()))
-          .setNonZeroParameters(Models.nonZeroCount(teacher.model()))
-          .setCheckpointBytes(Files.size(checkpoint)).build();
+    String sha256 = ArtifactStore.sha256Of(checkpoint);
+    // The same teacher is usually distilled many times: measure it once per test set.
+    String evaluationKey = sha256 + " " + spec.getInput() + " " + request.getDataset().getLocation()
+        + " " + request.getDataset().getTestLimit();
+    ModelMetrics teacherMetrics = evaluated.get(evaluationKey);
+    if (teacherMetrics == null) {
+      try (Teacher teacher = Teacher.load(spec, data.numClasses(), data.train().imageShape())) {
+        events.progress(jobId, STAGE, 0, data.train().size(), "evaluating teacher", Map.of());
+        teacherMetrics = ModelMetrics.newBuilder()
+            .setArchitecture(teacher.architecture()).setWidth(spec.getWidth())
+            .setTestAccuracy(Evaluation.accuracy(teacher.model(), data.test(), teacher.input()))
+            .setParameters(Models.parameterCount(teacher.model()))
+            .setNonZeroParameters(Models.nonZeroCount(teacher.model()))
+            .setCheckpointBytes(Files.size(checkpoint)).build();
+      }
+      evaluated.put(evaluationKey, teacherMetrics);
     }
     JobContext context = JobContext.newBuilder().setRequest(request).setTeacher(teacherMetrics)
         .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9)).build();
     if (!request.getStages().contains(Stage.DISTILLATION)) {
-      ArtifactRef ref = new ArtifactRef(checkpoint.toUri().toString(), ArtifactStore.sha256Of(checkpoint), Files.size(checkpoint));
+      ArtifactRef ref = new ArtifactRef(checkpoint.toUri().toString(), sha256, Files.size(checkpoint));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
           .setJobId(jobId).setProducedBy(STAGE).setContext(context)
           .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(ref).build());

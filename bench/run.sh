@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs a benchmark by hand: bench/run.sh <throughput|replicas|publish|memory> [options]
+# Results and the exact commands used are written up in bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ONEDNN_MAX_CPU_ISA=AVX2 OPT_OUT_TRACKING=true
+export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
+export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
+./mvnw -q -B -DskipTests install
+exec ./mvnw -q -B -pl bench exec:exec -Dexec.executable=java -Dexec.workingdir="$PWD" \
+  -Dexec.args="-Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.distillery.schemas -cp %classpath dev.distillery.bench.TeacherInferenceBench $*"
