@@ -3,7 +3,8 @@ package dev.distillery.schemas.kafka;
 import org.apache.kafka.common.serialization.Serde;
 
 /**
- * A topic name with the serde of its values. Keys are always the job id as a UTF-8 string.
+ * A topic name with the serde of its values. Keys are UTF-8 strings: the job id (teacher shards:
+ * job id, a slash and the shard index, so one job's shards spread over partitions).
  *
  * @param name the topic's name
  * @param valueSerde how its values are encoded

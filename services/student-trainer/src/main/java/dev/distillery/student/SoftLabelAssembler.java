@@ -81,8 +81,9 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
       }
       job.records.add(done);
       job.lastBatchMillis = System.currentTimeMillis();
+      long before = job.labels.receivedSamples();
       if (job.labels.add(batch)) {
-        reportProgress(jobId, job, batch.getTotalSamples());
+        reportProgress(jobId, job, before, batch.getTotalSamples());
       }
     } catch (IllegalArgumentException e) {
       if (job == null) {
@@ -102,10 +103,10 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
    * Labelling progress of the whole job, which only the trainer sees: teacher replicas each know
    * their shards. Reported at every tenth of the set.
    */
-  private void reportProgress(String jobId, Pending job, int totalSamples) {
+  private void reportProgress(String jobId, Pending job, long before, int totalSamples) {
     long received = job.labels.receivedSamples();
     int tenth = Math.max(1, totalSamples / 10);
-    if (totalSamples > 0 && (received / tenth != (received - 1) / tenth || job.labels.complete())) {
+    if (totalSamples > 0 && (received / tenth != before / tenth || job.labels.complete())) {
       double seconds = job.labels.arrivalSeconds();
       events.progress(jobId, Stage.TEACHER_INFERENCE, received, totalSamples, "soft labels received",
           seconds > 0 ? Map.of("samplesPerSecond", received / seconds) : Map.of());
