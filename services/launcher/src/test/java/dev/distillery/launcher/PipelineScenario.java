@@ -23,6 +23,10 @@ import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.kafka.Topics;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -95,7 +99,24 @@ final class PipelineScenario {
       assertThat(outcome.failure()).as("failure of the good job").isNull();
       assertThat(stagesWithProgress).containsExactlyInAnyOrder(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING);
       checkResult(outcome.result(), sets, good);
+      checkManagementPort(pipeline.managementPort());
     }
+  }
+
+  /** Health, readiness and the counters of what this scenario did, as an operator sees them. */
+  private static void checkManagementPort(int port) throws Exception {
+    HttpClient client = HttpClient.newHttpClient();
+    for (String path : List.of("/health", "/ready")) {
+      HttpResponse<String> response = client.send(
+          HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).build(), HttpResponse.BodyHandlers.ofString());
+      assertThat(response.statusCode()).as(path).isEqualTo(200);
+    }
+    String metrics = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics")).build(),
+        HttpResponse.BodyHandlers.ofString()).body();
+    assertThat(metrics)
+        .contains("distillery_records_dead_lettered_total{stage=\"teacher-planner\"} 1\n")
+        .contains("distillery_jobs_failed_total{stage=\"teacher-planner\"} 1\n")
+        .contains("distillery_jobs_completed_total{stage=\"pruner\"} 1\n");
   }
 
   private static void checkResult(JobResult result, Datasets.TrainTest sets, CompressionRequest request)

@@ -15,7 +15,6 @@ import java.util.stream.Collectors;
 public final class ManagementServer {
   private final Vertx vertx;
   private final int port;
-  private HttpServer server;
 
   public ManagementServer(Vertx vertx, int port) {
     this.vertx = vertx;
@@ -32,14 +31,8 @@ public final class ManagementServer {
     router.get("/metrics").handler(ctx -> ctx.response()
         .putHeader("content-type", "text/plain; version=0.0.4")
         .end(stages.stream().map(stage -> stage.metrics().prometheus()).collect(Collectors.joining())));
-    return vertx.createHttpServer().requestHandler(router).listen(port).map(s -> {
-      server = s;
-      return s.actualPort();
-    });
-  }
-
-  public Future<Void> stop() {
-    return server == null ? Future.succeededFuture() : server.close();
+    // The server closes with its Vert.x instance.
+    return vertx.createHttpServer().requestHandler(router).listen(port).map(HttpServer::actualPort);
   }
 
   private static void status(io.vertx.core.http.HttpServerResponse response, boolean up) {
