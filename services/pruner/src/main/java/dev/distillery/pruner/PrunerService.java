@@ -10,8 +10,6 @@ import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
 import java.util.List;
-import java.util.concurrent.CompletionStage;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
 
 /** Prunes each checkpoint handed on by an earlier stage and publishes the job's result. */
 public final class PrunerService {
@@ -23,18 +21,8 @@ public final class PrunerService {
     ArtifactStore store = new ArtifactStore(config.artifactsDir());
     return List.of(new StageService<>(config, Topics.CHECKPOINTS, (events, workers, metrics) -> {
       Pruner pruner = new Pruner(events, store);
-      return new RecordHandler<CheckpointReady>() {
-        @Override
-        public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, CheckpointReady event) {
-          return JobOutcomes.settle(event.getJobId(), Stage.PRUNING,
-              workers.submit(() -> pruner.prune(event)).thenCompose(acked -> acked), events, metrics);
-        }
-
-        @Override
-        public boolean busy() {
-          return workers.full();
-        }
-      };
+      return (RecordHandler<CheckpointReady>) (record, event) -> JobOutcomes.settle(event.getJobId(), Stage.PRUNING,
+          workers.submit(() -> pruner.prune(event)).thenCompose(acked -> acked), events, metrics);
     }));
   }
 

@@ -61,11 +61,6 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   }
 
   @Override
-  public boolean busy() {
-    return workers.full();
-  }
-
-  @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, SoftLabelBatch batch) {
     String jobId = batch.getJobId();
     CompletableFuture<Void> outcome = outcomes.get(jobId);

@@ -64,11 +64,6 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   }
 
   @Override
-  public boolean busy() {
-    return workers.full();
-  }
-
-  @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, CompressionRequest request) {
     String jobId = request.getJobId();
     List<RequestValidation.Violation> problems = RequestValidation.validate(request);

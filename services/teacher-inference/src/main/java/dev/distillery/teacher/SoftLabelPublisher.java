@@ -46,11 +46,6 @@ final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
   }
 
   @Override
-  public boolean busy() {
-    return workers.full();
-  }
-
-  @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, TeacherShard shard) {
     return JobOutcomes.settle(shard.getJobId(), STAGE, workers.submit(() -> label(shard)).thenCompose(acked -> acked),
         events, metrics);

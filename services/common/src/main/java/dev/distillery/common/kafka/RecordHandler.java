@@ -12,8 +12,14 @@ public interface RecordHandler<V> {
    */
   CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, V value);
 
-  /** While true the consumer takes no new records (its partitions are paused). */
-  boolean busy();
+  /**
+   * While true the consumer takes no new records (its partitions are paused). A stage is also
+   * busy whenever its worker pool is full ({@code StageService} adds that), so most handlers
+   * need not say more.
+   */
+  default boolean busy() {
+    return false;
+  }
 
   /** Called on the consumer thread at every poll, to give up on work that waits too long. */
   default void expire(long nowMillis) {}

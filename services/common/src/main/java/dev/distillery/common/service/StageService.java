@@ -11,6 +11,8 @@ import dev.distillery.schemas.kafka.Topic;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import java.time.Duration;
+import java.util.concurrent.CompletionStage;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -57,7 +59,8 @@ public final class StageService<V> extends VerticleBase {
       events = new JobEvents(producer);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
       stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input,
-          factory.create(events, workers, metrics), new DeadLetters(events, config.service()), metrics);
+          pausedWhileWorkersFull(factory.create(events, workers, metrics)), new DeadLetters(events, config.service()),
+          metrics);
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
       thread.start();
@@ -79,6 +82,26 @@ public final class StageService<V> extends VerticleBase {
     });
   }
 
+  /** The one place that keeps the consumer from queueing more work than the pool has threads. */
+  private RecordHandler<V> pausedWhileWorkersFull(RecordHandler<V> handler) {
+    return new RecordHandler<>() {
+      @Override
+      public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, V value) {
+        return handler.handle(record, value);
+      }
+
+      @Override
+      public boolean busy() {
+        return workers.full() || handler.busy();
+      }
+
+      @Override
+      public void expire(long nowMillis) {
+        handler.expire(nowMillis);
+      }
+    };
+  }
+
   private void closeClients() {
     if (workers != null) {
       workers.close();
@@ -89,10 +112,6 @@ public final class StageService<V> extends VerticleBase {
     if (events != null) {
       events.close();
     }
-  }
-
-  public String name() {
-    return config.service();
   }
 
   /** False once the consumer loop died: the process should be restarted. */
