@@ -6,12 +6,11 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.testing.GoldenFixtures;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
-import java.util.stream.Stream;
+import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -33,11 +32,8 @@ class L1UnstructuredTest {
     manager.close();
   }
 
-  static Stream<JsonObject> cases() throws IOException {
-    try (InputStream in = L1UnstructuredTest.class.getResourceAsStream("/golden/l1_unstructured.json")) {
-      JsonObject golden = new JsonObject(new String(in.readAllBytes(), StandardCharsets.UTF_8));
-      return golden.getJsonArray("cases").stream().map(JsonObject.class::cast).toList().stream();
-    }
+  static List<JsonObject> cases() throws IOException {
+    return GoldenFixtures.cases("l1_unstructured.json");
   }
 
   @ParameterizedTest(name = "{0}")
@@ -45,7 +41,7 @@ class L1UnstructuredTest {
   void maskEqualsPyTorchs(JsonObject golden) {
     JsonArray shapeJson = golden.getJsonArray("shape");
     long[] shape = shapeJson.stream().mapToLong(v -> ((Number) v).longValue()).toArray();
-    float[] weight = floats(golden.getJsonArray("weight"));
+    float[] weight = GoldenFixtures.floats(golden.getJsonArray("weight"));
     int[] expected = golden.getJsonArray("mask").stream().mapToInt(v -> ((Number) v).intValue()).toArray();
     try (NDManager scope = manager.newSubManager()) {
       NDArray w = scope.create(weight, new Shape(shape));
@@ -66,13 +62,5 @@ class L1UnstructuredTest {
     assertThat(L1Unstructured.prunedCount(0.5, 5)).isEqualTo(2);
     assertThat(L1Unstructured.prunedCount(0.5, 3)).isEqualTo(2);
     assertThat(L1Unstructured.prunedCount(0.9, 2400)).isEqualTo(2160);
-  }
-
-  private static float[] floats(JsonArray values) {
-    float[] result = new float[values.size()];
-    for (int i = 0; i < result.length; i++) {
-      result[i] = values.getNumber(i).floatValue();
-    }
-    return result;
   }
 }

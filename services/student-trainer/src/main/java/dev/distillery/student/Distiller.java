@@ -54,6 +54,7 @@ final class Distiller {
     int classes = labels.classes();
     try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
         settings.getSeed())) {
+      double[] lastAccuracy = {Double.NaN};
       TrainingLoop.fit(student, train,
           new TrainingLoop.Plan(settings.getEpochs(), settings.getBatchSize(), settings.getLearningRate(), settings.getSeed()),
           (logits, indices, manager) -> {
@@ -63,13 +64,14 @@ final class Distiller {
           () -> {},
           (epoch, epochs, meanLoss, samplesPerSecond) -> {
             double accuracy = evaluate(student, data.test());
+            lastAccuracy[0] = accuracy;
             events.progress(jobId, STAGE, epoch, epochs, "epoch " + epoch + "/" + epochs,
                 Map.of("loss", meanLoss, "testAccuracy", accuracy, "samplesPerSecond", samplesPerSecond));
           });
       ArtifactRef checkpoint = Models.save(student, store.forOutput(request.getOutputUri()), jobId, "student.params");
       ModelMetrics metrics = ModelMetrics.newBuilder()
           .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth())
-          .setTestAccuracy(Evaluation.accuracy(student, data.test()))
+          .setTestAccuracy(lastAccuracy[0]) // measured after the last epoch, on these weights
           .setParameters(Models.parameterCount(student)).setNonZeroParameters(Models.nonZeroCount(student))
           .setCheckpointBytes(checkpoint.getSizeBytes()).build();
       Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());

@@ -9,12 +9,10 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import dev.distillery.common.ml.DjlRuntime;
-import io.vertx.core.json.JsonArray;
+import dev.distillery.common.testing.GoldenFixtures;
 import io.vertx.core.json.JsonObject;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
-import java.util.stream.Stream;
+import java.util.List;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -36,11 +34,8 @@ class DistillationLossTest {
     manager.close();
   }
 
-  static Stream<JsonObject> cases() throws IOException {
-    try (InputStream in = DistillationLossTest.class.getResourceAsStream("/golden/distillation_loss.json")) {
-      JsonObject golden = new JsonObject(new String(in.readAllBytes(), StandardCharsets.UTF_8));
-      return golden.getJsonArray("cases").stream().map(JsonObject.class::cast).toList().stream();
-    }
+  static List<JsonObject> cases() throws IOException {
+    return GoldenFixtures.cases("distillation_loss.json");
   }
 
   @ParameterizedTest(name = "{0}")
@@ -49,7 +44,7 @@ class DistillationLossTest {
     int batch = golden.getInteger("batch");
     int classes = golden.getInteger("classes");
     float temperature = golden.getFloat("temperature");
-    float[] teacher = floats(golden.getJsonArray("teacher_logits"));
+    float[] teacher = GoldenFixtures.floats(golden.getJsonArray("teacher_logits"));
     float[] teacherScaled = new float[teacher.length];
     for (int i = 0; i < teacher.length; i++) {
       teacherScaled[i] = teacher[i] / temperature; // what teacher-inference publishes
@@ -57,7 +52,7 @@ class DistillationLossTest {
     long[] labels = golden.getJsonArray("labels").stream().mapToLong(v -> ((Number) v).longValue()).toArray();
     DistillationLoss loss = new DistillationLoss(temperature, golden.getDouble("alpha"));
     try (NDManager scope = manager.newSubManager()) {
-      NDArray student = scope.create(floats(golden.getJsonArray("student_logits")), new Shape(batch, classes));
+      NDArray student = scope.create(GoldenFixtures.floats(golden.getJsonArray("student_logits")), new Shape(batch, classes));
       student.setRequiresGradient(true);
       float value;
       try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
@@ -69,19 +64,11 @@ class DistillationLossTest {
       // float32 spacing near losses of 10-30 is ~1e-6 already: compare relatively for the loss.
       assertThat(value).as("loss").isCloseTo(expected, within(Math.max(1e-6f, Math.abs(expected) * 1e-5f)));
       float[] gradient = student.getGradient().toFloatArray();
-      float[] expectedGradient = floats(golden.getJsonArray("grad_student_logits"));
+      float[] expectedGradient = GoldenFixtures.floats(golden.getJsonArray("grad_student_logits"));
       assertThat(gradient).hasSize(expectedGradient.length);
       for (int i = 0; i < gradient.length; i++) {
         assertThat(gradient[i]).as("gradient[%d]", i).isCloseTo(expectedGradient[i], Offset.offset(1e-6f));
       }
     }
-  }
-
-  private static float[] floats(JsonArray values) {
-    float[] result = new float[values.size()];
-    for (int i = 0; i < result.length; i++) {
-      result[i] = values.getNumber(i).floatValue();
-    }
-    return result;
   }
 }

@@ -11,6 +11,7 @@ import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.common.testing.GoldenFixtures;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import java.io.IOException;
@@ -18,7 +19,6 @@ import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -38,8 +38,8 @@ class TorchScriptTeacherTest {
     train = Datasets.read(SUBSET, "train");
   }
 
-  static Stream<JsonObject> cases() throws IOException {
-    return golden().getJsonArray("cases").stream().map(JsonObject.class::cast).toList().stream();
+  static List<JsonObject> cases() throws IOException {
+    return GoldenFixtures.cases("torchscript_teacher.json");
   }
 
   @ParameterizedTest(name = "{0}")
@@ -93,8 +93,6 @@ class TorchScriptTeacherTest {
   }
 
   static JsonObject golden() throws IOException {
-    try (var in = TorchScriptTeacherTest.class.getResourceAsStream("/golden/torchscript_teacher.json")) {
-      return new JsonObject(new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8));
-    }
+    return GoldenFixtures.read("torchscript_teacher.json");
   }
 }
