@@ -5,10 +5,13 @@ import dev.distillery.common.ml.Architectures;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.TransferSettings;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
@@ -44,7 +47,8 @@ public final class RequestValidation {
         && (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture()))) {
       problems.add(new Violation("teacher.architecture", unknownArchitecture(teacher.getArchitecture())));
     } else if (teacher.getFormat() == ModelFormat.TORCHSCRIPT && !request.getStages().contains(Stage.DISTILLATION)) {
-      problems.add(new Violation("stages", "a TORCHSCRIPT teacher can only be distilled: add DISTILLATION"));
+      problems.add(new Violation(request.getStages().contains(Stage.TRANSFER) ? "teacher.format" : "stages",
+          "a TORCHSCRIPT teacher can only be distilled: add DISTILLATION"));
     }
     var input = teacher.getInput();
     if (!(input.getStd() > 0) || !Double.isFinite(input.getPixelScale()) || !Double.isFinite(input.getMean())) {
@@ -67,6 +71,10 @@ public final class RequestValidation {
     if (dataset.getTestLimit() < 0) {
       problems.add(new Violation("dataset.testLimit", "must be 0 (all) or positive, was " + dataset.getTestLimit()));
     }
+    List<Integer> classes = dataset.getClasses();
+    if (classes.stream().anyMatch(c -> c < 0 || c > 255) || classes.stream().distinct().count() != classes.size()) {
+      problems.add(new Violation("dataset.classes", "must be distinct labels within [0, 255], was " + classes));
+    }
 
     if (!Architectures.isKnown(request.getStudent().getArchitecture())) {
       problems.add(new Violation("student.architecture", unknownArchitecture(request.getStudent().getArchitecture())));
@@ -81,6 +89,17 @@ public final class RequestValidation {
     between(problems, "distillation.epochs", d.getEpochs(), 1, MAX_EPOCHS);
     between(problems, "distillation.batchSize", d.getBatchSize(), 1, 65_536);
     positive(problems, "distillation.learningRate", d.getLearningRate());
+    if (d.getOptimizer() == OptimizerKind.UNSUPPORTED) {
+      problems.add(new Violation("distillation.optimizer", "not supported by this version; supported: ADAM, SGD"));
+    }
+    within(problems, "distillation.momentum", d.getMomentum(), 0, 0.999);
+    within(problems, "distillation.weightDecay", d.getWeightDecay(), 0, 1);
+    if (d.getSchedule() == LearningRateSchedule.UNSUPPORTED) {
+      problems.add(new Violation("distillation.schedule", "not supported by this version; supported: CONSTANT, STEP, COSINE"));
+    }
+    between(problems, "distillation.stepEpochs", d.getStepEpochs(), 1, MAX_EPOCHS);
+    within(problems, "distillation.stepGamma", d.getStepGamma(), 0.001, 1);
+    within(problems, "distillation.validationSplit", d.getValidationSplit(), 0, 0.5);
 
     PruningSettings p = request.getPruning();
     if (p.getMethod() == PruningMethod.UNSUPPORTED) {
@@ -94,7 +113,9 @@ public final class RequestValidation {
 
     List<Stage> stages = request.getStages();
     if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
-      problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, PRUNING, was " + stages));
+      problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, TRANSFER, PRUNING, was " + stages));
+    } else if (stages.contains(Stage.TRANSFER)) {
+      transfer(problems, request);
     } else if (stages.contains(Stage.DISTILLATION) && !stages.contains(Stage.TEACHER_INFERENCE)) {
       problems.add(new Violation("stages", "DISTILLATION needs TEACHER_INFERENCE"));
     }
@@ -106,6 +127,23 @@ public final class RequestValidation {
       }
     }
     return problems;
+  }
+
+  /** TRANSFER fine-tunes the pretrained teacher itself: no soft labels, the same architecture. */
+  private static void transfer(List<Violation> problems, CompressionRequest request) {
+    if (request.getStages().contains(Stage.TEACHER_INFERENCE) || request.getStages().contains(Stage.DISTILLATION)) {
+      problems.add(new Violation("stages", "TRANSFER replaces TEACHER_INFERENCE and DISTILLATION, was " + request.getStages()));
+    }
+    var teacher = request.getTeacher();
+    var student = request.getStudent();
+    if (!student.getArchitecture().equals(teacher.getArchitecture()) || student.getWidth() != teacher.getWidth()) {
+      problems.add(new Violation("student.architecture", "TRANSFER keeps the pretrained architecture: student must be "
+          + teacher.getArchitecture() + " width " + teacher.getWidth() + ", was " + student.getArchitecture()
+          + " width " + student.getWidth()));
+    }
+    TransferSettings t = request.getTransfer();
+    between(problems, "transfer.pretrainedClasses", t.getPretrainedClasses(), 1, 100_000);
+    within(problems, "transfer.backboneLearningRateFactor", t.getBackboneLearningRateFactor(), 0, 10);
   }
 
   private static String unknownArchitecture(String name) {

@@ -6,6 +6,9 @@ import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.LearningRateSchedule;
+import dev.distillery.schemas.OptimizerKind;
+import dev.distillery.schemas.TransferSettings;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
@@ -28,9 +31,9 @@ class RequestValidationTest {
         .setJobId("job-1")
         .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri(teacher.toUri().toString()).build())
-        .setDataset(new DatasetSpec(DatasetFormat.IDX, dir.toString(), 0, 0))
+        .setDataset(DatasetSpec.newBuilder().setLocation(dir.toString()).setTrainLimit(0).setTestLimit(0).build())
         .setStudent(new StudentSpec("lenet5", 0.5))
-        .setDistillation(new DistillationSettings(4.0, 0.9, 3, 64, 0.001, 42L))
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.9).setEpochs(3).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
         .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.5, 1, 0.0005))
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .build();
@@ -46,7 +49,7 @@ class RequestValidationTest {
     CompressionRequest request = CompressionRequest.newBuilder(valid())
         .setJobId("../etc")
         .setStudent(new StudentSpec("resnet-9000", 0.0))
-        .setDistillation(new DistillationSettings(4.0, 1.5, 0, 64, 0.001, 42L))
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(1.5).setEpochs(0).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
         .setPruning(new PruningSettings(PruningMethod.UNSUPPORTED, 1.2, 1, 0.0005))
         .setStages(List.of(Stage.DISTILLATION))
         .build();
@@ -56,11 +59,43 @@ class RequestValidationTest {
   }
 
   @Test
+  void trainingSettingsAreChecked() throws Exception {
+    CompressionRequest request = CompressionRequest.newBuilder(valid())
+        .setDistillation(DistillationSettings.newBuilder(valid().getDistillation())
+            .setOptimizer(OptimizerKind.UNSUPPORTED).setMomentum(1.5).setSchedule(LearningRateSchedule.UNSUPPORTED)
+            .setStepEpochs(0).setValidationSplit(0.9).build())
+        .setDataset(DatasetSpec.newBuilder(valid().getDataset()).setClasses(List.of(3, 3)).build())
+        .build();
+    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+        .containsExactly("dataset.classes", "distillation.optimizer", "distillation.momentum", "distillation.schedule",
+            "distillation.stepEpochs", "distillation.validationSplit");
+  }
+
+  @Test
+  void transferKeepsThePretrainedArchitectureAndNeedsNoTeacherStages() throws Exception {
+    CompressionRequest transfer = CompressionRequest.newBuilder(valid())
+        .setStudent(new StudentSpec("convnet", 1.0))
+        .setDataset(DatasetSpec.newBuilder(valid().getDataset()).setClasses(List.of(5, 6, 7, 8, 9)).build())
+        .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(5).build())
+        .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
+        .build();
+    assertThat(RequestValidation.validate(transfer)).isEmpty();
+    CompressionRequest wrong = CompressionRequest.newBuilder(transfer)
+        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(0).setBackboneLearningRateFactor(-1).build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.TRANSFER))
+        .build();
+    assertThat(RequestValidation.validate(wrong)).extracting(RequestValidation.Violation::field)
+        .containsExactly("stages", "student.architecture", "transfer.pretrainedClasses",
+            "transfer.backboneLearningRateFactor");
+  }
+
+  @Test
   void missingFilesAreReportedBeforeAnyWork() throws Exception {
     CompressionRequest request = CompressionRequest.newBuilder(valid())
         .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri(dir.resolve("nope.params").toString()).build())
-        .setDataset(new DatasetSpec(DatasetFormat.IDX, dir.resolve("no-data").toString(), 0, 0))
+        .setDataset(DatasetSpec.newBuilder().setLocation(dir.resolve("no-data").toString()).setTrainLimit(0).setTestLimit(0).build())
         .build();
     assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("teacher.checkpointUri", "dataset.location");

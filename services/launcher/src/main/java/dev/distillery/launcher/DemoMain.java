@@ -57,7 +57,7 @@ public final class DemoMain {
 
     DjlRuntime.start(threads);
     ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
-    DatasetSpec data = new DatasetSpec(DatasetFormat.IDX, dataset.toString(), trainLimit, 0);
+    DatasetSpec data = DatasetSpec.newBuilder().setLocation(dataset.toString()).setTrainLimit(trainLimit).build();
     Path teacher = teacher(store, data);
 
     try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
@@ -101,7 +101,7 @@ public final class DemoMain {
     say("teacher: training convnet on %d images (once; cached for later runs)", sets.train().size());
     ImageDataset train = sets.train();
     TeacherTraining.Teacher trained = TeacherTraining.train("convnet", 1.0, train, sets.test(),
-        new TrainingLoop.Plan(4, 64, 0.001, 7), store, stem + ".params", DemoMain::say);
+        TrainingLoop.Plan.adam(4, 64, 0.001, 7), store, stem + ".params", DemoMain::say);
     say("teacher: test accuracy %.4f, saved to %s", trained.testAccuracy(), trained.checkpoint());
     return trained.checkpoint();
   }
@@ -114,7 +114,7 @@ public final class DemoMain {
             .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(data)
         .setStudent(new StudentSpec("lenet5", 1.0))
-        .setDistillation(new DistillationSettings(4.0, 0.7, 3, 64, 0.002, 42L))
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(3).setBatchSize(64).setLearningRate(0.002).setSeed(42L).build())
         .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 2, 0.001))
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .setOutputUri(null)

@@ -24,11 +24,11 @@ public final class TeacherTraining {
   public static Teacher train(String architecture, double width, ImageDataset train, ImageDataset test,
       TrainingLoop.Plan plan, ArtifactStore store, String name, Consumer<String> log) throws Exception {
     try (Model model = Models.create(architecture, width, train.numClasses(), train.imageShape(), plan.seed())) {
-      TrainingLoop.fit(model, train, plan,
-          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
-          () -> {},
-          (epoch, epochs, loss, rate) -> log.accept(String.format(
-              "teacher %s epoch %d/%d: loss %.4f, %.0f samples/s", architecture, epoch, epochs, loss, rate)));
+      new TrainingLoop(model, train, plan,
+          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
+          .onEpoch(e -> log.accept(String.format("teacher %s epoch %d/%d: loss %.4f, %.0f samples/s",
+              architecture, e.epoch(), e.epochs(), e.meanLoss(), e.samplesPerSecond())))
+          .run();
       ArtifactRef ref = Models.save(model, store, "teachers", name);
       return new Teacher(ArtifactStore.localPath(ref.getUri()), Evaluation.accuracy(model, test));
     }

@@ -9,6 +9,7 @@ import dev.distillery.common.kafka.DeadLetters;
 import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.pruner.L1Unstructured;
@@ -18,10 +19,13 @@ import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
+import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.TransferSettings;
 import dev.distillery.schemas.kafka.Topics;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -59,18 +63,36 @@ final class PipelineScenario {
     DjlRuntime.start(2);
     KafkaTopics.ensure(bootstrapServers, 2);
     ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
-    DatasetSpec data = new DatasetSpec(DatasetFormat.IDX, SUBSET.toString(), 0, 0);
+    DatasetSpec data = DatasetSpec.newBuilder().setLocation(SUBSET.toString()).build();
     Datasets.TrainTest sets = Datasets.load(data);
     TeacherTraining.Teacher teacher = TeacherTraining.train("convnet", 0.5, sets.train(), sets.test(),
-        new TrainingLoop.Plan(2, 64, 0.002, 1), store, "teacher.params", line -> {});
+        TrainingLoop.Plan.adam(2, 64, 0.002, 1), store, "teacher.params", line -> {});
 
     String suffix = UUID.randomUUID().toString().substring(0, 8);
-    CompressionRequest good = CompressionRequest.newBuilder(DemoMain.request("good-" + suffix, teacher.checkpoint(), data))
-        .setDistillation(new DistillationSettings(4.0, 0.7, 2, 64, 0.002, 42L))
+    CompressionRequest demo = DemoMain.request("good-" + suffix, teacher.checkpoint(), data);
+    CompressionRequest good = CompressionRequest.newBuilder(demo)
+        .setTeacher(TeacherSpec.newBuilder(demo.getTeacher()).setWidth(0.5).build())
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(2)
+            .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setHardLabelBaseline(true).build())
         .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, SPARSITY, 1, 0.0005))
         .build();
     CompressionRequest unknownStudent = CompressionRequest.newBuilder(good)
         .setJobId("bad-arch-" + suffix).setStudent(new StudentSpec("resnet-9000", 1.0)).build();
+    CompressionRequest diverging = CompressionRequest.newBuilder(good)
+        .setJobId("diverging-" + suffix)
+        .setDistillation(DistillationSettings.newBuilder(good.getDistillation()).setHardLabelBaseline(false)
+            .setOptimizer(OptimizerKind.SGD).setLearningRate(1e30).build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
+        .build();
+    // The teacher learnt all ten classes; the new task is five of them, from 1,000 images.
+    CompressionRequest transfer = CompressionRequest.newBuilder(good)
+        .setJobId("transfer-" + suffix)
+        .setStudent(new StudentSpec("convnet", 0.5))
+        .setDataset(DatasetSpec.newBuilder(data).setClasses(List.of(9, 8, 7, 6, 5)).setTrainLimit(1000).build())
+        .setDistillation(DistillationSettings.newBuilder(good.getDistillation()).setEpochs(3).setLearningRate(0.005).build())
+        .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(10).build())
+        .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
+        .build();
 
     try (LocalPipeline pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2);
         JobWatcher watcher = new JobWatcher(bootstrapServers);
@@ -82,6 +104,8 @@ final class PipelineScenario {
       send(producer, malformedKey, "{\"jobId\": \"not avro\"}".getBytes(StandardCharsets.UTF_8));
       send(producer, unknownStudent.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", unknownStudent));
       send(producer, good.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", good));
+      send(producer, diverging.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", diverging));
+      send(producer, transfer.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", transfer));
 
       ConsumerRecord<String, byte[]> deadLetter = awaitDeadLetter(bootstrapServers, malformedKey, Duration.ofMinutes(1));
       assertThat(new String(deadLetter.value(), StandardCharsets.UTF_8)).isEqualTo("{\"jobId\": \"not avro\"}");
@@ -99,6 +123,16 @@ final class PipelineScenario {
       assertThat(outcome.failure()).as("failure of the good job").isNull();
       assertThat(stagesWithProgress).containsExactlyInAnyOrder(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING);
       checkResult(outcome.result(), sets, good);
+
+      JobWatcher.Outcome diverged = watcher.await(diverging.getJobId(), Duration.ofMinutes(5), p -> {});
+      assertThat(diverged.failure()).as("failure of the diverging job").isNotNull();
+      assertThat(diverged.failure().getStage()).isEqualTo(Stage.DISTILLATION);
+      assertThat(diverged.failure().getField()).isEqualTo("distillation.learningRate");
+      assertThat(diverged.failure().getReason()).contains("training diverged", "not published");
+
+      JobWatcher.Outcome transferred = watcher.await(transfer.getJobId(), Duration.ofMinutes(5), p -> {});
+      assertThat(transferred.failure()).as("failure of the transfer job").isNull();
+      checkTransfer(transferred.result(), transfer);
       checkManagementPort(pipeline.managementPort());
     }
   }
@@ -116,7 +150,28 @@ final class PipelineScenario {
     assertThat(metrics)
         .contains("distillery_records_dead_lettered_total{stage=\"teacher-planner\"} 1\n")
         .contains("distillery_jobs_failed_total{stage=\"teacher-planner\"} 1\n")
-        .contains("distillery_jobs_completed_total{stage=\"pruner\"} 1\n");
+        .contains("distillery_jobs_failed_total{stage=\"student-trainer\"} 1\n")
+        .contains("distillery_jobs_completed_total{stage=\"student-transfer\"} 1\n")
+        .contains("distillery_jobs_completed_total{stage=\"pruner\"} 2\n");
+  }
+
+  /** The pretrained convnet with a five-class head, fine-tuned, compared with training from scratch, pruned. */
+  private static void checkTransfer(JobResult result, CompressionRequest request) throws Exception {
+    Datasets.TrainTest fiveClasses = Datasets.load(request.getDataset());
+    assertThat(fiveClasses.numClasses()).isEqualTo(5);
+    assertThat(result.getTeacher()).isNull();
+    System.out.printf("transfer to 5 classes from %d images: transferred %.4f, from scratch %.4f%n",
+        fiveClasses.train().size(), result.getStudent().getTestAccuracy(), result.getBaseline().getTestAccuracy());
+    // Chance is 0.2 on five balanced classes.
+    assertThat(result.getStudent().getTestAccuracy()).isGreaterThan(0.6);
+    assertThat(result.getBaseline().getTestAccuracy()).isGreaterThan(0.2);
+    assertThat(result.getStudent().getParameters()).isEqualTo(result.getBaseline().getParameters());
+    assertThat(result.getStageSeconds()).containsKeys("TRANSFER", "PRUNING");
+    try (Model pruned = Models.load("convnet", 0.5, 5, fiveClasses.train().imageShape(),
+        ArtifactStore.open(result.getFinalCheckpoint()))) {
+      assertThat(Models.head(pruned).get(0).getArray().getShape().get(0)).as("outputs of the new head").isEqualTo(5);
+      assertThat(Evaluation.accuracy(pruned, fiveClasses.test())).isEqualTo(result.getPruned().getTestAccuracy());
+    }
   }
 
   private static void checkResult(JobResult result, Datasets.TrainTest sets, CompressionRequest request)
@@ -124,6 +179,12 @@ final class PipelineScenario {
     // A model that has learnt nothing scores about 0.1 on ten balanced classes.
     assertThat(result.getTeacher().getTestAccuracy()).isGreaterThan(0.6);
     assertThat(result.getStudent().getTestAccuracy()).isGreaterThan(0.6);
+    // The hard-label baseline: the same student, data, seed and schedule.
+    assertThat(result.getBaseline().getTestAccuracy()).isGreaterThan(0.6);
+    assertThat(result.getBaseline().getParameters()).isEqualTo(result.getStudent().getParameters());
+    assertThat(result.getBaseline().getTestAccuracy()).isNotEqualTo(result.getStudent().getTestAccuracy());
+    assertThat(result.getStudent().getBestEpoch()).isBetween(1, 2);
+    assertThat(result.getStudent().getValidationAccuracy()).isGreaterThan(0.6);
     assertThat(result.getPruned().getTestAccuracy()).isGreaterThan(0.6);
     assertThat(result.getStudent().getParameters()).isLessThan(result.getTeacher().getParameters());
     assertThat(result.getStageSeconds()).containsKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");

@@ -49,7 +49,7 @@ final class Pruner {
     CompressionRequest request = context.getRequest();
     String jobId = event.getJobId();
     JobResult.Builder result = JobResult.newBuilder().setJobId(jobId)
-        .setTeacher(context.getTeacher()).setStudent(context.getStudent());
+        .setTeacher(context.getTeacher()).setStudent(context.getStudent()).setBaseline(context.getBaseline());
     if (!request.getStages().contains(STAGE)) {
       return publish(result.setFinalCheckpoint(event.getCheckpoint()), context, start);
     }
@@ -83,17 +83,18 @@ final class Pruner {
   }
 
   private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
-      String jobId) throws JobFailedException, InterruptedException {
+      String jobId) throws JobFailedException, InterruptedException, IOException {
     PruningSettings settings = request.getPruning();
-    var plan = new TrainingLoop.Plan(settings.getFineTuneEpochs(), request.getDistillation().getBatchSize(),
+    var plan = TrainingLoop.Plan.adam(settings.getFineTuneEpochs(), request.getDistillation().getBatchSize(),
         settings.getLearningRate(), request.getDistillation().getSeed());
     ImageDataset train = data.train();
     try {
-      TrainingLoop.fit(model, train, plan,
-          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
-          masks::apply,
-          (epoch, epochs, loss, rate) -> events.progress(jobId, STAGE, epoch, epochs, "fine-tune epoch " + epoch,
-              Map.of("loss", loss, "samplesPerSecond", rate)));
+      new TrainingLoop(model, train, plan,
+          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
+          .afterStep(masks::apply)
+          .onEpoch(e -> events.progress(jobId, STAGE, e.epoch(), e.epochs(), "fine-tune epoch " + e.epoch(),
+              Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond())))
+          .run();
     } catch (TrainingLoop.NonFiniteLossException e) {
       throw new JobFailedException(null, "fine-tuning: " + e.getMessage() + " (pruning.learningRate)", e);
     }

@@ -1,39 +1,46 @@
 package dev.distillery.student;
 
 import ai.djl.Model;
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
-import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Models;
-import dev.distillery.common.ml.TrainingLoop;
-import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobContext;
-import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.common.ml.Losses;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
-/** Trains a request's student on the teacher's soft labels and the hard labels, then publishes it. */
+/**
+ * Trains a request's student on the teacher's soft labels and the hard labels, and, when asked,
+ * the same student on hard labels alone as the baseline the gain is measured against; then
+ * publishes the distilled student.
+ */
 final class Distiller {
+  private static final Logger LOG = LoggerFactory.getLogger(Distiller.class);
   private static final Stage STAGE = Stage.DISTILLATION;
 
   private final JobEvents events;
   private final ArtifactStore store;
+  private final Path stateRoot;
 
-  Distiller(JobEvents events, ArtifactStore store) {
+  Distiller(JobEvents events, ArtifactStore store, Path stateRoot) {
     this.events = events;
     this.store = store;
+    this.stateRoot = stateRoot;
   }
 
   /** Runs on a worker thread; the future completes when the checkpoint event is acknowledged. */
@@ -50,48 +57,49 @@ final class Distiller {
           + labels.classes() + " classes, but the dataset has " + train.size() + " training samples of " + data.numClasses());
     }
     StudentSpec spec = request.getStudent();
-    DistillationLoss loss = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
     int classes = labels.classes();
-    try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
-        settings.getSeed())) {
-      double[] lastAccuracy = {Double.NaN};
-      TrainingLoop.fit(student, train,
-          new TrainingLoop.Plan(settings.getEpochs(), settings.getBatchSize(), settings.getLearningRate(), settings.getSeed()),
-          (logits, indices, manager) -> {
-            NDArray teacher = manager.create(labels.rows(indices), new Shape(indices.length, classes));
-            return loss.compute(logits, teacher, train.labels(manager, indices));
-          },
-          () -> {},
-          (epoch, epochs, meanLoss, samplesPerSecond) -> {
-            double accuracy = evaluate(student, data.test());
-            lastAccuracy[0] = accuracy;
-            events.progress(jobId, STAGE, epoch, epochs, "epoch " + epoch + "/" + epochs,
-                Map.of("loss", meanLoss, "testAccuracy", accuracy, "samplesPerSecond", samplesPerSecond));
-          });
-      ArtifactRef checkpoint = Models.save(student, store.forOutput(request.getOutputUri()), jobId, "student.params");
-      ModelMetrics metrics = ModelMetrics.newBuilder()
-          .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth())
-          .setTestAccuracy(lastAccuracy[0]) // measured after the last epoch, on these weights
-          .setParameters(Models.parameterCount(student)).setNonZeroParameters(Models.nonZeroCount(student))
-          .setCheckpointBytes(checkpoint.getSizeBytes()).build();
+    DistillationLoss distillation = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
+    boolean baseline = settings.getHardLabelBaseline();
+    StudentTraining training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
+    try {
+      JobContext.Builder next = JobContext.newBuilder(context);
+      if (baseline) {
+        try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
+            settings.getSeed())) {
+          next.setBaseline(training.train("baseline", student, spec.getArchitecture(), spec.getWidth(),
+              (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
+              Map.of()).metrics());
+        }
+      }
+      StudentTraining.Trained distilled;
+      try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
+          settings.getSeed())) {
+        distilled = training.train("distilled", student, spec.getArchitecture(), spec.getWidth(),
+            (logits, indices, manager) -> distillation.compute(logits,
+                manager.create(labels.rows(indices), new Shape(indices.length, classes)), train.labels(manager, indices)),
+            Map.of());
+      }
       Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
       seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
       // The planner timed its part; labelling ran on the replicas while batches arrived here.
       seconds.merge(Stage.TEACHER_INFERENCE.name(), labels.arrivalSeconds(), Double::sum);
-      JobContext next = JobContext.newBuilder(context).setStudent(metrics).setStageSeconds(seconds).build();
+      next.setStudent(distilled.metrics()).setStageSeconds(seconds);
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
-          .setJobId(jobId).setProducedBy(STAGE).setContext(next)
-          .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(checkpoint).build());
-    } catch (TrainingLoop.NonFiniteLossException e) {
-      throw new JobFailedException(null, e.getMessage() + " (distillation.learningRate, distillation.temperature)", e);
+              .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
+              .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build())
+          .whenComplete((sent, error) -> closeQuietly(training));
+    } catch (Exception e) {
+      closeQuietly(training);
+      throw e;
     }
   }
 
-  private static double evaluate(Model model, ImageDataset test) {
+  /** A leftover state is harmless (its fingerprint ties it to this request), so failing to remove it only warns. */
+  static void closeQuietly(StudentTraining training) {
     try {
-      return Evaluation.accuracy(model, test);
-    } catch (Exception e) {
-      throw new IllegalStateException("evaluation failed: " + e.getMessage(), e);
+      training.close();
+    } catch (IOException e) {
+      LOG.warn("cannot remove a finished job's training state: {}", e.toString());
     }
   }
 }

@@ -1,22 +1,48 @@
 package dev.distillery.student;
 
 import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.RecordHandler;
+import dev.distillery.common.service.JobOutcomes;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
+import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 
-/** Distils a smaller student from the teacher's soft labels and hands its checkpoint on. */
+/**
+ * Trains students, two stages in one process: distillation (consumer group {@value #NAME}) from
+ * the teacher's soft labels, and transfer learning (group {@value #TRANSFER}) of requests with the
+ * TRANSFER stage. Both hand their checkpoint on to the pruner. Training state lives under
+ * {@code <artifacts.dir>/training}, so a restarted trainer resumes its jobs.
+ */
 public final class StudentTrainerService {
   public static final String NAME = "student-trainer";
+  public static final String TRANSFER = "student-transfer";
 
   private StudentTrainerService() {}
 
   public static List<StageService<?>> stages(ServiceConfig config) {
     ArtifactStore store = new ArtifactStore(config.artifactsDir());
-    return List.of(new StageService<>(config, Topics.SOFT_LABELS, (events, workers, metrics) ->
-        new SoftLabelAssembler(new Distiller(events, store), events, workers, metrics)));
+    Path state = config.artifactsDir().resolve("training");
+    return List.of(
+        new StageService<>(config, Topics.SOFT_LABELS, (events, workers, metrics) ->
+            new SoftLabelAssembler(new Distiller(events, store, state), events, workers, metrics)),
+        new StageService<>(config.withService(TRANSFER), Topics.REQUESTS, (events, workers, metrics) -> {
+          TransferLearning transfer = new TransferLearning(events, store, state);
+          return (RecordHandler<CompressionRequest>) (record, request) -> {
+            // The planner answers invalid requests; this stage takes the valid TRANSFER ones.
+            if (!request.getStages().contains(Stage.TRANSFER) || !RequestValidation.validate(request).isEmpty()) {
+              return CompletableFuture.completedFuture(null);
+            }
+            return JobOutcomes.settle(request.getJobId(), Stage.TRANSFER,
+                workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked), events, metrics);
+          };
+        }));
   }
 
   public static void main(String[] args) {

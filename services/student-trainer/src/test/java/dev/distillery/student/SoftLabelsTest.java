@@ -25,7 +25,7 @@ class SoftLabelsTest {
       .setRequest(CompressionRequest.newBuilder().setJobId("j")
           .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri("/t").build())
-          .setDataset(new DatasetSpec(DatasetFormat.IDX, "/d", 0, 0))
+          .setDataset(DatasetSpec.newBuilder().setLocation("/d").setTrainLimit(0).setTestLimit(0).build())
           .setStudent(new StudentSpec("lenet5", 1.0))
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.5, 1, 0.001))

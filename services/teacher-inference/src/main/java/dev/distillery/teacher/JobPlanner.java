@@ -73,6 +73,9 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
           new JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
           events, metrics);
     }
+    if (request.getStages().contains(Stage.TRANSFER)) {
+      return CompletableFuture.completedFuture(null); // the student trainer's transfer stage takes it
+    }
     return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
         events, metrics);
   }

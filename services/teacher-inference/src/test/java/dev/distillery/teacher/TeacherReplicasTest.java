@@ -165,7 +165,7 @@ class TeacherReplicasTest {
     return CompressionRequest.newBuilder()
         .setJobId(jobId + "-" + System.nanoTime())
         .setTeacher(teacher)
-        .setDataset(new DatasetSpec(DatasetFormat.IDX, TorchScriptTeacherTest.SUBSET.toAbsolutePath().toString(), 0, 0))
+        .setDataset(DatasetSpec.newBuilder().setLocation(TorchScriptTeacherTest.SUBSET.toAbsolutePath().toString()).setTrainLimit(0).setTestLimit(0).build())
         .setStudent(new StudentSpec("lenet5", 1.0))
         .setDistillation(DistillationSettings.newBuilder().setTemperature(TEMPERATURE).build())
         .setPruning(PruningSettings.newBuilder().build())

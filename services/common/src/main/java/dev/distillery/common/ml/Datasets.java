@@ -9,21 +9,28 @@ import java.nio.file.Path;
 /** Loads a request's dataset: IDX files in one directory, named as MNIST names them. */
 public final class Datasets {
 
-  /** A training set and a test set of the same kind. */
-  public record TrainTest(ImageDataset train, ImageDataset test) {
-    /** Classes in either set: a limited training set may lack the last classes. */
-    public int numClasses() {
-      return Math.max(train.numClasses(), test.numClasses());
-    }
-  }
+  /**
+   * A training set and a test set of the same kind.
+   *
+   * @param numClasses the classes a model for this data has: the classes chosen, or all classes
+   *     in either set (a limited training set may lack the last ones)
+   */
+  public record TrainTest(ImageDataset train, ImageDataset test, int numClasses) {}
 
   private Datasets() {}
 
   public static TrainTest load(DatasetSpec spec) throws IOException {
     Path dir = ArtifactStore.localPath(spec.getLocation());
-    ImageDataset train = read(dir, "train").limit(spec.getTrainLimit());
-    ImageDataset test = read(dir, "t10k").limit(spec.getTestLimit());
-    return new TrainTest(train, test);
+    ImageDataset train = read(dir, "train");
+    ImageDataset test = read(dir, "t10k");
+    int numClasses = Math.max(train.numClasses(), test.numClasses());
+    if (!spec.getClasses().isEmpty()) {
+      int[] classes = spec.getClasses().stream().mapToInt(Integer::intValue).toArray();
+      train = train.onlyClasses(classes);
+      test = test.onlyClasses(classes);
+      numClasses = classes.length;
+    }
+    return new TrainTest(train.limit(spec.getTrainLimit()), test.limit(spec.getTestLimit()), numClasses);
   }
 
   /** Reads {@code <prefix>-images-idx3-ubyte[.gz]} and {@code <prefix>-labels-idx1-ubyte[.gz]}. */

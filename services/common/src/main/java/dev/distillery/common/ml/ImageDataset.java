@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import java.util.Arrays;
+import java.util.Random;
 
 /**
  * Labelled single-channel images kept as raw bytes (a quarter of the memory of floats), turned
@@ -52,6 +53,36 @@ public final class ImageDataset {
     return new ImageDataset(Arrays.copyOf(pixels, n * imageSize), Arrays.copyOf(labels, n), rows, cols);
   }
 
+  /** The samples {@code indices}, in that order, as a dataset of their own. */
+  public ImageDataset subset(int[] indices) {
+    int imageSize = rows * cols;
+    byte[] chosenPixels = new byte[indices.length * imageSize];
+    int[] chosenLabels = new int[indices.length];
+    for (int i = 0; i < indices.length; i++) {
+      System.arraycopy(pixels, indices[i] * imageSize, chosenPixels, i * imageSize, imageSize);
+      chosenLabels[i] = labels[indices[i]];
+    }
+    return new ImageDataset(chosenPixels, chosenLabels, rows, cols);
+  }
+
+  /**
+   * Only the samples of {@code classes}, relabelled 0..k-1 in the order given (class
+   * {@code classes[0]} becomes 0): how a task on some of the classes is cut from a dataset.
+   */
+  public ImageDataset onlyClasses(int[] classes) {
+    int[] relabel = new int[256];
+    Arrays.fill(relabel, -1);
+    for (int i = 0; i < classes.length; i++) {
+      relabel[classes[i]] = i;
+    }
+    int[] kept = Arrays.stream(range(0, size())).filter(i -> labels[i] < relabel.length && relabel[labels[i]] >= 0).toArray();
+    ImageDataset subset = subset(kept);
+    for (int i = 0; i < subset.labels.length; i++) {
+      subset.labels[i] = relabel[subset.labels[i]];
+    }
+    return subset;
+  }
+
   /** Images {@code [indices.length, 1, rows, cols]} as the built-in architectures take them. */
   public NDArray images(NDManager manager, int[] indices) {
     return images(manager, indices, Preprocessing.BUILT_IN);
@@ -80,6 +111,16 @@ public final class ImageDataset {
       batch[i] = labels[indices[i]];
     }
     return manager.create(batch);
+  }
+
+  /** Shuffles {@code order} in place (Fisher-Yates), reproducibly for a seeded {@code random}. */
+  public static void shuffle(int[] order, Random random) {
+    for (int i = order.length - 1; i > 0; i--) {
+      int j = random.nextInt(i + 1);
+      int t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
   }
 
   /** Indices {@code from..to-1}. */

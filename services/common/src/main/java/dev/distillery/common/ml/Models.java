@@ -18,7 +18,9 @@ import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /** Creating, saving, loading and measuring built-in models. */
 public final class Models {
@@ -42,9 +44,18 @@ public final class Models {
       throws IOException {
     // Parameters must exist before loading, or a later save fails with "key value size mismatch".
     Model model = create(architecture, width, classes, imageShape);
+    Map<String, Shape> expected = new HashMap<>();
+    model.getBlock().getParameters().forEach(p -> expected.put(p.getKey(), p.getValue().getArray().getShape()));
     try (InputStream file = Files.newInputStream(path);
         DataInputStream in = new DataInputStream(new BufferedInputStream(file))) {
       model.getBlock().loadParameters(model.getNDManager(), in);
+      // DJL takes the shapes from the file: a checkpoint of another width would load silently.
+      for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+        Shape loaded = p.getValue().getArray().getShape();
+        if (!loaded.equals(expected.get(p.getKey()))) {
+          throw new IOException("parameter " + p.getKey() + " has shape " + loaded + ", expected " + expected.get(p.getKey()));
+        }
+      }
     } catch (IOException | MalformedModelException | RuntimeException e) {
       model.close();
       throw new IOException("checkpoint " + path + " is not a " + architecture + " (width " + width
@@ -67,6 +78,33 @@ public final class Models {
       }
     }
     return weights;
+  }
+
+  /** The parameters of the model's last layer: the head that maps its features to classes. */
+  public static List<Parameter> head(Model model) {
+    var layers = model.getBlock().getChildren();
+    return layers.get(layers.size() - 1).getValue().getParameters().values();
+  }
+
+  /**
+   * Copies every parameter but the head's from {@code pretrained} into {@code target}, a model of
+   * the same architecture and width with its own head: transfer learning's starting point.
+   */
+  public static void copyBackbone(Model pretrained, Model target) {
+    Map<String, Parameter> source = new HashMap<>();
+    pretrained.getBlock().getParameters().forEach(p -> source.put(p.getKey(), p.getValue()));
+    List<Parameter> head = head(target);
+    for (Pair<String, Parameter> p : target.getBlock().getParameters()) {
+      if (head.contains(p.getValue())) {
+        continue;
+      }
+      Parameter from = source.get(p.getKey());
+      if (from == null || !from.getArray().getShape().equals(p.getValue().getArray().getShape())) {
+        throw new IllegalArgumentException("pretrained model has no parameter " + p.getKey() + " of shape "
+            + p.getValue().getArray().getShape());
+      }
+      from.getArray().copyTo(p.getValue().getArray());
+    }
   }
 
   public static long parameterCount(Model model) {

@@ -10,14 +10,23 @@ import ai.djl.training.GradientCollector;
 import ai.djl.training.Trainer;
 import ai.djl.training.loss.Loss;
 import ai.djl.training.optimizer.Optimizer;
-import ai.djl.training.tracker.Tracker;
+import ai.djl.training.tracker.ParameterTracker;
 import ai.djl.util.Pair;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.LearningRateSchedule;
+import dev.distillery.schemas.OptimizerKind;
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * Mini-batch training with Adam and a caller-supplied loss, written as a plain loop over
- * {@link GradientCollector} (measured faster and leaner than DJL's EasyTrain here).
+ * Mini-batch training with a caller-supplied loss, written as a plain loop over
+ * {@link GradientCollector} (measured faster and leaner than DJL's EasyTrain here). After each
+ * epoch it scores the model on held-out data, keeps the best epoch's weights and, given a
+ * {@link TrainingCheckpoint}, saves its state so that a restarted process continues after the
+ * last finished epoch.
  */
 public final class TrainingLoop {
   /** DJL allows one active GradientCollector per JVM (a static flag), so trainings take turns. */
@@ -28,10 +37,42 @@ public final class TrainingLoop {
    *
    * @param epochs passes over the data
    * @param batchSize samples per step (the last batch of an epoch may be smaller)
-   * @param learningRate Adam's step size
+   * @param learningRate the initial step size
+   * @param optimizer Adam or SGD
+   * @param momentum SGD's momentum
+   * @param weightDecay L2 penalty added to the gradients
+   * @param schedule how the step size changes over the run
+   * @param stepEpochs with STEP: epochs between two decays
+   * @param stepGamma with STEP: the factor of each decay
    * @param seed seeds the shuffling, so a job is reproducible
    */
-  public record Plan(int epochs, int batchSize, double learningRate, long seed) {}
+  public record Plan(int epochs, int batchSize, double learningRate, OptimizerKind optimizer, double momentum,
+      double weightDecay, LearningRateSchedule schedule, int stepEpochs, double stepGamma, long seed) {
+
+    /** Adam at a constant rate: fine-tuning's plan. */
+    public static Plan adam(int epochs, int batchSize, double learningRate, long seed) {
+      return new Plan(epochs, batchSize, learningRate, OptimizerKind.ADAM, 0, 0, LearningRateSchedule.CONSTANT, 1, 1,
+          seed);
+    }
+
+    /** The plan a request's training settings describe. */
+    public static Plan of(DistillationSettings s) {
+      return new Plan(s.getEpochs(), s.getBatchSize(), s.getLearningRate(), s.getOptimizer(), s.getMomentum(),
+          s.getWeightDecay(), s.getSchedule(), s.getStepEpochs(), s.getStepGamma(), s.getSeed());
+    }
+
+    /** The step size of step {@code step} (from 0) of epoch {@code epoch} (from 1), as torch's schedulers give it. */
+    double learningRateAt(int epoch, int step, int stepsPerEpoch) {
+      return switch (schedule) {
+        case STEP -> learningRate * Math.pow(stepGamma, (epoch - 1) / stepEpochs);
+        case COSINE -> {
+          double done = (double) ((epoch - 1) * stepsPerEpoch + step) / ((long) epochs * stepsPerEpoch);
+          yield learningRate * 0.5 * (1 + Math.cos(Math.PI * done));
+        }
+        default -> learningRate;
+      };
+    }
+  }
 
   /** The loss of one batch, given the model's logits for the samples {@code indices}. */
   @FunctionalInterface
@@ -39,10 +80,26 @@ public final class TrainingLoop {
     NDArray compute(NDArray logits, int[] indices, NDManager batchManager);
   }
 
-  /** Hears about each finished epoch. */
+  /**
+   * One finished epoch.
+   *
+   * @param validationAccuracy accuracy on the held-out samples, NaN without validation
+   * @param best whether this epoch is the best so far (always true without validation)
+   * @param resumedAfter the epoch this run continued after when its process restarted; 0 when it started fresh
+   */
+  public record Epoch(int epoch, int epochs, double meanLoss, double samplesPerSecond, double learningRate,
+      double validationAccuracy, boolean best, int resumedAfter) {}
+
+  /** Hears about each finished epoch, after its state is saved. */
   @FunctionalInterface
   public interface EpochListener {
-    void onEpoch(int epoch, int epochs, double meanLoss, double samplesPerSecond);
+    void onEpoch(Epoch epoch);
+  }
+
+  /** Scores the model on held-out data after each epoch; higher is better. */
+  @FunctionalInterface
+  public interface Validation {
+    double accuracy(Model model) throws Exception;
   }
 
   /** Runs after every optimizer step, for example to re-apply pruning masks. */
@@ -50,6 +107,15 @@ public final class TrainingLoop {
   public interface StepHook {
     void afterStep();
   }
+
+  /**
+   * What a run ended with. The model holds the best epoch's weights.
+   *
+   * @param bestEpoch the epoch whose weights the model holds
+   * @param validationAccuracy that epoch's validation accuracy (NaN without validation)
+   * @param resumedAfter the epoch a restart continued after; 0 when the run started fresh
+   */
+  public record Outcome(int bestEpoch, double validationAccuracy, int resumedAfter) {}
 
   /** The loss became NaN or infinite: the weights are broken and must not be published. */
   public static final class NonFiniteLossException extends Exception {
@@ -61,59 +127,175 @@ public final class TrainingLoop {
     }
   }
 
-  private TrainingLoop() {}
+  private final Model model;
+  private final ImageDataset data;
+  private final Plan plan;
+  private final BatchLoss loss;
+  private int[] samples;
+  private StepHook afterStep = () -> {};
+  private Validation validation;
+  private EpochListener listener = epoch -> {};
+  private TrainingCheckpoint checkpoint;
+  private Map<String, Float> learningRateFactors = Map.of();
 
-  /** Trains {@code model} in place; returns the mean loss of the last epoch. */
-  public static double fit(Model model, ImageDataset data, Plan plan, BatchLoss loss, StepHook afterStep,
-      EpochListener listener) throws NonFiniteLossException, InterruptedException {
+  /** Trains {@code model} in place on all of {@code data}, scoring batches with {@code loss}. */
+  public TrainingLoop(Model model, ImageDataset data, Plan plan, BatchLoss loss) {
+    this.model = model;
+    this.data = data;
+    this.plan = plan;
+    this.loss = loss;
+    this.samples = ImageDataset.range(0, data.size());
+  }
+
+  /** Trains on these sample indices only (the rest may be held out for validation). */
+  public TrainingLoop samples(int[] indices) {
+    this.samples = indices.clone();
+    return this;
+  }
+
+  public TrainingLoop afterStep(StepHook hook) {
+    this.afterStep = hook;
+    return this;
+  }
+
+  /** Picks the best epoch by this score; without it the last epoch is kept. */
+  public TrainingLoop validation(Validation score) {
+    this.validation = score;
+    return this;
+  }
+
+  public TrainingLoop onEpoch(EpochListener epochListener) {
+    this.listener = epochListener;
+    return this;
+  }
+
+  /** Saves the state after each epoch there, and continues from it when it holds a finished epoch. */
+  public TrainingLoop checkpoint(TrainingCheckpoint state) {
+    this.checkpoint = state;
+    return this;
+  }
+
+  /** Scales the step size of the parameters with these ids (a lower rate for a pretrained backbone). */
+  public TrainingLoop learningRateFactors(Map<String, Float> factorsByParameterId) {
+    this.learningRateFactors = Map.copyOf(factorsByParameterId);
+    return this;
+  }
+
+  /** Trains, waiting first while another training of this JVM runs. */
+  public Outcome run() throws NonFiniteLossException, InterruptedException, IOException {
     ONE_TRAINING_PER_JVM.lockInterruptibly();
     try {
-      return fitAlone(model, data, plan, loss, afterStep, listener);
+      return runAlone();
     } finally {
       ONE_TRAINING_PER_JVM.unlock();
     }
   }
 
-  private static double fitAlone(Model model, ImageDataset data, Plan plan, BatchLoss loss, StepHook afterStep,
-      EpochListener listener) throws NonFiniteLossException {
+  private Outcome runAlone() throws NonFiniteLossException, IOException {
+    TrainingCheckpoint.State state = checkpoint == null ? TrainingCheckpoint.State.FRESH : checkpoint.restore(model);
+    int resumedAfter = state.epoch();
     Random shuffle = new Random(plan.seed());
-    int[] order = ImageDataset.range(0, data.size());
-    Optimizer adam = Optimizer.adam().optLearningRateTracker(Tracker.fixed((float) plan.learningRate())).build();
-    // The configured loss is never called: batches are scored by the caller's BatchLoss.
-    DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.softmaxCrossEntropyLoss()).optOptimizer(adam);
-    attachGradients(model);
-    double meanLoss = Double.NaN;
-    try (Trainer trainer = model.newTrainer(config)) {
-      for (int epoch = 1; epoch <= plan.epochs(); epoch++) {
-        shuffleInPlace(order, shuffle);
-        long start = System.nanoTime();
-        double lossSum = 0;
-        int steps = 0;
-        for (int from = 0; from < order.length; from += plan.batchSize()) {
-          int[] indices = java.util.Arrays.copyOfRange(order, from, Math.min(order.length, from + plan.batchSize()));
-          try (NDManager batchManager = trainer.getManager().newSubManager()) {
-            NDArray images = data.images(batchManager, indices);
-            try (GradientCollector collector = trainer.newGradientCollector()) {
-              NDArray logits = trainer.forward(new NDList(images)).singletonOrThrow();
-              NDArray value = loss.compute(logits, indices, batchManager);
-              float scalar = value.getFloat();
-              if (!Float.isFinite(scalar)) {
-                throw new NonFiniteLossException(epoch, steps + 1, scalar);
-              }
-              collector.backward(value);
-              lossSum += scalar;
-            }
-            trainer.step();
+    int[] order = samples.clone();
+    for (int skipped = 1; skipped <= resumedAfter; skipped++) {
+      ImageDataset.shuffle(order, shuffle); // the finished epochs' orders, so the next epoch sees its own
+    }
+    byte[] bestWeights = checkpoint == null ? null : checkpoint.bestWeights();
+    int bestEpoch = state.bestEpoch();
+    double bestAccuracy = state.bestAccuracy();
+    if (resumedAfter < plan.epochs()) {
+      int stepsPerEpoch = (order.length + plan.batchSize() - 1) / plan.batchSize();
+      StepSize stepSize = new StepSize(learningRateFactors);
+      DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.softmaxCrossEntropyLoss()) // never called
+          .optOptimizer(optimizer(stepSize));
+      attachGradients(model);
+      try (Trainer trainer = model.newTrainer(config)) {
+        for (int epoch = resumedAfter + 1; epoch <= plan.epochs(); epoch++) {
+          ImageDataset.shuffle(order, shuffle);
+          long start = System.nanoTime();
+          double lossSum = 0;
+          int steps = 0;
+          for (int from = 0; from < order.length; from += plan.batchSize()) {
+            int[] indices = Arrays.copyOfRange(order, from, Math.min(order.length, from + plan.batchSize()));
+            stepSize.current = (float) plan.learningRateAt(epoch, steps, stepsPerEpoch);
+            lossSum += step(trainer, indices, epoch, steps);
+            afterStep.afterStep();
+            steps++;
           }
-          afterStep.afterStep();
-          steps++;
+          double samplesPerSecond = order.length / ((System.nanoTime() - start) / 1e9);
+          double accuracy = validate();
+          boolean best = validation == null || !(accuracy <= bestAccuracy);
+          if (best) {
+            bestEpoch = epoch;
+            bestAccuracy = accuracy;
+            bestWeights = TrainingCheckpoint.weights(model);
+          }
+          if (checkpoint != null) {
+            checkpoint.save(model, new TrainingCheckpoint.State(epoch, bestEpoch, bestAccuracy), best ? bestWeights : null);
+          }
+          listener.onEpoch(new Epoch(epoch, plan.epochs(), lossSum / steps, samplesPerSecond,
+              plan.learningRateAt(epoch, 0, stepsPerEpoch), accuracy, best, resumedAfter));
         }
-        meanLoss = lossSum / steps;
-        double seconds = (System.nanoTime() - start) / 1e9;
-        listener.onEpoch(epoch, plan.epochs(), meanLoss, data.size() / seconds);
       }
     }
-    return meanLoss;
+    if (bestWeights != null && bestEpoch != plan.epochs()) {
+      TrainingCheckpoint.load(model, bestWeights);
+    }
+    return new Outcome(bestEpoch, bestAccuracy, resumedAfter);
+  }
+
+  /** One optimizer step; returns the batch's loss. */
+  private float step(Trainer trainer, int[] indices, int epoch, int step) throws NonFiniteLossException {
+    try (NDManager batchManager = trainer.getManager().newSubManager()) {
+      NDArray images = data.images(batchManager, indices);
+      float scalar;
+      try (GradientCollector collector = trainer.newGradientCollector()) {
+        NDArray logits = trainer.forward(new NDList(images)).singletonOrThrow();
+        NDArray value = loss.compute(logits, indices, batchManager);
+        scalar = value.getFloat();
+        if (!Float.isFinite(scalar)) {
+          throw new NonFiniteLossException(epoch, step + 1, scalar);
+        }
+        collector.backward(value);
+      }
+      trainer.step();
+      return scalar;
+    }
+  }
+
+  private double validate() throws IOException {
+    if (validation == null) {
+      return Double.NaN;
+    }
+    try {
+      return validation.accuracy(model);
+    } catch (Exception e) {
+      throw new IOException("validation failed: " + e.getMessage(), e);
+    }
+  }
+
+  private Optimizer optimizer(StepSize stepSize) {
+    float decay = (float) plan.weightDecay();
+    return switch (plan.optimizer()) {
+      case SGD -> Optimizer.sgd().setLearningRateTracker(stepSize).optMomentum((float) plan.momentum())
+          .optWeightDecays(decay).build();
+      case ADAM -> Optimizer.adam().optLearningRateTracker(stepSize).optWeightDecays(decay).build();
+      default -> throw new IllegalArgumentException("unsupported optimizer " + plan.optimizer());
+    };
+  }
+
+  /** The schedule's current step size, scaled per parameter where a factor is given. */
+  private static final class StepSize implements ParameterTracker {
+    private final Map<String, Float> factors;
+    volatile float current;
+
+    StepSize(Map<String, Float> factors) {
+      this.factors = factors;
+    }
+
+    @Override
+    public float getNewValue(String parameterId, int numUpdate) {
+      return current * factors.getOrDefault(parameterId, 1f);
+    }
   }
 
   /** Weights loaded from a checkpoint come without autograd enabled; trainable ones need it. */
@@ -123,15 +305,6 @@ public final class TrainingLoop {
       if (p.getValue().requiresGradient() && !array.hasGradient()) {
         array.setRequiresGradient(true);
       }
-    }
-  }
-
-  private static void shuffleInPlace(int[] order, Random random) {
-    for (int i = order.length - 1; i > 0; i--) {
-      int j = random.nextInt(i + 1);
-      int t = order[i];
-      order[i] = order[j];
-      order[j] = t;
     }
   }
 }

@@ -1,0 +1,124 @@
+package dev.distillery.student;
+
+import ai.djl.Model;
+import dev.distillery.common.JobFailedException;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingCheckpoint;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.schemas.ArtifactRef;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.Stage;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * The training runs of one job (the student, and the baseline it is compared with), sharing the
+ * request's plan, its validation split and one progress count. Each run keeps its state under
+ * {@code <stateRoot>/<jobId>/<run>} after every epoch, so a restarted trainer resumes it.
+ */
+final class StudentTraining implements AutoCloseable {
+  private final JobEvents events;
+  private final Stage stage;
+  private final CompressionRequest request;
+  private final Datasets.TrainTest data;
+  private final ArtifactStore output;
+  private final Path stateDir;
+  private final int runs;
+  private final int[] trainSamples;
+  private final ImageDataset validation;
+  private int runsDone;
+
+  /**
+   * @param runs how many runs this job trains, for the progress count
+   */
+  StudentTraining(JobEvents events, Stage stage, CompressionRequest request, Datasets.TrainTest data,
+      ArtifactStore store, Path stateRoot, int runs) {
+    this.events = events;
+    this.stage = stage;
+    this.request = request;
+    this.data = data;
+    this.output = store.forOutput(request.getOutputUri());
+    this.stateDir = stateRoot.resolve(request.getJobId());
+    this.runs = runs;
+    DistillationSettings settings = request.getDistillation();
+    int[] shuffled = ImageDataset.range(0, data.train().size());
+    ImageDataset.shuffle(shuffled, new Random(settings.getSeed()));
+    int held = (int) Math.round(settings.getValidationSplit() * shuffled.length);
+    this.validation = held == 0 ? null : data.train().subset(Arrays.copyOfRange(shuffled, 0, held));
+    this.trainSamples = Arrays.copyOfRange(shuffled, held, shuffled.length);
+    Arrays.sort(trainSamples);
+  }
+
+  /** A trained model's metrics and stored checkpoint. */
+  record Trained(ModelMetrics metrics, ArtifactRef checkpoint) {}
+
+  /**
+   * Trains {@code model} as run {@code run} (its name in progress and on disk), keeps its best
+   * epoch, measures it on the test set and stores it.
+   */
+  Trained train(String run, Model model, String architecture, double width, TrainingLoop.BatchLoss loss,
+      Map<String, Float> learningRateFactors) throws Exception {
+    DistillationSettings settings = request.getDistillation();
+    int epochs = settings.getEpochs();
+    int stepsBefore = runsDone * epochs;
+    TrainingLoop loop = new TrainingLoop(model, data.train(), TrainingLoop.Plan.of(settings), loss)
+        .samples(trainSamples)
+        .learningRateFactors(learningRateFactors)
+        .checkpoint(new TrainingCheckpoint(stateDir.resolve(run), fingerprint(run)))
+        .onEpoch(e -> {
+          Map<String, Double> figures = new HashMap<>(Map.of("loss", e.meanLoss(),
+              "samplesPerSecond", e.samplesPerSecond(), "learningRate", e.learningRate()));
+          if (!Double.isNaN(e.validationAccuracy())) {
+            figures.put("validationAccuracy", e.validationAccuracy());
+          }
+          if (e.resumedAfter() > 0) {
+            figures.put("resumedAfterEpoch", (double) e.resumedAfter());
+          }
+          events.progress(request.getJobId(), stage, stepsBefore + e.epoch(), (long) runs * epochs,
+              run + " epoch " + e.epoch() + "/" + e.epochs() + (e.resumedAfter() > 0 ? " (resumed)" : ""), figures);
+        });
+    if (validation != null) {
+      loop.validation(trained -> Evaluation.accuracy(trained, validation));
+    }
+    TrainingLoop.Outcome outcome;
+    try {
+      outcome = loop.run();
+    } catch (TrainingLoop.NonFiniteLossException e) {
+      throw new JobFailedException("distillation.learningRate", run + ": " + e.getMessage(), e);
+    }
+    runsDone++;
+    ArtifactRef checkpoint = Models.save(model, output, request.getJobId(), run + ".params");
+    ModelMetrics.Builder metrics = ModelMetrics.newBuilder()
+        .setArchitecture(architecture).setWidth(width)
+        .setTestAccuracy(Evaluation.accuracy(model, data.test()))
+        .setParameters(Models.parameterCount(model)).setNonZeroParameters(Models.nonZeroCount(model))
+        .setCheckpointBytes(checkpoint.getSizeBytes())
+        .setBestEpoch(outcome.bestEpoch());
+    if (!Double.isNaN(outcome.validationAccuracy())) {
+      metrics.setValidationAccuracy(outcome.validationAccuracy());
+    }
+    return new Trained(metrics.build(), checkpoint);
+  }
+
+  /** The same job id with another request must not continue this one's runs. */
+  private String fingerprint(String run) {
+    return run + " " + Integer.toHexString(request.toString().hashCode());
+  }
+
+  /** The job's outcome is published (or it failed): a restart must not resume its runs. */
+  @Override
+  public void close() throws IOException {
+    TrainingCheckpoint.deleteAll(stateDir);
+  }
+}
