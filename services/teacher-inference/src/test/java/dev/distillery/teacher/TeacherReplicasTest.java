@@ -13,6 +13,7 @@ import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.service.StageService;
+import dev.distillery.common.testing.ServiceProcess;
 import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
 import dev.distillery.schemas.CompressionRequest;
@@ -27,11 +28,6 @@ import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.kafka.Topics;
 import io.vertx.core.Vertx;
-import java.net.ServerSocket;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -107,11 +103,17 @@ class TeacherReplicasTest {
     TeacherSpec teacher = TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet")
         .setWidth(2.0).setCheckpointUri(checkpoint.toUri().toString()).build();
     CompressionRequest request = request("killed-replica", teacher);
-    int managementPort = freePort();
-    Process doomed = startReplicaProcess(broker, work, managementPort);
+    ServiceProcess doomed = ServiceProcess.start(TeacherInferenceService.class, Map.of(
+        "KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers(),
+        "KAFKA_SESSION_TIMEOUT_MS", "6000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS", "500",
+        "DISTILLERY_ARTIFACTS_DIR", work.toString(),
+        "DISTILLERY_TORCH_THREADS", "1",
+        "DISTILLERY_SHARD_SIZE", "256",
+        "DISTILLERY_LABEL_BATCH_SIZE", "128"), work.resolve("replica.log"));
     Vertx vertx = Vertx.vertx();
     try {
-      awaitHttpReady(managementPort, doomed);
+      doomed.awaitReady(WAIT);
       List<StageService<?>> survivor = TeacherInferenceService.stages(config(broker, work, 128));
       for (StageService<?> stage : survivor) {
         vertx.deployVerticle(stage).await(1, TimeUnit.MINUTES);
@@ -120,8 +122,7 @@ class TeacherReplicasTest {
       publish(broker, request);
       try (SoftLabelCollector labels = new SoftLabelCollector(broker.bootstrapServers(), request.getJobId())) {
         await(() -> labels.poll() > 0, "first soft labels");
-        doomed.destroyForcibly(); // SIGKILL: no commit, no leaving the group
-        assertThat(doomed.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        doomed.kill();
         int seenAtKill = labels.firstByIndex.size();
         labels.awaitComplete(WAIT);
         assertThat(seenAtKill).as("the job was mid-way when the replica died").isLessThan(labels.batchCount);
@@ -138,7 +139,7 @@ class TeacherReplicasTest {
         }
       }
     } finally {
-      doomed.destroyForcibly();
+      doomed.close();
       vertx.close().await(1, TimeUnit.MINUTES);
     }
   }
@@ -192,52 +193,7 @@ class TeacherReplicasTest {
     }
   }
 
-  /** The whole teacher-inference service in its own JVM, configured as a deployment would be. */
-  private static Process startReplicaProcess(EmbeddedKafkaBroker broker, Path work, int managementPort) throws Exception {
-    ProcessBuilder builder = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "-cp", System.getProperty("java.class.path"), TeacherInferenceService.class.getName())
-        .redirectErrorStream(true)
-        .redirectOutput(work.resolve("replica.log").toFile());
-    Map<String, String> env = builder.environment();
-    env.put("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers());
-    env.put("KAFKA_SESSION_TIMEOUT_MS", "6000");
-    env.put("KAFKA_HEARTBEAT_INTERVAL_MS", "500");
-    env.put("DISTILLERY_ARTIFACTS_DIR", work.toString());
-    env.put("DISTILLERY_TORCH_THREADS", "1");
-    env.put("DISTILLERY_SHARD_SIZE", "256");
-    env.put("DISTILLERY_LABEL_BATCH_SIZE", "128");
-    env.put("DISTILLERY_MANAGEMENT_PORT", String.valueOf(managementPort));
-    return builder.start();
-  }
-
-  private static void awaitHttpReady(int port, Process process) throws Exception {
-    HttpClient client = HttpClient.newHttpClient();
-    HttpRequest ready = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/ready")).build();
-    await(() -> {
-      if (!process.isAlive()) {
-        throw new AssertionError("replica process exited with " + process.exitValue());
-      }
-      try {
-        return client.send(ready, HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
-      } catch (Exception e) {
-        return false;
-      }
-    }, "replica process ready");
-  }
-
-  private static int freePort() throws Exception {
-    try (ServerSocket socket = new ServerSocket(0)) {
-      return socket.getLocalPort();
-    }
-  }
-
   private static void await(BooleanSupplier condition, String what) throws InterruptedException {
-    long deadline = System.nanoTime() + WAIT.toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() > deadline) {
-        throw new AssertionError("timed out waiting for: " + what);
-      }
-      TimeUnit.MILLISECONDS.sleep(20); // polling a condition, not waiting for time to pass
-    }
+    ServiceProcess.await(condition, what, WAIT);
   }
 }
