@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs a benchmark by hand: bench/run.sh <throughput|replicas|publish|memory> [options]
+# Runs a benchmark by hand:
+#   bench/run.sh <throughput|replicas|publish|memory> [options]        teacher inference
+#   bench/run.sh student <distill|transfer|memory> [--option value]    student trainer
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,5 +9,10 @@ export ONEDNN_MAX_CPU_ISA=AVX2 OPT_OUT_TRACKING=true
 export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
 ./mvnw -q -B -DskipTests install
+MAIN=dev.distillery.bench.TeacherInferenceBench
+if [[ "${1:-}" == student ]]; then
+  MAIN=dev.distillery.bench.StudentTrainingBench
+  shift
+fi
 exec ./mvnw -q -B -pl bench exec:exec -Dexec.executable=java -Dexec.workingdir="$PWD" \
-  -Dexec.args="-Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.distillery.schemas -cp %classpath dev.distillery.bench.TeacherInferenceBench $*"
+  -Dexec.args="-Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.distillery.schemas -cp %classpath $MAIN $*"

@@ -3,7 +3,6 @@ package dev.distillery.common;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.LearningRateSchedule;

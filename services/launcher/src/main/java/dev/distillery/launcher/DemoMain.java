@@ -10,10 +10,10 @@ import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
@@ -114,7 +114,9 @@ public final class DemoMain {
             .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(data)
         .setStudent(new StudentSpec("lenet5", 1.0))
-        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(3).setBatchSize(64).setLearningRate(0.002).setSeed(42L).build())
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(3)
+            .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setSchedule(LearningRateSchedule.COSINE)
+            .setHardLabelBaseline(true).build())
         .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 2, 0.001))
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .setOutputUri(null)

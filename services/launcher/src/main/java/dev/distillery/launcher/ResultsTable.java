@@ -14,8 +14,14 @@ public final class ResultsTable {
     out.append(String.format("%-8s %-9s %6s %10s %10s %10s %12s%n",
         "model", "arch", "width", "accuracy", "params", "non-zero", "bytes"));
     row(out, "teacher", result.getTeacher());
+    row(out, "baseline", result.getBaseline());
     row(out, "student", result.getStudent());
     row(out, "pruned", result.getPruned());
+    if (result.getBaseline() != null && result.getStudent() != null) {
+      out.append(String.format("student against the baseline (%s): %+.2f points of accuracy%n",
+          result.getTeacher() != null ? "the same student on hard labels only" : "the same model trained from scratch",
+          100 * (result.getStudent().getTestAccuracy() - result.getBaseline().getTestAccuracy())));
+    }
     if (result.getPruned() != null) {
       out.append(String.format("sparsity of prunable weights: %.4f (target %.4f)%n",
           result.getSparsity(), result.getTargetSparsity()));

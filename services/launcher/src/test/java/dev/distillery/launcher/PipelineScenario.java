@@ -14,7 +14,6 @@ import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.pruner.L1Unstructured;
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobResult;

@@ -16,13 +16,10 @@ import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.kafka.Topics;
 import dev.distillery.common.ml.Losses;
-import java.io.IOException;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * Trains a request's student on the teacher's soft labels and the hard labels, and, when asked,
@@ -30,7 +27,6 @@ import org.slf4j.LoggerFactory;
  * publishes the distilled student.
  */
 final class Distiller {
-  private static final Logger LOG = LoggerFactory.getLogger(Distiller.class);
   private static final Stage STAGE = Stage.DISTILLATION;
 
   private final JobEvents events;
@@ -87,19 +83,10 @@ final class Distiller {
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
               .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build())
-          .whenComplete((sent, error) -> closeQuietly(training));
+          .whenComplete((sent, error) -> training.close());
     } catch (Exception e) {
-      closeQuietly(training);
-      throw e;
-    }
-  }
-
-  /** A leftover state is harmless (its fingerprint ties it to this request), so failing to remove it only warns. */
-  static void closeQuietly(StudentTraining training) {
-    try {
       training.close();
-    } catch (IOException e) {
-      LOG.warn("cannot remove a finished job's training state: {}", e.toString());
+      throw e;
     }
   }
 }

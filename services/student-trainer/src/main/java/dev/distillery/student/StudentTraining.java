@@ -21,6 +21,8 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Random;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The training runs of one job (the student, and the baseline it is compared with), sharing the
@@ -28,6 +30,8 @@ import java.util.Random;
  * {@code <stateRoot>/<jobId>/<run>} after every epoch, so a restarted trainer resumes it.
  */
 final class StudentTraining implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(StudentTraining.class);
+
   private final JobEvents events;
   private final Stage stage;
   private final CompressionRequest request;
@@ -116,9 +120,16 @@ final class StudentTraining implements AutoCloseable {
     return run + " " + Integer.toHexString(request.toString().hashCode());
   }
 
-  /** The job's outcome is published (or it failed): a restart must not resume its runs. */
+  /**
+   * The job's outcome is published (or it failed): a restart must not resume its runs. A leftover
+   * state is harmless (its fingerprint ties it to this request), so failing to remove it only warns.
+   */
   @Override
-  public void close() throws IOException {
-    TrainingCheckpoint.deleteAll(stateDir);
+  public void close() {
+    try {
+      TrainingCheckpoint.deleteAll(stateDir);
+    } catch (IOException e) {
+      LOG.warn("cannot remove the training state of job {}: {}", request.getJobId(), e.toString());
+    }
   }
 }

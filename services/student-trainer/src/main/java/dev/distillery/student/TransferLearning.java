@@ -76,9 +76,9 @@ final class TransferLearning {
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(context.build())
               .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build())
-          .whenComplete((sent, error) -> Distiller.closeQuietly(training));
+          .whenComplete((sent, error) -> training.close());
     } catch (Exception e) {
-      Distiller.closeQuietly(training);
+      training.close();
       throw e;
     }
   }

@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobContext;

@@ -17,7 +17,6 @@ import dev.distillery.common.testing.ServiceProcess;
 import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.ModelFormat;
