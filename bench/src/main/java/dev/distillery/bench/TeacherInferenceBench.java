@@ -13,7 +13,6 @@ import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.Preprocessing;
 import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.schemas.CompressionRequest;
-import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobContext;

@@ -31,6 +31,10 @@ public final class DjlRuntime {
         // libtorch 2.7.1's AVX-512 oneDNN conv backward returns NaN gradients on real data.
         LOG.warn("ONEDNN_MAX_CPU_ISA is not AVX2: convolution training may produce NaN gradients");
       }
+      if (System.getenv("MALLOC_MMAP_MAX_") == null) {
+        // glibc hands libtorch's large buffers back to the OS and faults them in again every step.
+        LOG.warn("MALLOC_MMAP_MAX_ is not set: training may run at a third of its speed (see README)");
+      }
       if (System.getenv("OPT_OUT_TRACKING") == null) {
         LOG.warn("OPT_OUT_TRACKING is not set: DJL attempts a telemetry call at start");
       }

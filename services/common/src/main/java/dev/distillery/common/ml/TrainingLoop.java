@@ -16,6 +16,7 @@ import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.OptimizerKind;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.Random;
@@ -208,6 +209,7 @@ public final class TrainingLoop {
       DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.softmaxCrossEntropyLoss()) // never called
           .optOptimizer(optimizer(stepSize));
       attachGradients(model);
+      ByteBuffer batchBuffer = data.batchBuffer(plan.batchSize());
       try (Trainer trainer = model.newTrainer(config)) {
         for (int epoch = resumedAfter + 1; epoch <= plan.epochs(); epoch++) {
           ImageDataset.shuffle(order, shuffle);
@@ -217,7 +219,7 @@ public final class TrainingLoop {
           for (int from = 0; from < order.length; from += plan.batchSize()) {
             int[] indices = Arrays.copyOfRange(order, from, Math.min(order.length, from + plan.batchSize()));
             stepSize.current = (float) plan.learningRateAt(epoch, steps, stepsPerEpoch);
-            lossSum += step(trainer, indices, epoch, steps);
+            lossSum += step(trainer, indices, batchBuffer, epoch, steps);
             afterStep.afterStep();
             steps++;
           }
@@ -244,9 +246,11 @@ public final class TrainingLoop {
   }
 
   /** One optimizer step; returns the batch's loss. */
-  private float step(Trainer trainer, int[] indices, int epoch, int step) throws NonFiniteLossException {
+  private float step(Trainer trainer, int[] indices, ByteBuffer batchBuffer, int epoch, int step)
+      throws NonFiniteLossException {
+    // The images share batchBuffer; they are closed with batchManager, after the optimizer step.
     try (NDManager batchManager = trainer.getManager().newSubManager()) {
-      NDArray images = data.images(batchManager, indices);
+      NDArray images = data.images(batchManager, indices, batchBuffer);
       float scalar;
       try (GradientCollector collector = trainer.newGradientCollector()) {
         NDArray logits = trainer.forward(new NDList(images)).singletonOrThrow();

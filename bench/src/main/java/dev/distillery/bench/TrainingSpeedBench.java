@@ -1,0 +1,104 @@
+package dev.distillery.bench;
+
+import ai.djl.Model;
+import ai.djl.pytorch.jni.JniUtils;
+import com.sun.jna.Function;
+import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Losses;
+import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingLoop;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * Trains LeNet-5 with the services' own {@link TrainingLoop} (Adam 0.001, constant rate) and prints
+ * samples per second and peak resident memory on one line, for bench/training-speed.sh to compare
+ * with bench/torch/train_lenet5.py on the same model, data, batch and threads.
+ *
+ * <p>Arguments are {@code key=value}: {@code samples=60000 epochs=1 warmup=20 threads=2 batch=128
+ * seed=1 dir=/usr/share/datasets/fashion-mnist}, and {@code mkldnn=on|off}: libtorch's global oneDNN
+ * switch ({@code torch.backends.mkldnn.enabled}), which DJL does not expose, flipped through the
+ * exported {@code at::Context} symbols via JNA. {@code warmup} steps run untimed first, as on the
+ * torch side.
+ */
+public final class TrainingSpeedBench {
+  private TrainingSpeedBench() {}
+
+  public static void main(String[] args) throws Exception {
+    Map<String, String> opt = new HashMap<>();
+    for (String a : args) {
+      int eq = a.indexOf('=');
+      opt.put(a.substring(0, eq), a.substring(eq + 1));
+    }
+    int samples = Integer.parseInt(opt.getOrDefault("samples", "60000"));
+    int epochs = Integer.parseInt(opt.getOrDefault("epochs", "1"));
+    int warmup = Integer.parseInt(opt.getOrDefault("warmup", "20"));
+    int threads = Integer.parseInt(opt.getOrDefault("threads", "2"));
+    int batch = Integer.parseInt(opt.getOrDefault("batch", "128"));
+    long seed = Long.parseLong(opt.getOrDefault("seed", "1"));
+    String mkldnn = opt.getOrDefault("mkldnn", "on");
+    Path dir = Path.of(opt.getOrDefault("dir", "/usr/share/datasets/fashion-mnist"));
+
+    DjlRuntime.start(threads);
+    ImageDataset train = Datasets.read(dir, "train").limit(samples);
+    TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
+        Losses.crossEntropy(logits, train.labels(manager, indices));
+    try (Model model = Models.create("lenet5", 1.0, 10, train.imageShape(), seed)) {
+      setMkldnn(!"off".equals(mkldnn));
+      ImageDataset warmupSet = train.limit(warmup * batch);
+      new TrainingLoop(model, warmupSet, TrainingLoop.Plan.adam(1, batch, 0.001, seed), crossEntropy).run();
+      double[] lastLoss = new double[1];
+      long start = System.nanoTime();
+      new TrainingLoop(model, train, TrainingLoop.Plan.adam(epochs, batch, 0.001, seed), crossEntropy)
+          .onEpoch(e -> lastLoss[0] = e.meanLoss())
+          .run();
+      double seconds = (System.nanoTime() - start) / 1e9;
+      System.out.printf("djl samples/s=%.1f seconds=%.2f meanLoss=%.4f peakRssMB=%.0f threads=%d/%d mkldnn=%s(%s)"
+              + " isa=%s malloc=%s%n",
+          (double) train.size() * epochs / seconds, seconds, lastLoss[0], peakRssMb(), JniUtils.getNumThreads(),
+          JniUtils.getNumInteropThreads(), mkldnn, mkldnnEnabled(), System.getenv("ONEDNN_MAX_CPU_ISA"),
+          System.getenv("MALLOC_MMAP_MAX_") != null ? "tuned" : "default");
+    }
+  }
+
+  /** libtorch's {@code at::globalContext().setUserEnabledMkldnn(on)}, the switch behind torch.backends.mkldnn. */
+  static void setMkldnn(boolean on) throws IOException {
+    NativeLibrary torch = torchCpu();
+    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
+    torch.getFunction("_ZN2at7Context20setUserEnabledMkldnnEb").invoke(new Object[] {context, on});
+  }
+
+  static boolean mkldnnEnabled() throws IOException {
+    NativeLibrary torch = torchCpu();
+    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
+    Function get = torch.getFunction("_ZNK2at7Context17userEnabledMkldnnEv");
+    return (get.invokeInt(new Object[] {context}) & 0xff) != 0;
+  }
+
+  /** The libtorch_cpu.so this process already loaded (DJL extracts it under DJL_CACHE_DIR). */
+  private static NativeLibrary torchCpu() throws IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+      int at = line.indexOf('/');
+      if (at >= 0 && line.endsWith("/libtorch_cpu.so")) {
+        return NativeLibrary.getInstance(line.substring(at));
+      }
+    }
+    throw new IOException("libtorch_cpu.so is not loaded");
+  }
+
+  static double peakRssMb() throws IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+      if (line.startsWith("VmHWM:")) {
+        return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
+      }
+    }
+    return -1;
+  }
+}
