@@ -53,8 +53,8 @@ import org.apache.kafka.clients.producer.KafkaProducer;
  *   <li>{@code transfer}: convnet pretrained on classes 0-4, transferred to classes 5-9 with 1,000
  *       labelled images, against the same convnet trained from scratch on those images; options
  *       {@code --pretrain-epochs}, {@code --epochs}, {@code --lr}, {@code --freeze}, {@code --images}
- *   <li>{@code memory}: a student-trainer process (its own JVM, -Xmx1g) through {@code --jobs}
- *       consecutive small distillation jobs, its resident memory after each
+ *   <li>{@code memory}: a student-trainer process (its own JVM, options {@code --jvm -Xmx1g,-XX:+AlwaysPreTouch}, comma-separated)
+ *       through {@code --jobs} consecutive small distillation jobs, its resident memory after each
  * </ul>
  *
  * Teachers are trained once and cached under {@code var/bench}.
@@ -76,7 +76,8 @@ public final class StudentTrainingBench {
     switch (mode) {
       case "distill" -> distill(options);
       case "transfer" -> transfer(options);
-      case "memory" -> memory(Integer.parseInt(options.getOrDefault("jobs", "20")));
+      case "memory" -> memory(Integer.parseInt(options.getOrDefault("jobs", "20")),
+          List.of(options.getOrDefault("jvm", "-Xmx1g").split(",")));
       default -> throw new IllegalArgumentException("unknown mode " + mode);
     }
   }
@@ -140,16 +141,19 @@ public final class StudentTrainingBench {
    * One student-trainer process through {@code jobs} consecutive small jobs (lenet5, 1 epoch on the
    * shipped 4,000-image subset); teacher inference and the pruner run in this JVM.
    */
-  private static void memory(int jobs) throws Exception {
+  private static void memory(int jobs, List<String> jvmOptions) throws Exception {
     Path work = Files.createTempDirectory("distillery-bench");
     DatasetSpec data = DatasetSpec.newBuilder()
         .setLocation(Path.of("datasets/fashion-mnist-subset").toAbsolutePath().toString()).build();
     Path teacher = teacher("convnet-subset-2", data, 2);
     try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
       KafkaTopics.ensure(broker.bootstrapServers(), 2);
-      ProcessBuilder builder = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-          "-Xmx1g", "-cp", System.getProperty("java.class.path"), StudentTrainerService.class.getName())
+      List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+      command.addAll(jvmOptions);
+      command.addAll(List.of("-cp", System.getProperty("java.class.path"), StudentTrainerService.class.getName()));
+      ProcessBuilder builder = new ProcessBuilder(command)
           .redirectErrorStream(true).redirectOutput(work.resolve("trainer.log").toFile());
+      say("student-trainer JVM options %s", jvmOptions);
       builder.environment().putAll(Map.of("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers(),
           "DISTILLERY_ARTIFACTS_DIR", work.toString(), "DISTILLERY_TORCH_THREADS", String.valueOf(THREADS),
           "DISTILLERY_MANAGEMENT_PORT", "0"));
@@ -179,8 +183,9 @@ public final class StudentTrainingBench {
             throw new IllegalStateException("job failed: " + outcome.failure());
           }
           long pid = trainer.pid();
-          say("job %2d: %.1f s; trainer RSS %s, peak %s", job, (System.nanoTime() - start) / 1e9,
-              status(pid, "VmRSS"), status(pid, "VmHWM"));
+          say("job %2d: %.1f s; trainer RSS %s, peak %s, Java heap committed %s", job,
+              (System.nanoTime() - start) / 1e9, ProcessMemory.status(pid, "VmRSS"), ProcessMemory.status(pid, "VmHWM"),
+              ProcessMemory.heapCommitted(pid));
         }
       } finally {
         trainer.destroy();
@@ -242,15 +247,6 @@ public final class StudentTrainingBench {
         store, name + ".params", StudentTrainingBench::say);
     say("%s: test accuracy %.4f", name, trained.testAccuracy());
     return trained.checkpoint();
-  }
-
-  private static String status(long pid, String field) throws Exception {
-    for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-      if (line.startsWith(field + ":")) {
-        return String.format("%.0f MB", Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0);
-      }
-    }
-    return "?";
   }
 
   private static void say(String format, Object... args) {

@@ -192,8 +192,8 @@ public final class TeacherInferenceBench {
         if (jobs > 1) {
           long pid = processes.get(0).pid();
           say("job %2d: %.1f s; replica RSS %s, peak %s, threads %s, Java heap committed %s", job,
-              timing.requestToLastSeconds(), status(pid, "VmRSS"), status(pid, "VmHWM"), status(pid, "Threads"),
-              heapCommitted(pid));
+              timing.requestToLastSeconds(), ProcessMemory.status(pid, "VmRSS"), ProcessMemory.status(pid, "VmHWM"),
+              ProcessMemory.status(pid, "Threads"), ProcessMemory.heapCommitted(pid));
         }
       }
       return timing;
@@ -347,26 +347,6 @@ public final class TeacherInferenceBench {
       }
       TimeUnit.MILLISECONDS.sleep(100);
     }
-  }
-
-  private static String status(long pid, String field) throws Exception {
-    for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-      if (line.startsWith(field + ":")) {
-        long value = Long.parseLong(line.replaceAll("[^0-9]", ""));
-        return line.endsWith("kB") ? String.format("%.0f MB", value / 1024.0) : String.valueOf(value);
-      }
-    }
-    return "?";
-  }
-
-  /** The Java heap the replica has committed (what the JVM, not libtorch, holds of its RSS). */
-  private static String heapCommitted(long pid) throws Exception {
-    Process jcmd = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(),
-        String.valueOf(pid), "GC.heap_info").redirectErrorStream(true).start();
-    String out = new String(jcmd.getInputStream().readAllBytes());
-    jcmd.waitFor();
-    var matcher = java.util.regex.Pattern.compile("total (\\d+)K, used").matcher(out);
-    return matcher.find() ? String.format("%.0f MB", Long.parseLong(matcher.group(1)) / 1024.0) : "?";
   }
 
   private static int freePort() throws Exception {
