@@ -63,7 +63,8 @@ class TrainerRestartTest {
     CompressionRequest demo = DemoMain.request("restart-" + System.nanoTime(), teacher, data);
     CompressionRequest request = CompressionRequest.newBuilder(demo)
         .setTeacher(TeacherSpec.newBuilder(demo.getTeacher()).setWidth(0.5).build())
-        .setDistillation(DistillationSettings.newBuilder(demo.getDistillation()).setEpochs(EPOCHS).build())
+        .setDistillation(DistillationSettings.newBuilder(demo.getDistillation()).setEpochs(EPOCHS)
+            .setHardLabelBaseline(false).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
         .build();
 
@@ -116,7 +117,8 @@ class TrainerRestartTest {
       assertThat(resumed).allSatisfy(p ->
           assertThat(p.getMetrics().get("resumedAfterEpoch")).isEqualTo((double) lastFinished));
       assertThat(outcome.result().getStudent().getBestEpoch()).isBetween(1, EPOCHS);
-      assertThat(outcome.result().getStudent().getTestAccuracy()).isGreaterThan(0.5);
+      // Chance is 0.1; the untrained teacher's soft labels carry nothing, the hard labels do.
+      assertThat(outcome.result().getStudent().getTestAccuracy()).isGreaterThan(0.3);
       assertThat(artifacts.resolve("training").resolve(request.getJobId())).as("training state removed")
           .satisfies(dir -> assertThat(Files.exists(dir)).isFalse());
     } finally {
