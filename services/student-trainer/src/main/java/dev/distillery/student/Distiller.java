@@ -83,9 +83,9 @@ final class Distiller {
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
               .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build())
-          .whenComplete((sent, error) -> training.close());
-    } catch (Exception e) {
-      training.close();
+          .thenRun(training::close);
+    } catch (JobFailedException e) {
+      training.close(); // final: a redelivery must not resume it; other errors keep the state for a retry
       throw e;
     }
   }

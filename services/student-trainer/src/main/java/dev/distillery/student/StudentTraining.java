@@ -47,7 +47,7 @@ final class StudentTraining implements AutoCloseable {
    * @param runs how many runs this job trains, for the progress count
    */
   StudentTraining(JobEvents events, Stage stage, CompressionRequest request, Datasets.TrainTest data,
-      ArtifactStore store, Path stateRoot, int runs) {
+      ArtifactStore store, Path stateRoot, int runs) throws JobFailedException {
     this.events = events;
     this.stage = stage;
     this.request = request;
@@ -61,7 +61,10 @@ final class StudentTraining implements AutoCloseable {
     int held = (int) Math.round(settings.getValidationSplit() * shuffled.length);
     this.validation = held == 0 ? null : data.train().subset(Arrays.copyOfRange(shuffled, 0, held));
     this.trainSamples = Arrays.copyOfRange(shuffled, held, shuffled.length);
-    Arrays.sort(trainSamples);
+    if (trainSamples.length == 0) {
+      throw new JobFailedException("dataset", "no training samples left: " + data.train().size()
+          + " selected (dataset.classes, dataset.trainLimit), " + held + " held out (distillation.validationSplit)");
+    }
   }
 
   /** A trained model's metrics and stored checkpoint. */

@@ -65,9 +65,10 @@ final class TransferLearning {
         }
       }
       StudentTraining.Trained transferred;
-      try (Model source = loadPretrained(request, train);
-          Model student = Models.create(architecture, width, data.numClasses(), train.imageShape(), seed)) {
-        Models.copyBackbone(source, student);
+      try (Model student = Models.create(architecture, width, data.numClasses(), train.imageShape(), seed)) {
+        try (Model source = loadPretrained(request, train)) {
+          Models.copyBackbone(source, student);
+        }
         transferred = training.train("transferred", student, architecture, width, crossEntropy,
             backboneRates(student, settings));
       }
@@ -76,9 +77,9 @@ final class TransferLearning {
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(context.build())
               .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build())
-          .whenComplete((sent, error) -> training.close());
-    } catch (Exception e) {
-      training.close();
+          .thenRun(training::close);
+    } catch (JobFailedException e) {
+      training.close(); // final: a redelivery must not resume it; other errors keep the state for a retry
       throw e;
     }
   }

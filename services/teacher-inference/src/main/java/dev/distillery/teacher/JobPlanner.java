@@ -90,7 +90,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     String sha256 = ArtifactStore.sha256Of(checkpoint);
     // The same teacher is usually distilled many times: measure it once per test set.
     String evaluationKey = sha256 + " " + spec.getInput() + " " + request.getDataset().getLocation()
-        + " " + request.getDataset().getTestLimit();
+        + " " + request.getDataset().getTestLimit() + " " + request.getDataset().getClasses();
     ModelMetrics teacherMetrics = evaluated.get(evaluationKey);
     if (teacherMetrics == null) {
       try (Teacher teacher = Teacher.load(spec, data.numClasses(), data.train().imageShape())) {

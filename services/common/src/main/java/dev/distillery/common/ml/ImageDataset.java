@@ -110,7 +110,8 @@ public final class ImageDataset {
 
   /** A buffer for {@link #images(NDManager, int[], ByteBuffer)} of up to {@code batchSize} images. */
   public ByteBuffer batchBuffer(int batchSize) {
-    return ByteBuffer.allocateDirect(batchSize * rows * cols * Float.BYTES).order(ByteOrder.nativeOrder());
+    return ByteBuffer.allocateDirect(Math.multiplyExact(batchSize, rows * cols * Float.BYTES))
+        .order(ByteOrder.nativeOrder());
   }
 
   private void fill(FloatBuffer out, int[] indices, Preprocessing input) {

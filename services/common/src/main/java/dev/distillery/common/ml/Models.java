@@ -26,13 +26,17 @@ import java.util.Map;
 public final class Models {
   private Models() {}
 
-  /** A new model of a built-in architecture with weights initialised from {@code seed}. */
-  public static Model create(String architecture, double width, int classes, Shape imageShape, long seed) {
+  /**
+   * A new model of a built-in architecture with weights initialised from {@code seed}. The seed is
+   * engine-wide: seeding and initialising happen under one lock, so two stages of a JVM cannot
+   * interleave and give a model another's initial weights.
+   */
+  public static synchronized Model create(String architecture, double width, int classes, Shape imageShape, long seed) {
     Engine.getEngine("PyTorch").setRandomSeed((int) seed);
     return create(architecture, width, classes, imageShape);
   }
 
-  private static Model create(String architecture, double width, int classes, Shape imageShape) {
+  private static synchronized Model create(String architecture, double width, int classes, Shape imageShape) {
     Model model = Model.newInstance(architecture, "PyTorch");
     model.setBlock(Architectures.build(architecture, width, classes));
     model.getBlock().initialize(model.getNDManager(), DataType.FLOAT32, batchOf(imageShape));

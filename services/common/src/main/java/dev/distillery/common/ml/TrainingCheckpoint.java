@@ -21,9 +21,10 @@ import java.util.stream.Stream;
 
 /**
  * A training run's state on disk after each finished epoch: the weights, the best epoch's weights
- * and the counters, so a process killed mid-run continues after its last finished epoch. The
- * state file is written last and atomically: it never points at weights that are not complete.
- * The optimizer's moments are not kept: a resumed run restarts them (a short warm-up).
+ * and the counters, so a process killed mid-run continues after its last finished epoch. Weights
+ * go to files named by their epoch; the counters file, replaced last and atomically, names the
+ * files it belongs to, so a kill at any point leaves a consistent state (older files are removed
+ * only after). The optimizer's moments are not kept: a resumed run restarts them.
  */
 public final class TrainingCheckpoint {
   /**
@@ -38,11 +39,11 @@ public final class TrainingCheckpoint {
   }
 
   private static final String STATE = "state.properties";
-  private static final String LAST = "last.params";
-  private static final String BEST = "best.params";
 
   private final Path dir;
   private final String fingerprint;
+  /** The counters as last saved or restored, with the names of their weight files. */
+  private Properties saved;
 
   /**
    * State kept in {@code dir}, valid only for the run {@code fingerprint} describes (the request
@@ -59,42 +60,56 @@ public final class TrainingCheckpoint {
     if (!Files.isRegularFile(file)) {
       return State.FRESH;
     }
-    Properties saved = new Properties();
+    Properties counters = new Properties();
     try (Reader in = Files.newBufferedReader(file)) {
-      saved.load(in);
+      counters.load(in);
     }
-    if (!fingerprint.equals(saved.getProperty("fingerprint"))) {
+    if (!fingerprint.equals(counters.getProperty("fingerprint"))) {
       deleteAll(dir);
       return State.FRESH;
     }
-    load(model, Files.readAllBytes(dir.resolve(LAST)));
+    saved = counters;
+    load(model, Files.readAllBytes(dir.resolve(saved.getProperty("last"))));
     return new State(Integer.parseInt(saved.getProperty("epoch")), Integer.parseInt(saved.getProperty("bestEpoch")),
         Double.parseDouble(saved.getProperty("bestAccuracy")));
   }
 
-  /** The best epoch's weights saved so far, or null. */
+  /** The best epoch's weights restored, or null. */
   byte[] bestWeights() throws IOException {
-    Path best = dir.resolve(BEST);
-    return Files.isRegularFile(best) ? Files.readAllBytes(best) : null;
+    return saved == null ? null : Files.readAllBytes(dir.resolve(saved.getProperty("best")));
   }
 
-  /** Saves a finished epoch: the model's weights, the best weights when they changed, then the counters. */
+  /**
+   * Saves a finished epoch: the model's weights, the best weights when this epoch is the best,
+   * then the counters naming both, then removes the files no longer named.
+   */
   void save(Model model, State state, byte[] newBestWeights) throws IOException {
     Files.createDirectories(dir);
-    replace(LAST, weights(model));
+    String last = "epoch-" + state.epoch() + ".params";
+    replace(last, weights(model));
+    String best = newBestWeights == null ? saved.getProperty("best") : "best-" + state.epoch() + ".params";
     if (newBestWeights != null) {
-      replace(BEST, newBestWeights);
+      replace(best, newBestWeights);
     }
     Properties counters = new Properties();
     counters.setProperty("fingerprint", fingerprint);
     counters.setProperty("epoch", String.valueOf(state.epoch()));
     counters.setProperty("bestEpoch", String.valueOf(state.bestEpoch()));
     counters.setProperty("bestAccuracy", String.valueOf(state.bestAccuracy()));
+    counters.setProperty("last", last);
+    counters.setProperty("best", best);
     ByteArrayOutputStream text = new ByteArrayOutputStream();
     try (Writer out = new OutputStreamWriter(text, StandardCharsets.UTF_8)) {
-      counters.store(out, "training state; weights in " + LAST + " and " + BEST);
+      counters.store(out, "training state of one run");
     }
     replace(STATE, text.toByteArray());
+    saved = counters;
+    try (Stream<Path> files = Files.list(dir)) {
+      for (Path stale : files.filter(f -> f.toString().endsWith(".params")
+          && !f.getFileName().toString().equals(last) && !f.getFileName().toString().equals(best)).toList()) {
+        Files.delete(stale);
+      }
+    }
   }
 
   /** Removes the state of every run under {@code dir}: their outcome is published, a restart must not resume them. */

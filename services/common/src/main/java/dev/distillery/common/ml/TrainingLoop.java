@@ -229,10 +229,12 @@ public final class TrainingLoop {
           if (best) {
             bestEpoch = epoch;
             bestAccuracy = accuracy;
-            bestWeights = TrainingCheckpoint.weights(model);
+            // Without validation the last epoch is the best: the model holds it, no copy needed.
+            bestWeights = validation == null ? null : TrainingCheckpoint.weights(model);
           }
           if (checkpoint != null) {
-            checkpoint.save(model, new TrainingCheckpoint.State(epoch, bestEpoch, bestAccuracy), best ? bestWeights : null);
+            checkpoint.save(model, new TrainingCheckpoint.State(epoch, bestEpoch, bestAccuracy),
+                best ? (bestWeights != null ? bestWeights : TrainingCheckpoint.weights(model)) : null);
           }
           listener.onEpoch(new Epoch(epoch, plan.epochs(), lossSum / steps, samplesPerSecond,
               plan.learningRateAt(epoch, 0, stepsPerEpoch), accuracy, best, resumedAfter));

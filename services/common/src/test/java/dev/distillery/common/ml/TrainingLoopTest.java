@@ -97,6 +97,11 @@ class TrainingLoopTest {
         }
       }).run()).hasMessage("process killed");
     }
+    try (var files = java.nio.file.Files.list(dir.resolve("run"))) {
+      assertThat(files.map(f -> f.getFileName().toString()))
+          .as("the counters and the files they name, nothing older")
+          .containsExactlyInAnyOrder("state.properties", "epoch-2.params", "best-2.params");
+    }
     List<Integer> epochsRun = new ArrayList<>();
     try (Model model = Models.create("mlp", 0.5, 10, train.imageShape(), 99)) {
       TrainingLoop.Outcome outcome = loop(model, plan).checkpoint(state).onEpoch(e -> {
