@@ -103,13 +103,30 @@ public final class RequestValidation {
 
     PruningSettings p = request.getPruning();
     if (p.getMethod() == PruningMethod.UNSUPPORTED) {
-      problems.add(new Violation("pruning.method", "not supported by this version; supported: L1_UNSTRUCTURED"));
+      problems.add(new Violation("pruning.method",
+          "not supported by this version; supported: L1_UNSTRUCTURED, GLOBAL_UNSTRUCTURED, LN_STRUCTURED"));
     }
     if (!(p.getTargetSparsity() >= 0 && p.getTargetSparsity() <= 1)) {
       problems.add(new Violation("pruning.targetSparsity", "must be within [0, 1], was " + p.getTargetSparsity()));
     }
     between(problems, "pruning.fineTuneEpochs", p.getFineTuneEpochs(), 0, MAX_EPOCHS);
     positive(problems, "pruning.learningRate", p.getLearningRate());
+    between(problems, "pruning.norm", p.getNorm(), 1, 16);
+    between(problems, "pruning.steps", p.getSteps(), 1, 100);
+    if ((long) p.getSteps() * Math.max(1, p.getFineTuneEpochs()) > MAX_EPOCHS) {
+      problems.add(new Violation("pruning.steps", "steps times fineTuneEpochs must be at most " + MAX_EPOCHS));
+    }
+    if (!(p.getInitialSparsity() >= 0 && p.getInitialSparsity() <= p.getTargetSparsity())) {
+      problems.add(new Violation("pruning.initialSparsity", "must be within [0, targetSparsity], was " + p.getInitialSparsity()));
+    }
+    p.getLayerSparsity().forEach((layer, sparsity) -> {
+      if (!(sparsity >= 0 && sparsity <= 1)) {
+        problems.add(new Violation("pruning.layerSparsity", layer + " must be within [0, 1], was " + sparsity));
+      }
+    });
+    if (p.getMethod() == PruningMethod.GLOBAL_UNSTRUCTURED && !p.getLayerSparsity().isEmpty()) {
+      problems.add(new Violation("pruning.layerSparsity", "GLOBAL_UNSTRUCTURED has one target for all layers"));
+    }
 
     List<Stage> stages = request.getStages();
     if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {

@@ -33,7 +33,7 @@ class RequestValidationTest {
         .setDataset(DatasetSpec.newBuilder().setLocation(dir.toString()).setTrainLimit(0).setTestLimit(0).build())
         .setStudent(new StudentSpec("lenet5", 0.5))
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.9).setEpochs(3).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
-        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.5, 1, 0.0005))
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.5).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .build();
   }
@@ -49,7 +49,7 @@ class RequestValidationTest {
         .setJobId("../etc")
         .setStudent(new StudentSpec("resnet-9000", 0.0))
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(1.5).setEpochs(0).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
-        .setPruning(new PruningSettings(PruningMethod.UNSUPPORTED, 1.2, 1, 0.0005))
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.UNSUPPORTED).setTargetSparsity(1.2).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.DISTILLATION))
         .build();
     assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
@@ -87,6 +87,17 @@ class RequestValidationTest {
     assertThat(RequestValidation.validate(wrong)).extracting(RequestValidation.Violation::field)
         .containsExactly("stages", "student.architecture", "transfer.pretrainedClasses",
             "transfer.backboneLearningRateFactor");
+  }
+
+  @Test
+  void pruningSettingsAreChecked() throws Exception {
+    CompressionRequest request = CompressionRequest.newBuilder(valid())
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.GLOBAL_UNSTRUCTURED).setTargetSparsity(0.5)
+            .setNorm(0).setSteps(0).setInitialSparsity(0.6).setLayerSparsity(java.util.Map.of("01Conv2d_weight", 0.3))
+            .build())
+        .build();
+    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+        .containsExactly("pruning.norm", "pruning.steps", "pruning.initialSparsity", "pruning.layerSparsity");
   }
 
   @Test

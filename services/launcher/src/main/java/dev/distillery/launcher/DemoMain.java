@@ -117,7 +117,7 @@ public final class DemoMain {
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(3)
             .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setSchedule(LearningRateSchedule.COSINE)
             .setHardLabelBaseline(true).build())
-        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.8, 2, 0.001))
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.8).setFineTuneEpochs(2).setLearningRate(0.001).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .setOutputUri(null)
         .build();

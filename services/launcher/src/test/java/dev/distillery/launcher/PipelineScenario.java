@@ -73,7 +73,9 @@ final class PipelineScenario {
         .setTeacher(TeacherSpec.newBuilder(demo.getTeacher()).setWidth(0.5).build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(2)
             .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setHardLabelBaseline(true).build())
-        .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, SPARSITY, 1, 0.0005))
+        // Two gradual steps (to 43.75%, then exactly 50%), each fine-tuned for an epoch.
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(SPARSITY)
+            .setSteps(2).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .build();
     CompressionRequest unknownStudent = CompressionRequest.newBuilder(good)
         .setJobId("bad-arch-" + suffix).setStudent(new StudentSpec("resnet-9000", 1.0)).build();

@@ -28,8 +28,9 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The last stage: prunes the checkpoint it is handed (L1 per layer), fine-tunes with the masks
- * held, evaluates, stores the pruned checkpoint and publishes the job's result.
+ * The last stage: prunes the checkpoint it is handed (by the request's method and schedule),
+ * fine-tunes with the masks held, evaluates, stores the pruned checkpoint and publishes the job's
+ * result.
  */
 final class Pruner {
   private static final Stage STAGE = Stage.PRUNING;
@@ -58,13 +59,7 @@ final class Pruner {
     ImageDataset train = data.train();
     try (Model model = load(event, data)) {
       double before = Evaluation.accuracy(model, data.test());
-      PruningMasks masks = PruningMasks.l1PerLayer(model, settings.getTargetSparsity());
-      double pruned = Evaluation.accuracy(model, data.test());
-      events.progress(jobId, STAGE, 0, settings.getFineTuneEpochs(), "pruned",
-          Map.of("accuracyBefore", before, "accuracyPruned", pruned));
-      if (settings.getFineTuneEpochs() > 0) {
-        fineTune(model, masks, data, request, jobId);
-      }
+      PruningMasks masks = pruneGradually(model, data, request, before, jobId);
       ArtifactRef checkpoint = Models.save(model, store.forOutput(request.getOutputUri()), jobId, "pruned.params");
       List<PruningMasks.LayerCount> layers = masks.counts();
       long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
@@ -78,12 +73,42 @@ final class Pruner {
           .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
           .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
           .setFinalCheckpoint(checkpoint);
+      masks.close();
       return publish(result, context, start);
     }
   }
 
+  /**
+   * Prunes in the request's steps (one step is one-shot pruning), each followed by fine-tuning
+   * with the masks re-applied after every optimizer step; returns the last step's masks.
+   */
+  PruningMasks pruneGradually(Model model, Datasets.TrainTest data, CompressionRequest request, double before,
+      String jobId) throws Exception {
+    PruningSettings settings = request.getPruning();
+    int steps = settings.getSteps();
+    long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs());
+    PruningMasks masks = null;
+    for (int step = 1; step <= steps; step++) {
+      if (masks != null) {
+        masks.close();
+      }
+      masks = PruningMasks.compute(model, settings, step);
+      double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
+      events.progress(jobId, STAGE, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1, progressSteps,
+          "step " + step + "/" + steps + ": pruned to " + sparsity,
+          Map.of("accuracyBefore", before, "accuracyPruned", Evaluation.accuracy(model, data.test()),
+              "sparsity", sparsity));
+      if (settings.getFineTuneEpochs() > 0) {
+        fineTune(model, masks, data, request, jobId, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1,
+            progressSteps);
+      }
+    }
+    return masks;
+  }
+
   private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
-      String jobId) throws JobFailedException, InterruptedException, IOException {
+      String jobId, long progressBefore, long progressSteps) throws JobFailedException, InterruptedException,
+      IOException {
     PruningSettings settings = request.getPruning();
     var plan = TrainingLoop.Plan.adam(settings.getFineTuneEpochs(), request.getDistillation().getBatchSize(),
         settings.getLearningRate(), request.getDistillation().getSeed());
@@ -92,8 +117,8 @@ final class Pruner {
       new TrainingLoop(model, train, plan,
           (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
           .afterStep(masks::apply)
-          .onEpoch(e -> events.progress(jobId, STAGE, e.epoch(), e.epochs(), "fine-tune epoch " + e.epoch(),
-              Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond())))
+          .onEpoch(e -> events.progress(jobId, STAGE, progressBefore + e.epoch(), progressSteps,
+              "fine-tune epoch " + e.epoch() + "/" + e.epochs(), Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond())))
           .run();
     } catch (TrainingLoop.NonFiniteLossException e) {
       throw new JobFailedException(null, "fine-tuning: " + e.getMessage() + " (pruning.learningRate)", e);

@@ -27,7 +27,7 @@ class SoftLabelsTest {
           .setDataset(DatasetSpec.newBuilder().setLocation("/d").setTrainLimit(0).setTestLimit(0).build())
           .setStudent(new StudentSpec("lenet5", 1.0))
           .setDistillation(DistillationSettings.newBuilder().build())
-          .setPruning(new PruningSettings(PruningMethod.L1_UNSTRUCTURED, 0.5, 1, 0.001))
+          .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.5).setFineTuneEpochs(1).setLearningRate(0.001).build())
           .setStages(List.of()).build())
       .setStageSeconds(Map.of()).build();
 
