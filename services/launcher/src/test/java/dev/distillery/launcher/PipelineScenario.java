@@ -215,6 +215,10 @@ final class PipelineScenario {
       assertThat(zeros).isEqualTo(expectedZeros);
       assertThat(Models.nonZeroCount(pruned)).isEqualTo(result.getPruned().getNonZeroParameters());
     }
+    Path safetensors = ArtifactStore.open(result.getSafetensors());
+    assertThat(safetensors.getFileName().toString()).endsWith(".safetensors");
+    assertThat(java.nio.file.Files.size(safetensors)).as("8-byte length, header, 4 bytes a parameter")
+        .isGreaterThan(8 + 4 * result.getPruned().getParameters());
   }
 
   private static void send(KafkaProducer<String, byte[]> producer, String key, byte[] value) throws Exception {

@@ -60,7 +60,9 @@ final class Pruner {
     try (Model model = load(event, data)) {
       double before = Evaluation.accuracy(model, data.test());
       PruningMasks masks = pruneGradually(model, data, request, before, jobId);
-      ArtifactRef checkpoint = Models.save(model, store.forOutput(request.getOutputUri()), jobId, "pruned.params");
+      ArtifactStore output = store.forOutput(request.getOutputUri());
+      ArtifactRef checkpoint = Models.save(model, output, jobId, "pruned.params");
+      result.setSafetensors(output.write(jobId, "pruned.safetensors", out -> Safetensors.write(model, out)));
       List<PruningMasks.LayerCount> layers = masks.counts();
       long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
       long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
