@@ -37,6 +37,11 @@ public final class ResultsTable {
     seconds.forEach((stage, s) -> out.append(String.format("%-18s %8.1f s%n", stage, s)));
     out.append("final checkpoint: ").append(result.getFinalCheckpoint().getUri())
         .append(" (sha256 ").append(result.getFinalCheckpoint().getSha256(), 0, 16).append("...)\n");
+    if (result.getSparseCheckpoint() != null) {
+      out.append(String.format("sparse encoding: %d bytes, %.1fx smaller than the dense checkpoint%n",
+          result.getSparseCheckpoint().getSizeBytes(),
+          (double) result.getFinalCheckpoint().getSizeBytes() / result.getSparseCheckpoint().getSizeBytes()));
+    }
     if (result.getSafetensors() != null) {
       out.append("for PyTorch: ").append(result.getSafetensors().getUri()).append('\n');
     }

@@ -215,6 +215,8 @@ final class PipelineScenario {
       assertThat(zeros).isEqualTo(expectedZeros);
       assertThat(Models.nonZeroCount(pruned)).isEqualTo(result.getPruned().getNonZeroParameters());
     }
+    assertThat(result.getSparseCheckpoint().getSizeBytes()).as("sparse encoding of a 50%-pruned model")
+        .isLessThan(result.getFinalCheckpoint().getSizeBytes());
     Path safetensors = ArtifactStore.open(result.getSafetensors());
     assertThat(safetensors.getFileName().toString()).endsWith(".safetensors");
     assertThat(java.nio.file.Files.size(safetensors)).as("8-byte length, header, 4 bytes a parameter")

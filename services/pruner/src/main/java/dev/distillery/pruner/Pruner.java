@@ -62,7 +62,8 @@ final class Pruner {
       PruningMasks masks = pruneGradually(model, data, request, before, jobId);
       ArtifactStore output = store.forOutput(request.getOutputUri());
       ArtifactRef checkpoint = Models.save(model, output, jobId, "pruned.params");
-      result.setSafetensors(output.write(jobId, "pruned.safetensors", out -> Safetensors.write(model, out)));
+      result.setSafetensors(output.write(jobId, "pruned.safetensors", out -> Safetensors.write(model, out)))
+          .setSparseCheckpoint(output.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(model, out)));
       List<PruningMasks.LayerCount> layers = masks.counts();
       long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
       long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
