@@ -2,6 +2,7 @@ package dev.distillery.launcher;
 
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.PruningReport;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -25,6 +26,16 @@ public final class ResultsTable {
     if (result.getPruned() != null) {
       out.append(String.format("sparsity of prunable weights: %.4f (target %.4f)%n",
           result.getSparsity(), result.getTargetSparsity()));
+    }
+    PruningReport p = result.getPruning();
+    if (p != null) {
+      out.append(String.format("pruning: accuracy %.4f before, %.4f pruned, %.4f fine-tuned%n",
+          p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned()));
+      out.append(String.format("multiply-accumulates per image: %d before, %d after (%d with a non-zero weight)%n",
+          p.getMacsBefore(), p.getMacsAfter(), p.getNonZeroMacsAfter()));
+      out.append(String.format("latency: batch 1 %.3f -> %.3f ms, batch 256 %.2f -> %.2f ms%n",
+          p.getLatencyMsBatch1Before(), p.getLatencyMsBatch1After(),
+          p.getLatencyMsBatch256Before(), p.getLatencyMsBatch256After()));
     }
     if (result.getTeacher() != null) {
       ModelMetrics last = result.getPruned() != null ? result.getPruned() : result.getStudent();

@@ -20,6 +20,7 @@ import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningReport;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
@@ -215,6 +216,14 @@ final class PipelineScenario {
       assertThat(zeros).isEqualTo(expectedZeros);
       assertThat(Models.nonZeroCount(pruned)).isEqualTo(result.getPruned().getNonZeroParameters());
     }
+    PruningReport report = result.getPruning();
+    assertThat(report.getAccuracyBefore()).isEqualTo(result.getStudent().getTestAccuracy());
+    assertThat(report.getAccuracyFineTuned()).isEqualTo(result.getPruned().getTestAccuracy());
+    // LeNet-5 on 28x28: 6*25*28*28 + 16*6*25*10*10 + 400*120 + 120*84 + 84*10 multiply-accumulates.
+    assertThat(report.getMacsBefore()).isEqualTo(416_520).isEqualTo(report.getMacsAfter());
+    assertThat(report.getNonZeroMacsAfter()).isBetween(report.getMacsAfter() / 3, report.getMacsAfter() * 2 / 3);
+    assertThat(report.getLatencyMsBatch1After()).isPositive();
+    assertThat(report.getLatencyMsBatch256After()).isGreaterThan(report.getLatencyMsBatch1After());
     assertThat(result.getSparseCheckpoint().getSizeBytes()).as("sparse encoding of a 50%-pruned model")
         .isLessThan(result.getFinalCheckpoint().getSizeBytes());
     Path safetensors = ArtifactStore.open(result.getSafetensors());

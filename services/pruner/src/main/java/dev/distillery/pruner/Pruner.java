@@ -1,11 +1,13 @@
 package dev.distillery.pruner;
 
 import ai.djl.Model;
+import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.InferenceCost;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
@@ -17,6 +19,7 @@ import dev.distillery.schemas.JobContext;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.PruningReport;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
@@ -59,7 +62,12 @@ final class Pruner {
     ImageDataset train = data.train();
     try (Model model = load(event, data)) {
       double before = Evaluation.accuracy(model, data.test());
-      PruningMasks masks = pruneGradually(model, data, request, before, jobId);
+      Shape image = data.train().imageShape();
+      InferenceCost.Macs macsBefore = InferenceCost.macs(model, image);
+      double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
+      double batch256Before = InferenceCost.latencyMillis(model, image, 256, 10);
+      Pruned pruned = pruneGradually(model, data, request, before, jobId);
+      PruningMasks masks = pruned.masks();
       ArtifactStore output = store.forOutput(request.getOutputUri());
       ArtifactRef checkpoint = Models.save(model, output, jobId, "pruned.params");
       result.setSafetensors(output.write(jobId, "pruned.safetensors", out -> Safetensors.write(model, out)))
@@ -67,9 +75,17 @@ final class Pruner {
       List<PruningMasks.LayerCount> layers = masks.counts();
       long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
       long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
+      double after = Evaluation.accuracy(model, data.test());
+      InferenceCost.Macs macsAfter = InferenceCost.macs(model, image);
+      result.setPruning(PruningReport.newBuilder()
+          .setAccuracyBefore(before).setAccuracyPruned(pruned.accuracy()).setAccuracyFineTuned(after)
+          .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
+          .setLatencyMsBatch1Before(batch1Before).setLatencyMsBatch1After(InferenceCost.latencyMillis(model, image, 1, 50))
+          .setLatencyMsBatch256Before(batch256Before)
+          .setLatencyMsBatch256After(InferenceCost.latencyMillis(model, image, 256, 10)).build());
       result.setPruned(ModelMetrics.newBuilder()
               .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
-              .setTestAccuracy(Evaluation.accuracy(model, data.test()))
+              .setTestAccuracy(after)
               .setParameters(Models.parameterCount(model)).setNonZeroParameters(Models.nonZeroCount(model))
               .setCheckpointBytes(checkpoint.getSizeBytes()).build())
           .setTargetSparsity(settings.getTargetSparsity())
@@ -85,28 +101,32 @@ final class Pruner {
    * Prunes in the request's steps (one step is one-shot pruning), each followed by fine-tuning
    * with the masks re-applied after every optimizer step; returns the last step's masks.
    */
-  PruningMasks pruneGradually(Model model, Datasets.TrainTest data, CompressionRequest request, double before,
+  /** The last pruning step's masks and the test accuracy right after it, before its fine-tuning. */
+  private record Pruned(PruningMasks masks, double accuracy) {}
+
+  private Pruned pruneGradually(Model model, Datasets.TrainTest data, CompressionRequest request, double before,
       String jobId) throws Exception {
     PruningSettings settings = request.getPruning();
     int steps = settings.getSteps();
     long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs());
     PruningMasks masks = null;
+    double accuracyPruned = Double.NaN;
     for (int step = 1; step <= steps; step++) {
       if (masks != null) {
         masks.close();
       }
       masks = PruningMasks.compute(model, settings, step);
       double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
+      accuracyPruned = Evaluation.accuracy(model, data.test());
       events.progress(jobId, STAGE, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1, progressSteps,
           "step " + step + "/" + steps + ": pruned to " + sparsity,
-          Map.of("accuracyBefore", before, "accuracyPruned", Evaluation.accuracy(model, data.test()),
-              "sparsity", sparsity));
+          Map.of("accuracyBefore", before, "accuracyPruned", accuracyPruned, "sparsity", sparsity));
       if (settings.getFineTuneEpochs() > 0) {
         fineTune(model, masks, data, request, jobId, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1,
             progressSteps);
       }
     }
-    return masks;
+    return new Pruned(masks, accuracyPruned);
   }
 
   private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,

@@ -1,0 +1,73 @@
+package dev.distillery.common.ml;
+
+import ai.djl.Model;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Block;
+import ai.djl.nn.convolutional.Conv2d;
+import ai.djl.nn.core.Linear;
+import ai.djl.training.ParameterStore;
+import java.util.Arrays;
+
+/** What one inference of a built-in (sequential) model costs: multiply-accumulates and latency. */
+public final class InferenceCost {
+  /**
+   * Multiply-accumulates of one image.
+   *
+   * @param dense as the model runs on dense kernels
+   * @param nonZero those whose weight is not zero: what a sparse kernel would have to do
+   */
+  public record Macs(long dense, long nonZero) {}
+
+  private InferenceCost() {}
+
+  /** Counts the MACs of the convolutions and dense layers for one image of {@code imageShape}. */
+  public static Macs macs(Model model, Shape imageShape) {
+    Shape[] shape = {new Shape(1).addAll(imageShape)};
+    long dense = 0;
+    long nonZero = 0;
+    for (var child : model.getBlock().getChildren()) {
+      Block layer = child.getValue();
+      Shape[] out = layer.getOutputShapes(shape);
+      if (layer instanceof Conv2d || layer instanceof Linear) {
+        NDArray weight = layer.getParameters().get("weight").getArray();
+        // Each weight is used once per output position (Conv2d) or once (Linear).
+        long positions = layer instanceof Conv2d ? out[0].get(2) * out[0].get(3) : 1;
+        dense += weight.size() * positions;
+        nonZero += Models.nonZero(weight) * positions;
+      }
+      shape = out;
+    }
+    return new Macs(dense, nonZero);
+  }
+
+  /**
+   * The median wall time in milliseconds of one forward pass over a batch of {@code batch} images,
+   * after a warm-up, over {@code repeats} passes.
+   */
+  public static double latencyMillis(Model model, Shape imageShape, int batch, int repeats) {
+    boolean gradMode = DjlRuntime.inferenceMode();
+    try (NDManager scope = model.getNDManager().newSubManager()) {
+      ParameterStore parameters = new ParameterStore(scope, false);
+      NDArray input = scope.randomNormal(new Shape(batch).addAll(imageShape));
+      double[] millis = new double[repeats];
+      for (int i = -3; i < repeats; i++) { // three untimed passes first
+        try (NDManager pass = scope.newSubManager()) {
+          long start = System.nanoTime();
+          NDList out = model.getBlock().forward(parameters, new NDList(input), false);
+          out.singletonOrThrow().toFloatArray(); // wait for the result, as a caller would
+          if (i >= 0) {
+            millis[i] = (System.nanoTime() - start) / 1e6;
+          }
+          out.attach(pass);
+        }
+      }
+      Arrays.sort(millis);
+      return millis[repeats / 2];
+    } finally {
+      DjlRuntime.restoreGradMode(gradMode);
+    }
+  }
+}
