@@ -65,7 +65,7 @@ final class Pruner {
       Shape image = data.train().imageShape();
       InferenceCost.Macs macsBefore = InferenceCost.macs(model, image);
       double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
-      double batch256Before = InferenceCost.latencyMillis(model, image, 256, 10);
+      double batch256Before = InferenceCost.latencyMillis(model, image, 256, 20);
       Pruned pruned = pruneGradually(model, data, request, before, jobId);
       PruningMasks masks = pruned.masks();
       ArtifactStore output = store.forOutput(request.getOutputUri());
@@ -82,7 +82,7 @@ final class Pruner {
           .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
           .setLatencyMsBatch1Before(batch1Before).setLatencyMsBatch1After(InferenceCost.latencyMillis(model, image, 1, 50))
           .setLatencyMsBatch256Before(batch256Before)
-          .setLatencyMsBatch256After(InferenceCost.latencyMillis(model, image, 256, 10)).build());
+          .setLatencyMsBatch256After(InferenceCost.latencyMillis(model, image, 256, 20)).build());
       result.setPruned(ModelMetrics.newBuilder()
               .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
               .setTestAccuracy(after)

@@ -13,6 +13,9 @@ import java.util.Arrays;
 
 /** What one inference of a built-in (sequential) model costs: multiply-accumulates and latency. */
 public final class InferenceCost {
+  private static final int WARM_UP_PASSES = 10;
+  private static final long WARM_UP_NANOS = 300_000_000L;
+
   /**
    * Multiply-accumulates of one image.
    *
@@ -45,29 +48,40 @@ public final class InferenceCost {
 
   /**
    * The median wall time in milliseconds of one forward pass over a batch of {@code batch} images,
-   * after a warm-up, over {@code repeats} passes.
+   * over {@code repeats} passes that follow a warm-up.
    */
   public static double latencyMillis(Model model, Shape imageShape, int batch, int repeats) {
     boolean gradMode = DjlRuntime.inferenceMode();
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
-      NDArray input = scope.randomNormal(new Shape(batch).addAll(imageShape));
+      Shape shape = new Shape(batch).addAll(imageShape);
+      // Untimed passes first (at least 10, and 0.3 s): kernel selection and first-touch memory.
+      long warmUntil = System.nanoTime() + WARM_UP_NANOS;
+      for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
+        forwardNanos(model, parameters, shape, scope);
+      }
       double[] millis = new double[repeats];
-      for (int i = -3; i < repeats; i++) { // three untimed passes first
-        try (NDManager pass = scope.newSubManager()) {
-          long start = System.nanoTime();
-          NDList out = model.getBlock().forward(parameters, new NDList(input), false);
-          out.singletonOrThrow().toFloatArray(); // wait for the result, as a caller would
-          if (i >= 0) {
-            millis[i] = (System.nanoTime() - start) / 1e6;
-          }
-          out.attach(pass);
-        }
+      for (int i = 0; i < repeats; i++) {
+        millis[i] = forwardNanos(model, parameters, shape, scope) / 1e6;
       }
       Arrays.sort(millis);
       return millis[repeats / 2];
     } finally {
       DjlRuntime.restoreGradMode(gradMode);
+    }
+  }
+
+  /**
+   * The time of one forward pass, waiting for its result as a caller would. The input is made in
+   * the pass's own manager, so the activations derived from it are freed with it: kept until the
+   * end, they made later passes 5x slower (fresh memory each time).
+   */
+  private static long forwardNanos(Model model, ParameterStore parameters, Shape shape, NDManager scope) {
+    try (NDManager pass = scope.newSubManager()) {
+      NDArray input = pass.randomNormal(shape);
+      long start = System.nanoTime();
+      model.getBlock().forward(parameters, new NDList(input), false).singletonOrThrow().toFloatArray();
+      return System.nanoTime() - start;
     }
   }
 }
