@@ -14,14 +14,16 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Masks against torch.nn.utils.prune.global_unstructured and ln_structured
- * (golden/pruning_masks.py, PyTorch 1.13), element for element, ties included.
+ * Masks against torch.nn.utils.prune.l1_unstructured (golden/l1_unstructured.py),
+ * global_unstructured and ln_structured (golden/pruning_masks.py), all from PyTorch 1.13, element
+ * for element, ties included.
  */
-class PruningMasksGoldenTest {
+class PruningGoldenTest {
   private static NDManager manager;
 
   @BeforeAll
@@ -35,12 +37,35 @@ class PruningMasksGoldenTest {
     manager.close();
   }
 
+  static List<JsonObject> l1Cases() throws IOException {
+    return GoldenFixtures.cases("l1_unstructured.json");
+  }
+
   static List<JsonObject> globalCases() throws IOException {
     return GoldenFixtures.cases("global_unstructured.json");
   }
 
   static List<JsonObject> lnCases() throws IOException {
     return GoldenFixtures.cases("ln_structured.json");
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("l1Cases")
+  void l1MasksEqualPyTorchs(JsonObject golden) {
+    try (NDManager scope = manager.newSubManager()) {
+      NDArray weight = scope.create(GoldenFixtures.floats(golden.getJsonArray("weight")), shape(golden.getJsonArray("shape")));
+      NDArray mask = L1Unstructured.mask(weight, golden.getDouble("amount"), scope);
+      assertThat(mask.getShape()).isEqualTo(weight.getShape());
+      assertThat(ints(mask)).as(golden.getString("name")).containsExactly(ints(golden.getJsonArray("mask")));
+    }
+  }
+
+  @Test
+  void prunedCountRoundsHalfToEvenLikePython() {
+    assertThat(L1Unstructured.prunedCount(0.5, 21)).isEqualTo(10);
+    assertThat(L1Unstructured.prunedCount(0.5, 5)).isEqualTo(2);
+    assertThat(L1Unstructured.prunedCount(0.5, 3)).isEqualTo(2);
+    assertThat(L1Unstructured.prunedCount(0.9, 2400)).isEqualTo(2160);
   }
 
   @ParameterizedTest(name = "{0}")
