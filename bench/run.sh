@@ -2,6 +2,7 @@
 # Runs a benchmark by hand:
 #   bench/run.sh <throughput|replicas|publish|memory> [options]        teacher inference
 #   bench/run.sh student <distill|transfer|memory> [--option value]    student trainer
+#   bench/run.sh prune [--option value]                                pruner: accuracy against sparsity
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=53
 MAIN=dev.distillery.bench.TeacherInferenceBench
 if [[ "${1:-}" == student ]]; then
   MAIN=dev.distillery.bench.StudentTrainingBench
+  shift
+elif [[ "${1:-}" == prune ]]; then
+  MAIN=dev.distillery.bench.PruningBench
   shift
 fi
 exec ./mvnw -q -B -pl bench exec:exec -Dexec.executable=java -Dexec.workingdir="$PWD" \

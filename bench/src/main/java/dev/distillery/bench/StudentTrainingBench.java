@@ -195,7 +195,7 @@ public final class StudentTrainingBench {
     }
   }
 
-  private static JobResult runThroughPipeline(CompressionRequest request) throws Exception {
+  static JobResult runThroughPipeline(CompressionRequest request) throws Exception {
     Path work = Files.createTempDirectory("distillery-bench");
     try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
       KafkaTopics.ensure(broker.bootstrapServers(), 2);
@@ -229,7 +229,12 @@ public final class StudentTrainingBench {
   }
 
   /** A convnet trained with hard labels on {@code data}, cached by {@code name}. */
-  private static Path teacher(String name, DatasetSpec data, int epochs) throws Exception {
+  static Path teacher(String name, DatasetSpec data, int epochs) throws Exception {
+    return trained("convnet", name, data, epochs);
+  }
+
+  /** A model of {@code architecture} trained with hard labels on {@code data}, cached by {@code name}. */
+  static Path trained(String architecture, String name, DatasetSpec data, int epochs) throws Exception {
     ArtifactStore store = new ArtifactStore(CACHE);
     Path teachers = CACHE.resolve("teachers");
     if (Files.isDirectory(teachers)) {
@@ -242,14 +247,14 @@ public final class StudentTrainingBench {
     Datasets.TrainTest sets = Datasets.load(data);
     ImageDataset train = sets.train();
     say("training %s on %d images for %d epochs (cached for later runs)", name, train.size(), epochs);
-    TeacherTraining.Teacher trained = TeacherTraining.train("convnet", 1.0, train, sets.test(),
+    TeacherTraining.Teacher trained = TeacherTraining.train(architecture, 1.0, train, sets.test(),
         new TrainingLoop.Plan(epochs, 128, 0.001, OptimizerKind.ADAM, 0, 0, LearningRateSchedule.COSINE, 1, 1, 7),
         store, name + ".params", StudentTrainingBench::say);
     say("%s: test accuracy %.4f", name, trained.testAccuracy());
     return trained.checkpoint();
   }
 
-  private static void say(String format, Object... args) {
+  static void say(String format, Object... args) {
     System.out.printf("[bench] " + format + "%n", args);
   }
 }
