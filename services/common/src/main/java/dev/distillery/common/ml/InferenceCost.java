@@ -14,7 +14,7 @@ import java.util.Arrays;
 /** What one inference of a built-in (sequential) model costs: multiply-accumulates and latency. */
 public final class InferenceCost {
   private static final int WARM_UP_PASSES = 10;
-  private static final long WARM_UP_NANOS = 300_000_000L;
+  private static final long WARM_UP_NANOS = 1_000_000_000L;
 
   /**
    * Multiply-accumulates of one image.
@@ -55,7 +55,8 @@ public final class InferenceCost {
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
       Shape shape = new Shape(batch).addAll(imageShape);
-      // Untimed passes first (at least 10, and 0.3 s): kernel selection and first-touch memory.
+      // Untimed passes first (at least 10, and a second): kernel selection, first-touch memory;
+      // with 0.3 s the first measurement of a process still came out 35% high.
       long warmUntil = System.nanoTime() + WARM_UP_NANOS;
       for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
         forwardNanos(model, parameters, shape, scope);
