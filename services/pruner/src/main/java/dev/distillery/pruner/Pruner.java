@@ -59,9 +59,9 @@ final class Pruner {
     }
     PruningSettings settings = request.getPruning();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
-    ImageDataset train = data.train();
     try (Model model = load(event, data)) {
-      double before = Evaluation.accuracy(model, data.test());
+      // The stage that produced this checkpoint measured it on the same test set: not again here.
+      double before = (context.getStudent() != null ? context.getStudent() : context.getTeacher()).getTestAccuracy();
       Shape image = data.train().imageShape();
       InferenceCost.Macs macsBefore = InferenceCost.macs(model, image);
       double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
@@ -118,12 +118,12 @@ final class Pruner {
       masks = PruningMasks.compute(model, settings, step);
       double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
       accuracyPruned = Evaluation.accuracy(model, data.test());
-      events.progress(jobId, STAGE, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1, progressSteps,
+      long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
+      events.progress(jobId, STAGE, progress, progressSteps,
           "step " + step + "/" + steps + ": pruned to " + sparsity,
           Map.of("accuracyBefore", before, "accuracyPruned", accuracyPruned, "sparsity", sparsity));
       if (settings.getFineTuneEpochs() > 0) {
-        fineTune(model, masks, data, request, jobId, (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1,
-            progressSteps);
+        fineTune(model, masks, data, request, jobId, progress, progressSteps);
       }
     }
     return new Pruned(masks, accuracyPruned);

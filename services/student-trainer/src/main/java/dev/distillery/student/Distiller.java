@@ -57,7 +57,7 @@ final class Distiller {
     DistillationLoss distillation = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
     boolean baseline = settings.getHardLabelBaseline();
     StudentTraining training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
-    try {
+    return training.handOn(() -> {
       JobContext.Builder next = JobContext.newBuilder(context);
       if (baseline) {
         try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
@@ -82,11 +82,7 @@ final class Distiller {
       next.setStudent(distilled.metrics()).setStageSeconds(seconds);
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
-              .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build())
-          .thenRun(training::close);
-    } catch (JobFailedException e) {
-      training.close(); // final: a redelivery must not resume it; other errors keep the state for a retry
-      throw e;
-    }
+              .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build());
+    });
   }
 }

@@ -21,6 +21,8 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,7 +31,7 @@ import org.slf4j.LoggerFactory;
  * request's plan, its validation split and one progress count. Each run keeps its state under
  * {@code <stateRoot>/<jobId>/<run>} after every epoch, so a restarted trainer resumes it.
  */
-final class StudentTraining implements AutoCloseable {
+final class StudentTraining {
   private static final Logger LOG = LoggerFactory.getLogger(StudentTraining.class);
 
   private final JobEvents events;
@@ -124,11 +126,22 @@ final class StudentTraining implements AutoCloseable {
   }
 
   /**
-   * The job's outcome is published (or it failed): a restart must not resume its runs. A leftover
-   * state is harmless (its fingerprint ties it to this request), so failing to remove it only warns.
+   * Runs the job's {@code runs} and returns the future of the event that hands their result on.
+   * The training state is removed once that event is acknowledged, or when the job failed for good
+   * ({@link JobFailedException}: divergence, a bad request), so a redelivery does not resume it;
+   * after any other error it stays, and the retry resumes.
    */
-  @Override
-  public void close() {
+  CompletableFuture<?> handOn(Callable<CompletableFuture<?>> runs) throws Exception {
+    try {
+      return runs.call().thenRun(this::removeState);
+    } catch (JobFailedException e) {
+      removeState();
+      throw e;
+    }
+  }
+
+  /** A leftover state is harmless (its fingerprint ties it to this request), so failing to remove it only warns. */
+  private void removeState() {
     try {
       TrainingCheckpoint.deleteAll(stateDir);
     } catch (IOException e) {

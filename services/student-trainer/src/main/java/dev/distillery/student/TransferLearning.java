@@ -57,7 +57,7 @@ final class TransferLearning {
     long seed = request.getDistillation().getSeed();
     boolean baseline = settings.getScratchBaseline();
     StudentTraining training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
-    try {
+    return training.handOn(() -> {
       JobContext.Builder context = JobContext.newBuilder().setRequest(request);
       if (baseline) {
         try (Model scratch = Models.create(architecture, width, data.numClasses(), train.imageShape(), seed)) {
@@ -76,12 +76,8 @@ final class TransferLearning {
           .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(context.build())
-              .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build())
-          .thenRun(training::close);
-    } catch (JobFailedException e) {
-      training.close(); // final: a redelivery must not resume it; other errors keep the state for a retry
-      throw e;
-    }
+              .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build());
+    });
   }
 
   /** A frozen backbone takes no gradients; otherwise it learns at the request's fraction of the rate. */
