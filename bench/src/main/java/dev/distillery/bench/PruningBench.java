@@ -23,7 +23,8 @@ import java.util.TreeMap;
  * through the real pipeline on the full Fashion-MNIST. The model to prune is trained once with
  * hard labels and cached under {@code var/bench}. Options: {@code --arch lenet5}, {@code --epochs 15}
  * (of that training), {@code --method L1_UNSTRUCTURED}, {@code --sparsities 0.5,0.8,0.9,0.95},
- * {@code --steps 4}, {@code --fine-tune 2} (epochs after each step), {@code --lr 0.0005}.
+ * {@code --steps 4}, {@code --fine-tune 2} (epochs after each step), {@code --final 0} (epochs of
+ * annealed fine-tuning after the last step's), {@code --lr 0.0005}.
  */
 public final class PruningBench {
   private PruningBench() {}
@@ -45,6 +46,7 @@ public final class PruningBench {
           .setTargetSparsity(Double.parseDouble(sparsity))
           .setSteps(Integer.parseInt(o.getOrDefault("steps", "4")))
           .setFineTuneEpochs(Integer.parseInt(o.getOrDefault("fine-tune", "2")))
+          .setFinalFineTuneEpochs(Integer.parseInt(o.getOrDefault("final", "0")))
           .setLearningRate(Double.parseDouble(o.getOrDefault("lr", "0.0005")))
           .build();
       CompressionRequest request = CompressionRequest.newBuilder()
@@ -59,19 +61,23 @@ public final class PruningBench {
           .build();
       JobResult result = StudentTrainingBench.runThroughPipeline(request);
       PruningReport p = result.getPruning();
-      rows.add(String.format("| %.0f%% | %.4f | %.4f | %.4f | %+.2f | %,d | %,d | %.1fx | %.3f / %.3f | %.2f / %.2f |",
-          100 * result.getSparsity(), p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned(),
-          100 * (p.getAccuracyFineTuned() - p.getAccuracyBefore()), result.getFinalCheckpoint().getSizeBytes(),
+      rows.add(String.format("| %.0f%% | %s | %,d | %.4f | %.4f | %.4f | %+.2f | %,d | %,d | %.1fx | %.3f / %.3f | %.2f / %.2f | %.2fx |",
+          100 * result.getSparsity(),
+          result.getPruned().getHiddenUnits().isEmpty() ? "as before" : result.getPruned().getHiddenUnits().toString(),
+          result.getPruned().getNonZeroParameters(), p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned(),
+          100 * (p.getAccuracyFineTuned() - p.getAccuracyBefore()), result.getTeacher().getCheckpointBytes(),
           result.getSparseCheckpoint().getSizeBytes(),
-          (double) result.getFinalCheckpoint().getSizeBytes() / result.getSparseCheckpoint().getSizeBytes(),
+          (double) result.getTeacher().getCheckpointBytes() / result.getSparseCheckpoint().getSizeBytes(),
           p.getLatencyMsBatch1Before(), p.getLatencyMsBatch1After(),
-          p.getLatencyMsBatch256Before(), p.getLatencyMsBatch256After()));
+          p.getLatencyMsBatch256Before(), p.getLatencyMsBatch256After(),
+          p.getLatencyMsBatch256Before() / p.getLatencyMsBatch256After()));
       StudentTrainingBench.say("settings: %s", pruning);
     }
     StudentTrainingBench.say("%s, %s", arch, o);
-    System.out.println("| sparsity | before | pruned | fine-tuned | change (points) | dense bytes | sparse bytes | smaller by"
-        + " | latency batch 1, ms (before / after) | latency batch 256, ms (before / after) |");
-    System.out.println("|---|---|---|---|---|---|---|---|---|---|");
+    System.out.println("| sparsity | hidden layers | non-zero parameters | before | pruned | fine-tuned | change (points)"
+        + " | dense bytes before | sparse bytes | smaller by | latency batch 1, ms (before / after)"
+        + " | latency batch 256, ms (before / after) | speed-up at 256 |");
+    System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     rows.forEach(System.out::println);
   }
 }

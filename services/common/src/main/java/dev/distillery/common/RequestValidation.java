@@ -110,6 +110,7 @@ public final class RequestValidation {
       problems.add(new Violation("pruning.targetSparsity", "must be within [0, 1], was " + p.getTargetSparsity()));
     }
     between(problems, "pruning.fineTuneEpochs", p.getFineTuneEpochs(), 0, MAX_EPOCHS);
+    between(problems, "pruning.finalFineTuneEpochs", p.getFinalFineTuneEpochs(), 0, MAX_EPOCHS);
     positive(problems, "pruning.learningRate", p.getLearningRate());
     between(problems, "pruning.norm", p.getNorm(), 1, 16);
     between(problems, "pruning.steps", p.getSteps(), 1, 100);

@@ -26,6 +26,9 @@ public final class ResultsTable {
     if (result.getPruned() != null) {
       out.append(String.format("sparsity of prunable weights: %.4f (target %.4f)%n",
           result.getSparsity(), result.getTargetSparsity()));
+      if (!result.getPruned().getHiddenUnits().isEmpty()) {
+        out.append("channels removed; hidden layers now ").append(result.getPruned().getHiddenUnits()).append('\n');
+      }
     }
     PruningReport p = result.getPruning();
     if (p != null) {

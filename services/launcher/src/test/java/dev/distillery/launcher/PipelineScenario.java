@@ -86,13 +86,16 @@ final class PipelineScenario {
             .setOptimizer(OptimizerKind.SGD).setLearningRate(1e30).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
         .build();
-    // The teacher learnt all ten classes; the new task is five of them, from 1,000 images.
+    // The teacher learnt all ten classes; the new task is five of them, from 1,000 images. Half of
+    // every hidden layer's channels are then removed, and the smaller model fine-tuned twice.
     CompressionRequest transfer = CompressionRequest.newBuilder(good)
         .setJobId("transfer-" + suffix)
         .setStudent(new StudentSpec("convnet", 0.5))
         .setDataset(DatasetSpec.newBuilder(data).setClasses(List.of(9, 8, 7, 6, 5)).setTrainLimit(1000).build())
         .setDistillation(DistillationSettings.newBuilder(good.getDistillation()).setEpochs(3).setLearningRate(0.005).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(10).build())
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
+            .setFineTuneEpochs(1).setFinalFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
         .build();
 
@@ -157,7 +160,10 @@ final class PipelineScenario {
         .contains("distillery_jobs_completed_total{stage=\"pruner\"} 2\n");
   }
 
-  /** The pretrained convnet with a five-class head, fine-tuned, compared with training from scratch, pruned. */
+  /**
+   * The pretrained convnet with a five-class head, fine-tuned, compared with training from scratch,
+   * then half its channels removed.
+   */
   private static void checkTransfer(JobResult result, CompressionRequest request) throws Exception {
     Datasets.TrainTest fiveClasses = Datasets.load(request.getDataset());
     assertThat(fiveClasses.numClasses()).isEqualTo(5);
@@ -169,7 +175,13 @@ final class PipelineScenario {
     assertThat(result.getBaseline().getTestAccuracy()).isGreaterThan(0.2);
     assertThat(result.getStudent().getParameters()).isEqualTo(result.getBaseline().getParameters());
     assertThat(result.getStageSeconds()).containsKeys("TRANSFER", "PRUNING");
-    try (Model pruned = Models.load("convnet", 0.5, 5, fiveClasses.train().imageShape(),
+    // convnet at width 0.5 has hidden layers of 16, 16, 32, 32 and 128.
+    assertThat(result.getPruned().getHiddenUnits()).containsExactly(8, 8, 16, 16, 64);
+    assertThat(result.getPruned().getParameters()).isLessThan(result.getStudent().getParameters() / 3);
+    PruningReport report = result.getPruning();
+    assertThat(report.getAccuracyBefore()).isEqualTo(result.getStudent().getTestAccuracy());
+    assertThat(report.getMacsAfter()).isLessThan(report.getMacsBefore() / 3).isEqualTo(report.getNonZeroMacsAfter());
+    try (Model pruned = Models.load("convnet", result.getPruned().getHiddenUnits(), 5, fiveClasses.train().imageShape(),
         ArtifactStore.open(result.getFinalCheckpoint()))) {
       assertThat(Models.head(pruned).get(0).getArray().getShape().get(0)).as("outputs of the new head").isEqualTo(5);
       assertThat(Evaluation.accuracy(pruned, fiveClasses.test())).isEqualTo(result.getPruned().getTestAccuracy());

@@ -18,7 +18,10 @@ import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobContext;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
+import dev.distillery.schemas.LearningRateSchedule;
+import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningReport;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
@@ -67,81 +70,105 @@ final class Pruner {
       double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
       double batch256Before = InferenceCost.latencyMillis(model, image, 256, 20);
       Pruned pruned = pruneGradually(model, data, request, before, jobId);
-      PruningMasks masks = pruned.masks();
-      ArtifactStore output = store.forOutput(request.getOutputUri());
-      ArtifactRef checkpoint = Models.save(model, output, jobId, "pruned.params");
-      result.setSafetensors(output.write(jobId, "pruned.safetensors", out -> Safetensors.write(model, out)))
-          .setSparseCheckpoint(output.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(model, out)));
-      List<PruningMasks.LayerCount> layers = masks.counts();
-      long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
-      long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
-      double after = Evaluation.accuracy(model, data.test());
-      InferenceCost.Macs macsAfter = InferenceCost.macs(model, image);
-      result.setPruning(PruningReport.newBuilder()
-          .setAccuracyBefore(before).setAccuracyPruned(pruned.accuracy()).setAccuracyFineTuned(after)
-          .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
-          .setLatencyMsBatch1Before(batch1Before).setLatencyMsBatch1After(InferenceCost.latencyMillis(model, image, 1, 50))
-          .setLatencyMsBatch256Before(batch256Before)
-          .setLatencyMsBatch256After(InferenceCost.latencyMillis(model, image, 256, 20)).build());
-      result.setPruned(ModelMetrics.newBuilder()
-              .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
-              .setTestAccuracy(after)
-              .setParameters(Models.parameterCount(model)).setNonZeroParameters(Models.nonZeroCount(model))
-              .setCheckpointBytes(checkpoint.getSizeBytes()).build())
-          .setTargetSparsity(settings.getTargetSparsity())
-          .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
-          .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
-          .setFinalCheckpoint(checkpoint);
-      masks.close();
-      return publish(result, context, start);
+      List<PruningMasks.LayerCount> layers;
+      try (PruningMasks masks = pruned.masks()) {
+        layers = masks.counts();
+      }
+      boolean structured = settings.getMethod() == PruningMethod.LN_STRUCTURED;
+      try (Model smaller = structured
+          ? ChannelRemoval.removeZeroChannels(model, event.getArchitecture(), data.numClasses(), image) : null) {
+        Model output = structured ? smaller : model;
+        ArtifactStore artifacts = store.forOutput(request.getOutputUri());
+        ArtifactRef checkpoint = Models.save(output, artifacts, jobId, "pruned.params");
+        result.setSafetensors(artifacts.write(jobId, "pruned.safetensors", out -> Safetensors.write(output, out)))
+            .setSparseCheckpoint(artifacts.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(output, out)));
+        long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
+        long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
+        double after = Evaluation.accuracy(output, data.test());
+        InferenceCost.Macs macsAfter = InferenceCost.macs(output, image);
+        result.setPruning(PruningReport.newBuilder()
+            .setAccuracyBefore(before).setAccuracyPruned(pruned.accuracy()).setAccuracyFineTuned(after)
+            .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
+            .setLatencyMsBatch1Before(batch1Before)
+            .setLatencyMsBatch1After(InferenceCost.latencyMillis(output, image, 1, 50))
+            .setLatencyMsBatch256Before(batch256Before)
+            .setLatencyMsBatch256After(InferenceCost.latencyMillis(output, image, 256, 20)).build());
+        result.setPruned(ModelMetrics.newBuilder()
+                .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
+                .setHiddenUnits(structured ? Models.hiddenUnits(output) : List.of())
+                .setTestAccuracy(after)
+                .setParameters(Models.parameterCount(output)).setNonZeroParameters(Models.nonZeroCount(output))
+                .setCheckpointBytes(checkpoint.getSizeBytes()).build())
+            .setTargetSparsity(settings.getTargetSparsity())
+            .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
+            .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
+            .setFinalCheckpoint(checkpoint);
+        return publish(result, context, start);
+      }
     }
   }
 
-  /**
-   * Prunes in the request's steps (one step is one-shot pruning), each followed by fine-tuning
-   * with the masks re-applied after every optimizer step; returns the last step's masks.
-   */
   /** The last pruning step's masks and the test accuracy right after it, before its fine-tuning. */
   private record Pruned(PruningMasks masks, double accuracy) {}
 
+  /**
+   * Prunes in the request's steps (one step is one-shot pruning), each followed by fine-tuning with
+   * the masks re-applied after every optimizer step, then fine-tunes once more with an annealed rate
+   * if the request asks for it.
+   */
   private Pruned pruneGradually(Model model, Datasets.TrainTest data, CompressionRequest request, double before,
       String jobId) throws Exception {
     PruningSettings settings = request.getPruning();
     int steps = settings.getSteps();
-    long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs());
+    long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs()) + settings.getFinalFineTuneEpochs();
     PruningMasks masks = null;
     double accuracyPruned = Double.NaN;
-    for (int step = 1; step <= steps; step++) {
+    try {
+      for (int step = 1; step <= steps; step++) {
+        if (masks != null) {
+          masks.close();
+        }
+        masks = PruningMasks.compute(model, settings, step);
+        double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
+        accuracyPruned = Evaluation.accuracy(model, data.test());
+        long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
+        events.progress(jobId, STAGE, progress, progressSteps,
+            "step " + step + "/" + steps + ": pruned to " + sparsity,
+            Map.of("accuracyBefore", before, "accuracyPruned", accuracyPruned, "sparsity", sparsity));
+        if (settings.getFineTuneEpochs() > 0) {
+          fineTune(model, masks, data, request, jobId, progress, progressSteps, "fine-tune",
+              fineTunePlan(request, settings.getFineTuneEpochs(), LearningRateSchedule.CONSTANT));
+        }
+      }
+      if (settings.getFinalFineTuneEpochs() > 0) {
+        fineTune(model, masks, data, request, jobId, progressSteps - settings.getFinalFineTuneEpochs(), progressSteps,
+            "final fine-tune", fineTunePlan(request, settings.getFinalFineTuneEpochs(), LearningRateSchedule.COSINE));
+      }
+    } catch (Exception | Error e) {
       if (masks != null) {
         masks.close();
       }
-      masks = PruningMasks.compute(model, settings, step);
-      double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
-      accuracyPruned = Evaluation.accuracy(model, data.test());
-      long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
-      events.progress(jobId, STAGE, progress, progressSteps,
-          "step " + step + "/" + steps + ": pruned to " + sparsity,
-          Map.of("accuracyBefore", before, "accuracyPruned", accuracyPruned, "sparsity", sparsity));
-      if (settings.getFineTuneEpochs() > 0) {
-        fineTune(model, masks, data, request, jobId, progress, progressSteps);
-      }
+      throw e;
     }
     return new Pruned(masks, accuracyPruned);
   }
 
+  private static TrainingLoop.Plan fineTunePlan(CompressionRequest request, int epochs, LearningRateSchedule schedule) {
+    return new TrainingLoop.Plan(epochs, request.getDistillation().getBatchSize(), request.getPruning().getLearningRate(),
+        OptimizerKind.ADAM, 0, 0, schedule, 1, 1, request.getDistillation().getSeed());
+  }
+
   private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
-      String jobId, long progressBefore, long progressSteps) throws JobFailedException, InterruptedException,
-      IOException {
-    PruningSettings settings = request.getPruning();
-    var plan = TrainingLoop.Plan.adam(settings.getFineTuneEpochs(), request.getDistillation().getBatchSize(),
-        settings.getLearningRate(), request.getDistillation().getSeed());
+      String jobId, long progressBefore, long progressSteps, String phase, TrainingLoop.Plan plan)
+      throws JobFailedException, InterruptedException, IOException {
     ImageDataset train = data.train();
     try {
       new TrainingLoop(model, train, plan,
           (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
           .afterStep(masks::apply)
           .onEpoch(e -> events.progress(jobId, STAGE, progressBefore + e.epoch(), progressSteps,
-              "fine-tune epoch " + e.epoch() + "/" + e.epochs(), Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond())))
+              phase + " epoch " + e.epoch() + "/" + e.epochs(),
+              Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond(), "learningRate", e.learningRate())))
           .run();
     } catch (TrainingLoop.NonFiniteLossException e) {
       throw new JobFailedException(null, "fine-tuning: " + e.getMessage() + " (pruning.learningRate)", e);

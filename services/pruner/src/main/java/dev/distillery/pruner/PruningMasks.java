@@ -18,9 +18,15 @@ import java.util.Set;
 /**
  * The masks of a pruned model, one per prunable weight tensor. They are applied once when pruning
  * and again after every optimizer step of fine-tuning; without that, pruned weights grow back.
+ *
+ * <p>{@code LN_STRUCTURED} differs from {@code ln_structured} in two ways, both because its
+ * channels are then removed ({@link ChannelRemoval}): it also masks the bias of each pruned channel,
+ * so the channel's output is exactly zero rather than a constant that removal would drop; and it
+ * leaves the head alone, whose output channels are the classes.
  */
 final class PruningMasks implements AutoCloseable {
-  private record Masked(String name, Parameter parameter, NDArray mask) {}
+  /** A masked weight tensor and, for structured pruning, the bias of its channels with their mask. */
+  private record Masked(String name, Parameter parameter, NDArray mask, Parameter bias, NDArray biasMask) {}
 
   private final NDManager manager;
   private final List<Masked> masks;
@@ -44,19 +50,24 @@ final class PruningMasks implements AutoCloseable {
       List<NDArray> global = GlobalMagnitude.masks(
           layers.stream().map(p -> p.getValue().getArray()).toList(), amount, manager);
       for (int i = 0; i < layers.size(); i++) {
-        masks.add(new Masked(layers.get(i).getKey(), layers.get(i).getValue(), global.get(i)));
+        masks.add(new Masked(layers.get(i).getKey(), layers.get(i).getValue(), global.get(i), null, null));
       }
     } else {
       for (Pair<String, Parameter> layer : layers) {
         double amount = SparsitySchedule.at(step, settings,
             settings.getLayerSparsity().getOrDefault(layer.getKey(), settings.getTargetSparsity()));
         NDArray weight = layer.getValue().getArray();
-        NDArray mask = switch (settings.getMethod()) {
-          case L1_UNSTRUCTURED -> L1Unstructured.mask(weight, amount, manager);
-          case LN_STRUCTURED -> LnStructured.mask(weight, amount, settings.getNorm(), manager);
+        masks.add(switch (settings.getMethod()) {
+          case L1_UNSTRUCTURED -> new Masked(layer.getKey(), layer.getValue(),
+              L1Unstructured.mask(weight, amount, manager), null, null);
+          case LN_STRUCTURED -> {
+            NDArray mask = LnStructured.mask(weight, amount, settings.getNorm(), manager);
+            Parameter bias = model.getBlock().getParameters().get(biasOf(layer.getKey()));
+            yield new Masked(layer.getKey(), layer.getValue(), mask, bias,
+                mask.reshape(weight.getShape().get(0), -1).max(new int[] {1}));
+          }
           default -> throw new JobFailedException("pruning.method", "not supported: " + settings.getMethod());
-        };
-        masks.add(new Masked(layer.getKey(), layer.getValue(), mask));
+        });
       }
     }
     PruningMasks result = new PruningMasks(manager, masks);
@@ -64,7 +75,15 @@ final class PruningMasks implements AutoCloseable {
     return result;
   }
 
-  /** The prunable weights the request does not skip; overrides and skips must name real layers. */
+  /** The bias of the layer whose weight is named {@code weight}, e.g. {@code 01Conv2d_bias}. */
+  static String biasOf(String weight) {
+    return weight.replaceFirst("_weight$", "_bias");
+  }
+
+  /**
+   * The prunable weights the request does not skip, without the head for structured pruning;
+   * overrides and skips must name real layers.
+   */
   private static List<Pair<String, Parameter>> layers(Model model, PruningSettings settings) throws JobFailedException {
     List<Pair<String, Parameter>> all = Models.prunableWeights(model);
     Set<String> names = new LinkedHashSet<>();
@@ -79,6 +98,14 @@ final class PruningMasks implements AutoCloseable {
         throw new JobFailedException("pruning.skipLayers", "no prunable layer '" + name + "'; layers: " + names);
       }
     }
+    if (settings.getMethod() == PruningMethod.LN_STRUCTURED) {
+      String head = all.get(all.size() - 1).getKey();
+      if (settings.getLayerSparsity().containsKey(head)) {
+        throw new JobFailedException("pruning.layerSparsity",
+            "the head '" + head + "' cannot be pruned structurally: its output channels are the classes");
+      }
+      all = all.subList(0, all.size() - 1);
+    }
     return all.stream().filter(p -> !settings.getSkipLayers().contains(p.getKey())).toList();
   }
 
@@ -89,6 +116,9 @@ final class PruningMasks implements AutoCloseable {
     try {
       for (Masked m : masks) {
         m.parameter().getArray().muli(m.mask());
+        if (m.bias() != null) {
+          m.bias().getArray().muli(m.biasMask());
+        }
       }
     } finally {
       DjlRuntime.restoreGradMode(gradMode);

@@ -10,28 +10,36 @@ import java.io.DataOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
+import java.io.EOFException;
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.zip.Deflater;
+import java.util.zip.DeflaterOutputStream;
+import java.util.zip.InflaterInputStream;
 
 /**
  * A pruned model's weights in a compact, lossless encoding whose file size is what pruning saves
  * on disk. Each tensor is stored either dense or, when smaller, as a bitmask of its non-zero
  * positions followed by the non-zero values; float32 values are kept exactly (a zero's sign is
- * not: masking a negative weight gives -0.0, read back as 0.0).
+ * not: masking a negative weight gives -0.0, read back as 0.0). As in Han et al.'s deep
+ * compression, an entropy coder follows: everything after the version byte is DEFLATE-compressed,
+ * and float values are stored as byte planes (all first bytes, then all second bytes, ...), which
+ * puts the sign-and-exponent bytes, alike among weights of one layer, side by side for it.
  *
- * <p>Layout (big-endian counts, little-endian floats): magic {@code DSPZ}, version byte 1, tensor
- * count (int); per tensor: name (modified UTF-8), rank (byte), dimensions (ints), encoding byte
- * (0 dense, 1 bitmask), then for dense n float32 values, for bitmask ceil(n/8) mask bytes (bit i
- * of byte i/8 set when entry i is non-zero, least significant bit first), the non-zero count (int)
- * and the non-zero values in order.
+ * <p>Layout before compression (big-endian counts): magic {@code DSPZ}, version byte 2, then
+ * deflated: tensor count (int); per tensor: name (modified UTF-8), rank (byte), dimensions (ints),
+ * encoding byte (0 dense, 1 bitmask), then for dense the n float32 values, for bitmask ceil(n/8)
+ * mask bytes (bit i of byte i/8 set when entry i is non-zero, least significant bit first), the
+ * non-zero count (int) and the non-zero values in order; values as byte planes of their
+ * little-endian bytes.
  */
 final class SparseCheckpoint {
   private static final byte[] MAGIC = "DSPZ".getBytes(StandardCharsets.US_ASCII);
   private static final int DENSE = 0;
   private static final int BITMASK = 1;
+  private static final int VERSION = 2;
 
   /** One tensor as read back. */
   record Tensor(Shape shape, float[] values) {}
@@ -39,9 +47,11 @@ final class SparseCheckpoint {
   private SparseCheckpoint() {}
 
   static void write(Model model, OutputStream sink) throws IOException {
-    DataOutputStream out = new DataOutputStream(sink);
-    out.write(MAGIC);
-    out.writeByte(1);
+    sink.write(MAGIC);
+    sink.write(VERSION);
+    Deflater deflater = new Deflater(Deflater.BEST_COMPRESSION);
+    DeflaterOutputStream deflating = new DeflaterOutputStream(sink, deflater);
+    DataOutputStream out = new DataOutputStream(deflating);
     var parameters = model.getBlock().getParameters();
     out.writeInt(parameters.size());
     for (Pair<String, Parameter> p : parameters) {
@@ -72,21 +82,23 @@ final class SparseCheckpoint {
         }
         out.write(mask);
         out.writeInt(nonZero);
-        out.write(littleEndian(kept));
+        out.write(bytePlanes(kept));
       } else {
         out.writeByte(DENSE);
-        out.write(littleEndian(values));
+        out.write(bytePlanes(values));
       }
     }
     out.flush();
+    deflating.finish(); // the sink stays open: it belongs to the caller
+    deflater.end();
   }
 
   static Map<String, Tensor> read(InputStream source) throws IOException {
-    DataInputStream in = new DataInputStream(source);
-    byte[] magic = in.readNBytes(4);
-    if (!java.util.Arrays.equals(magic, MAGIC) || in.readByte() != 1) {
-      throw new IOException("not a version 1 sparse checkpoint");
+    byte[] magic = source.readNBytes(4);
+    if (!Arrays.equals(magic, MAGIC) || source.read() != VERSION) {
+      throw new IOException("not a version " + VERSION + " sparse checkpoint");
     }
+    DataInputStream in = new DataInputStream(new InflaterInputStream(source));
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     int count = in.readInt();
     for (int t = 0; t < count; t++) {
@@ -122,13 +134,29 @@ final class SparseCheckpoint {
     return tensors;
   }
 
-  private static byte[] littleEndian(float[] values) {
-    ByteBuffer bytes = ByteBuffer.allocate(values.length * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
-    bytes.asFloatBuffer().put(values);
-    return bytes.array();
+  /** Byte b of value i, of its little-endian bytes, at b * n + i. */
+  private static byte[] bytePlanes(float[] values) {
+    byte[] planes = new byte[values.length * Float.BYTES];
+    for (int i = 0; i < values.length; i++) {
+      int bits = Float.floatToRawIntBits(values[i]);
+      for (int b = 0; b < Float.BYTES; b++) {
+        planes[b * values.length + i] = (byte) (bits >>> (8 * b));
+      }
+    }
+    return planes;
   }
 
   private static void floats(DataInputStream in, int count, float[] into) throws IOException {
-    ByteBuffer.wrap(in.readNBytes(count * Float.BYTES)).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(into, 0, count);
+    byte[] planes = in.readNBytes(count * Float.BYTES);
+    if (planes.length != count * Float.BYTES) {
+      throw new EOFException("sparse checkpoint ends inside a tensor");
+    }
+    for (int i = 0; i < count; i++) {
+      int bits = 0;
+      for (int b = 0; b < Float.BYTES; b++) {
+        bits |= (planes[b * count + i] & 0xff) << (8 * b);
+      }
+      into[i] = Float.intBitsToFloat(bits);
+    }
   }
 }

@@ -13,7 +13,7 @@ import java.util.Map;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-/** The sparse encoding round-trips exactly and its size is what the layout says. */
+/** The sparse encoding round-trips exactly and is smaller than its layout before compression. */
 class SparseCheckpointTest {
   @ParameterizedTest
   @ValueSource(doubles = {0.0, 0.5, 0.9})
@@ -24,7 +24,7 @@ class SparseCheckpointTest {
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       SparseCheckpoint.write(model, out);
       Map<String, SparseCheckpoint.Tensor> read = SparseCheckpoint.read(new ByteArrayInputStream(out.toByteArray()));
-      long expectedSize = 4 + 1 + 4;
+      long layoutSize = 4 + 1 + 4;
       for (var p : model.getBlock().getParameters()) {
         float[] values = p.getValue().getArray().toFloatArray();
         assertThat(read.get(p.getKey()).shape()).isEqualTo(p.getValue().getArray().getShape());
@@ -37,12 +37,12 @@ class SparseCheckpointTest {
         }
         long nonZero = Models.nonZero(p.getValue().getArray());
         long header = 2 + p.getKey().length() + 1 + 4L * p.getValue().getArray().getShape().dimension() + 1;
-        expectedSize += header + Math.min(4L * values.length, (values.length + 7) / 8 + 4 + 4 * nonZero);
+        layoutSize += header + Math.min(4L * values.length, (values.length + 7) / 8 + 4 + 4 * nonZero);
       }
-      assertThat((long) out.size()).isEqualTo(expectedSize);
+      assertThat((long) out.size()).as("deflated").isLessThan(layoutSize);
       long dense = 4 * Models.parameterCount(model);
-      System.out.printf("lenet5 at %.0f%% of prunable weights: %d bytes, dense %d: %.1fx%n",
-          100 * sparsity, out.size(), dense, (double) dense / out.size());
+      System.out.printf("lenet5 at %.0f%% of prunable weights: %d bytes (%d before deflating), dense %d: %.1fx%n",
+          100 * sparsity, out.size(), layoutSize, dense, (double) dense / out.size());
       if (sparsity == 0.9) {
         assertThat(out.size()).isLessThan((int) (dense / 4));
       }

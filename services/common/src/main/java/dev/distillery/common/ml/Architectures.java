@@ -29,53 +29,77 @@ public final class Architectures {
     return NAMES.contains(name);
   }
 
-  /** A new, uninitialised block of architecture {@code name} for {@code classes} classes. */
-  public static Block build(String name, double width, int classes) {
+  /**
+   * The sizes of the hidden layers (a convolution's output channels, a dense layer's units), in
+   * order, of architecture {@code name} at {@code width}: each of its prunable layers but the head.
+   */
+  public static List<Integer> hiddenUnits(String name, double width) {
     if (!(width > 0) || Double.isInfinite(width)) {
       throw new IllegalArgumentException("width must be a positive number, was " + width);
     }
-    IntUnaryOperator w = units -> Math.max(1, (int) Math.round(units * width));
+    List<Integer> full = switch (name) {
+      case "mlp" -> List.of(300, 100);
+      case "lenet5" -> List.of(6, 16, 120, 84);
+      case "convnet" -> List.of(32, 32, 64, 64, 256);
+      default -> throw new IllegalArgumentException("unknown architecture '" + name + "', known: " + NAMES);
+    };
+    return full.stream().map(units -> Math.max(1, (int) Math.round(units * width))).toList();
+  }
+
+  /** A new, uninitialised block of architecture {@code name} at {@code width} for {@code classes} classes. */
+  public static Block build(String name, double width, int classes) {
+    return build(name, hiddenUnits(name, width), classes);
+  }
+
+  /**
+   * A new, uninitialised block of architecture {@code name} with the given hidden layer sizes (see
+   * {@link #hiddenUnits}): the shape structured pruning leaves.
+   */
+  public static Block build(String name, List<Integer> hidden, int classes) {
+    int expected = hiddenUnits(name, 1).size();
+    if (hidden.size() != expected || hidden.stream().anyMatch(units -> units < 1)) {
+      throw new IllegalArgumentException(name + " needs " + expected + " positive hidden layer sizes, was " + hidden);
+    }
+    IntUnaryOperator h = hidden::get;
     switch (name) {
       case "mlp":
         return new SequentialBlock()
             .add(Blocks.batchFlattenBlock())
-            .add(Linear.builder().setUnits(w.applyAsInt(300)).build())
+            .add(Linear.builder().setUnits(h.applyAsInt(0)).build())
             .add(Activation::relu)
-            .add(Linear.builder().setUnits(w.applyAsInt(100)).build())
+            .add(Linear.builder().setUnits(h.applyAsInt(1)).build())
             .add(Activation::relu)
             .add(Linear.builder().setUnits(classes).build());
       case "lenet5":
         return new SequentialBlock()
-            .add(conv(w.applyAsInt(6), 5, 2))
+            .add(conv(h.applyAsInt(0), 5, 2))
             .add(Activation::relu)
             .add(Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2)))
-            .add(conv(w.applyAsInt(16), 5, 0))
+            .add(conv(h.applyAsInt(1), 5, 0))
             .add(Activation::relu)
             .add(Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2)))
             .add(Blocks.batchFlattenBlock())
-            .add(Linear.builder().setUnits(w.applyAsInt(120)).build())
+            .add(Linear.builder().setUnits(h.applyAsInt(2)).build())
             .add(Activation::relu)
-            .add(Linear.builder().setUnits(w.applyAsInt(84)).build())
+            .add(Linear.builder().setUnits(h.applyAsInt(3)).build())
             .add(Activation::relu)
             .add(Linear.builder().setUnits(classes).build());
-      case "convnet":
+      default: // convnet
         return new SequentialBlock()
-            .add(conv(w.applyAsInt(32), 3, 1))
+            .add(conv(h.applyAsInt(0), 3, 1))
             .add(Activation::relu)
-            .add(conv(w.applyAsInt(32), 3, 1))
+            .add(conv(h.applyAsInt(1), 3, 1))
             .add(Activation::relu)
             .add(Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2)))
-            .add(conv(w.applyAsInt(64), 3, 1))
+            .add(conv(h.applyAsInt(2), 3, 1))
             .add(Activation::relu)
-            .add(conv(w.applyAsInt(64), 3, 1))
+            .add(conv(h.applyAsInt(3), 3, 1))
             .add(Activation::relu)
             .add(Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2)))
             .add(Blocks.batchFlattenBlock())
-            .add(Linear.builder().setUnits(w.applyAsInt(256)).build())
+            .add(Linear.builder().setUnits(h.applyAsInt(4)).build())
             .add(Activation::relu)
             .add(Linear.builder().setUnits(classes).build());
-      default:
-        throw new IllegalArgumentException("unknown architecture '" + name + "', known: " + NAMES);
     }
   }
 

@@ -33,12 +33,16 @@ public final class Models {
    */
   public static synchronized Model create(String architecture, double width, int classes, Shape imageShape, long seed) {
     Engine.getEngine("PyTorch").setRandomSeed((int) seed);
-    return create(architecture, width, classes, imageShape);
+    return create(architecture, Architectures.hiddenUnits(architecture, width), classes, imageShape);
   }
 
-  private static synchronized Model create(String architecture, double width, int classes, Shape imageShape) {
+  /**
+   * A new model of a built-in architecture with the given hidden layer sizes (see {@link
+   * Architectures#hiddenUnits}), its weights initialised but not seeded: for weights copied in.
+   */
+  public static synchronized Model create(String architecture, List<Integer> hidden, int classes, Shape imageShape) {
     Model model = Model.newInstance(architecture, "PyTorch");
-    model.setBlock(Architectures.build(architecture, width, classes));
+    model.setBlock(Architectures.build(architecture, hidden, classes));
     model.getBlock().initialize(model.getNDManager(), DataType.FLOAT32, batchOf(imageShape));
     return model;
   }
@@ -46,14 +50,23 @@ public final class Models {
   /** A model of a built-in architecture with the weights of checkpoint file {@code path}. */
   public static Model load(String architecture, double width, int classes, Shape imageShape, Path path)
       throws IOException {
+    return load(architecture, Architectures.hiddenUnits(architecture, width), classes, imageShape, path);
+  }
+
+  /**
+   * A model of a built-in architecture with the given hidden layer sizes (a structurally pruned
+   * one, say) and the weights of checkpoint file {@code path}.
+   */
+  public static Model load(String architecture, List<Integer> hidden, int classes, Shape imageShape, Path path)
+      throws IOException {
     // Parameters must exist before loading, or a later save fails with "key value size mismatch".
-    Model model = create(architecture, width, classes, imageShape);
+    Model model = create(architecture, hidden, classes, imageShape);
     Map<String, Shape> expected = new HashMap<>();
     model.getBlock().getParameters().forEach(p -> expected.put(p.getKey(), p.getValue().getArray().getShape()));
     try (InputStream file = Files.newInputStream(path);
         DataInputStream in = new DataInputStream(new BufferedInputStream(file))) {
       model.getBlock().loadParameters(model.getNDManager(), in);
-      // DJL takes the shapes from the file: a checkpoint of another width would load silently.
+      // DJL takes the shapes from the file: a checkpoint of other sizes would load silently.
       for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
         Shape loaded = p.getValue().getArray().getShape();
         if (!loaded.equals(expected.get(p.getKey()))) {
@@ -62,7 +75,7 @@ public final class Models {
       }
     } catch (IOException | MalformedModelException | RuntimeException e) {
       model.close();
-      throw new IOException("checkpoint " + path + " is not a " + architecture + " (width " + width
+      throw new IOException("checkpoint " + path + " is not a " + architecture + " (hidden layers " + hidden
           + ", " + classes + " classes): " + e.getMessage(), e);
     }
     return model;
@@ -82,6 +95,13 @@ public final class Models {
       }
     }
     return weights;
+  }
+
+  /** The sizes of the model's hidden layers (see {@link Architectures#hiddenUnits}), read from its weights. */
+  public static List<Integer> hiddenUnits(Model model) {
+    List<Pair<String, Parameter>> weights = prunableWeights(model);
+    return weights.subList(0, weights.size() - 1).stream()
+        .map(p -> Math.toIntExact(p.getValue().getArray().getShape().get(0))).toList();
   }
 
   /** The parameters of the model's last layer: the head that maps its features to classes. */

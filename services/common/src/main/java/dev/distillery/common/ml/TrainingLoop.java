@@ -50,7 +50,7 @@ public final class TrainingLoop {
   public record Plan(int epochs, int batchSize, double learningRate, OptimizerKind optimizer, double momentum,
       double weightDecay, LearningRateSchedule schedule, int stepEpochs, double stepGamma, long seed) {
 
-    /** Adam at a constant rate: fine-tuning's plan. */
+    /** Adam at a constant rate. */
     public static Plan adam(int epochs, int batchSize, double learningRate, long seed) {
       return new Plan(epochs, batchSize, learningRate, OptimizerKind.ADAM, 0, 0, LearningRateSchedule.CONSTANT, 1, 1,
           seed);
