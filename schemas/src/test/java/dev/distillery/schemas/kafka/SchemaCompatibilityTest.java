@@ -8,6 +8,7 @@ import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.SoftLabelBatch;
 import dev.distillery.schemas.TeacherShard;
 import java.util.ArrayList;
@@ -31,7 +32,7 @@ class SchemaCompatibilityTest {
 
   static Stream<Class<? extends SpecificRecord>> topLevelRecords() {
     return Stream.of(CompressionRequest.class, SoftLabelBatch.class, CheckpointReady.class,
-        JobProgress.class, JobResult.class, JobFailure.class, TeacherShard.class);
+        JobProgress.class, JobResult.class, JobFailure.class, TeacherShard.class, JobStatus.class);
   }
 
   @ParameterizedTest

@@ -2,7 +2,11 @@ package dev.distillery.launcher;
 
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.cli.JobWatcher;
+import dev.distillery.cli.ProgressLine;
+import dev.distillery.cli.ResultsTable;
 import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.common.kafka.KafkaTopics;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
@@ -12,7 +16,6 @@ import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
-import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
@@ -36,7 +39,9 @@ import org.apache.kafka.clients.producer.KafkaProducer;
  *
  * <p>Uses the full Fashion-MNIST when Debian's {@code dataset-fashion-mnist} is installed, the
  * subset shipped in {@code datasets/} otherwise. Settings: {@code --work DIR} (default
- * {@code var/demo}), {@code --dataset DIR}, {@code --train-limit N} (default 20000 on the full set).
+ * {@code var/demo}), {@code --dataset DIR}, {@code --train-limit N} (default 20000 on the full set),
+ * {@code --http-port 8080} (the dashboard's), {@code --keep-running true} (stay up after the job,
+ * for the dashboard, until Ctrl-C).
  */
 public final class DemoMain {
   private static final Path FULL_DATASET = Path.of("/usr/share/datasets/fashion-mnist");
@@ -63,23 +68,29 @@ public final class DemoMain {
     try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
       KafkaTopics.ensure(broker.bootstrapServers(), 3);
       say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
-      try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), store.root(), threads);
+      CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
+      int httpPort = Integer.parseInt(options.getOrDefault("http-port", "8080"));
+      try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), store.root(), threads, httpPort, request);
           JobWatcher watcher = new JobWatcher(broker.bootstrapServers())) {
         say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
-        CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
+        say("dashboard: http://localhost:%d/  (API: /api/jobs, events: /api/events)", pipeline.dashboardPort());
         try (KafkaProducer<String, byte[]> producer =
             KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
                 "kafka.bootstrap.servers", broker.bootstrapServers())))) {
           new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
         }
         say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
-        JobWatcher.Outcome outcome = watcher.await(request.getJobId(), Duration.ofHours(2), DemoMain::show);
+        JobWatcher.Outcome outcome = watcher.await(request.getJobId(), Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
         if (outcome.failure() != null) {
           say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
           System.exit(1);
         }
         System.out.println();
         System.out.print(ResultsTable.render(outcome.result()));
+        if (Boolean.parseBoolean(options.getOrDefault("keep-running", "false"))) {
+          say("services and dashboard keep running on http://localhost:%d/ until Ctrl-C", pipeline.dashboardPort());
+          Thread.currentThread().join();
+        }
       }
     }
     say("demo finished in %.1f s", (System.nanoTime() - started) / 1e9);
@@ -121,15 +132,6 @@ public final class DemoMain {
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
         .setOutputUri(null)
         .build();
-  }
-
-  private static void show(JobProgress p) {
-    int width = 30;
-    int filled = p.getTotalSteps() <= 0 ? 0 : (int) Math.min(width, width * p.getStep() / p.getTotalSteps());
-    StringBuilder metrics = new StringBuilder();
-    new TreeMap<>(p.getMetrics()).forEach((k, v) -> metrics.append(String.format(" %s=%.4g", k, v)));
-    say("%-17s [%s%s] %d/%d %s%s", p.getStage(), "#".repeat(filled), ".".repeat(width - filled),
-        p.getStep(), p.getTotalSteps(), p.getMessage(), metrics);
   }
 
   private static void say(String format, Object... args) {

@@ -4,6 +4,8 @@ import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.service.ManagementServer;
 import dev.distillery.common.service.StageService;
 import dev.distillery.pruner.PrunerService;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.status.JobStatusService;
 import dev.distillery.student.StudentTrainerService;
 import dev.distillery.teacher.TeacherInferenceService;
 import io.vertx.core.Future;
@@ -18,21 +20,33 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * All the stages of all services in one JVM and one Vert.x instance, pointed at one broker: the demo's
- * and the end-to-end tests' pipeline. In production each service runs as its own process.
+ * All the stages of all services and the job-status service in one JVM and one Vert.x instance,
+ * pointed at one broker: the demo's and the end-to-end tests' pipeline. In production each service
+ * runs as its own process.
  */
 public final class LocalPipeline implements AutoCloseable {
   private final Vertx vertx;
   private final List<StageService<?>> services;
   private int managementPort;
+  private JobStatusService jobStatus;
 
   private LocalPipeline(Vertx vertx, List<StageService<?>> services) {
     this.vertx = vertx;
     this.services = services;
   }
 
-  /** Deploys the services and returns once every consumer has its partitions. */
+  /** Deploys the services and returns once every consumer has its partitions; the dashboard on a free port. */
   public static LocalPipeline start(String bootstrapServers, Path artifactsDir, int torchThreads) throws Exception {
+    return start(bootstrapServers, artifactsDir, torchThreads, 0, null);
+  }
+
+  /**
+   * Deploys the services and returns once every consumer has its partitions. The job-status
+   * service (API and dashboard) listens on {@code httpPort} (0: a free one), its form starting
+   * with {@code exampleRequest} (or empty).
+   */
+  public static LocalPipeline start(String bootstrapServers, Path artifactsDir, int torchThreads, int httpPort,
+      CompressionRequest exampleRequest) throws Exception {
     Map<String, String> keys = Map.of(
         "kafka.bootstrap.servers", bootstrapServers,
         "artifacts.dir", artifactsDir.toString(),
@@ -48,6 +62,9 @@ public final class LocalPipeline implements AutoCloseable {
         vertx.deployVerticle(service).await(1, TimeUnit.MINUTES);
       }
       pipeline.managementPort = new ManagementServer(vertx, 0).start(services).await(1, TimeUnit.MINUTES);
+      pipeline.jobStatus = JobStatusService.start(ServiceConfig.fromKeys(JobStatusService.NAME,
+          Map.of("kafka.bootstrap.servers", bootstrapServers, "management.port", String.valueOf(httpPort))),
+          vertx, exampleRequest);
       pipeline.awaitReady(Duration.ofMinutes(1));
       return pipeline;
     } catch (Exception e) {
@@ -60,7 +77,7 @@ public final class LocalPipeline implements AutoCloseable {
     Promise<Void> ready = Promise.promise();
     long deadline = System.nanoTime() + timeout.toNanos();
     vertx.setPeriodic(50, timer -> {
-      if (services.stream().allMatch(StageService::ready)) {
+      if (services.stream().allMatch(StageService::ready) && jobStatus.running()) {
         vertx.cancelTimer(timer);
         ready.tryComplete();
       } else if (System.nanoTime() > deadline) {
@@ -76,8 +93,16 @@ public final class LocalPipeline implements AutoCloseable {
     return managementPort;
   }
 
+  /** The port of the job-status API and dashboard. */
+  public int dashboardPort() {
+    return jobStatus.port();
+  }
+
   @Override
   public void close() throws Exception {
+    if (jobStatus != null) {
+      jobStatus.close();
+    }
     Future<Void> closed = vertx.close();
     closed.await(1, TimeUnit.MINUTES);
   }

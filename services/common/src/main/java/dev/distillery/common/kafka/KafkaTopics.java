@@ -1,4 +1,4 @@
-package dev.distillery.launcher;
+package dev.distillery.common.kafka;
 
 import dev.distillery.schemas.kafka.Topics;
 import java.util.List;

@@ -1,4 +1,4 @@
-package dev.distillery.launcher;
+package dev.distillery.cli;
 
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;

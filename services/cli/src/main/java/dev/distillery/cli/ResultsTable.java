@@ -1,4 +1,4 @@
-package dev.distillery.launcher;
+package dev.distillery.cli;
 
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.ModelMetrics;

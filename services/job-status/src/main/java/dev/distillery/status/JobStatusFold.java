@@ -1,0 +1,149 @@
+package dev.distillery.status;
+
+import dev.distillery.schemas.CheckpointReady;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.JobState;
+import dev.distillery.schemas.JobStatus;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StageStatus;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * How one event changes a job's {@link JobStatus}. Events of one job arrive on several topics, so
+ * in no fixed order, and at least once, so possibly twice: every rule here gives the same status
+ * whatever the order and however often an event comes.
+ *
+ * <ul>
+ *   <li>A stage's latest progress is the one of the highest step; an older or repeated step changes
+ *       nothing there. The history keeps one event per stage and step.
+ *   <li>DONE and FAILED are final: later progress does not make a job RUNNING again. A result
+ *       replaces an earlier failure (a retry that succeeded); a failure after a result is ignored.
+ *   <li>The request fills in what it says whenever it arrives.
+ * </ul>
+ *
+ * <p>The job-status service's topology and the CLI both fold with it.
+ */
+public final class JobStatusFold {
+  /** History entries kept per job; the oldest go first. */
+  static final int HISTORY_LIMIT = 2000;
+
+  private static final List<Stage> PIPELINE_ORDER =
+      List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING, Stage.UNSUPPORTED);
+
+  private JobStatusFold() {}
+
+  public static JobStatus empty(String jobId) {
+    return JobStatus.newBuilder().setJobId(jobId).setState(JobState.UNKNOWN).build();
+  }
+
+  /** {@code timestampMs} is the request record's, used when the request does not say when it was submitted. */
+  public static JobStatus request(JobStatus status, CompressionRequest request, long timestampMs) {
+    long submitted = request.getSubmittedAtMs() > 0 ? request.getSubmittedAtMs() : timestampMs;
+    JobStatus.Builder next = JobStatus.newBuilder(status).setRequest(request)
+        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), submitted));
+    if (status.getState() == JobState.UNKNOWN) {
+      next.setState(JobState.ACCEPTED);
+    }
+    return touched(next, submitted);
+  }
+
+  public static JobStatus progress(JobStatus status, JobProgress progress) {
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()))
+        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), progress.getTimestampMs()));
+    List<StageStatus> stages = new ArrayList<>(status.getStages());
+    int index = indexOf(stages, progress.getStage());
+    StageStatus stage = index < 0 ? new StageStatus(progress.getStage(), null, false) : stages.get(index);
+    if (stage.getLatest() == null || progress.getStep() > stage.getLatest().getStep()) {
+      boolean done = stage.getDone() || status.getState() == JobState.DONE
+          || progress.getStep() >= progress.getTotalSteps();
+      next.setStages(put(stages, new StageStatus(stage.getStage(), progress, done)));
+    }
+    if (!progress.getMetrics().isEmpty() && status.getHistory().stream().noneMatch(h -> sameStep(h, progress))) {
+      List<JobProgress> history = new ArrayList<>(status.getHistory());
+      history.add(progress);
+      history.sort(Comparator.comparingLong(JobProgress::getTimestampMs)
+          .thenComparing(JobProgress::getStage).thenComparingLong(JobProgress::getStep));
+      next.setHistory(history.size() > HISTORY_LIMIT
+          ? new ArrayList<>(history.subList(history.size() - HISTORY_LIMIT, history.size())) : history);
+    }
+    return touched(next, progress.getTimestampMs());
+  }
+
+  /** A stage handed its checkpoint on: that stage is done. */
+  public static JobStatus checkpoint(JobStatus status, CheckpointReady checkpoint, long timestampMs) {
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()))
+        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), timestampMs));
+    if (status.getRequest() == null) {
+      next.setRequest(checkpoint.getContext().getRequest());
+    }
+    next.setStages(markDone(status.getStages(), checkpoint.getProducedBy()));
+    return touched(next, timestampMs);
+  }
+
+  public static JobStatus result(JobStatus status, JobResult result) {
+    List<StageStatus> stages = status.getStages();
+    for (StageStatus stage : status.getStages()) {
+      stages = markDone(stages, stage.getStage());
+    }
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(JobState.DONE).setResult(result).setFailure(null)
+        .setStages(stages).setSubmittedAtMs(earliest(status.getSubmittedAtMs(), result.getCompletedAtMs()));
+    return touched(next, result.getCompletedAtMs());
+  }
+
+  public static JobStatus failure(JobStatus status, JobFailure failure) {
+    if (status.getState() == JobState.DONE || status.getFailure() != null) {
+      return status; // final already; the first failure is the reason
+    }
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(JobState.FAILED).setFailure(failure)
+        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), failure.getTimestampMs()));
+    return touched(next, failure.getTimestampMs());
+  }
+
+  private static JobState running(JobState state) {
+    return state == JobState.DONE || state == JobState.FAILED ? state : JobState.RUNNING;
+  }
+
+  private static List<StageStatus> markDone(List<StageStatus> stages, Stage stage) {
+    int index = indexOf(stages, stage);
+    return put(stages, new StageStatus(stage, index < 0 ? null : stages.get(index).getLatest(), true));
+  }
+
+  /** {@code stages} with {@code stage} added or replaced, in pipeline order. */
+  private static List<StageStatus> put(List<StageStatus> stages, StageStatus stage) {
+    List<StageStatus> next = new ArrayList<>(stages);
+    int index = indexOf(next, stage.getStage());
+    if (index < 0) {
+      next.add(stage);
+    } else {
+      next.set(index, stage);
+    }
+    next.sort(Comparator.comparingInt(s -> PIPELINE_ORDER.indexOf(s.getStage())));
+    return next;
+  }
+
+  private static int indexOf(List<StageStatus> stages, Stage stage) {
+    for (int i = 0; i < stages.size(); i++) {
+      if (stages.get(i).getStage() == stage) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  private static boolean sameStep(JobProgress a, JobProgress b) {
+    return a.getStage() == b.getStage() && a.getStep() == b.getStep();
+  }
+
+  private static long earliest(long known, long timestampMs) {
+    return known == 0 ? timestampMs : Math.min(known, timestampMs);
+  }
+
+  private static JobStatus touched(JobStatus.Builder next, long timestampMs) {
+    return next.setUpdatedAtMs(Math.max(next.getUpdatedAtMs(), timestampMs)).build();
+  }
+}

@@ -1,0 +1,167 @@
+package dev.distillery.status;
+
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.KafkaClients;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.JobStatus;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.json.PlainJson;
+import io.vertx.core.Vertx;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.StoreQueryParameters;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.InvalidStateStoreException;
+import org.apache.kafka.streams.errors.LogAndContinueExceptionHandler;
+import org.apache.kafka.streams.state.KeyValueIterator;
+import org.apache.kafka.streams.state.QueryableStoreTypes;
+import org.apache.kafka.streams.state.ReadOnlyKeyValueStore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The job-status service: the Kafka Streams application that folds every job's events into its
+ * status ({@link JobStatusTopology}), and the HTTP API, event stream and dashboard over it ({@link
+ * Gateway}), on the service's management port. One replica holds every job: the store is not
+ * partitioned across replicas for queries.
+ */
+public final class JobStatusService implements AutoCloseable {
+  public static final String NAME = "job-status";
+  private static final Logger LOG = LoggerFactory.getLogger(JobStatusService.class);
+
+  private final Vertx vertx;
+  private final KafkaStreams streams;
+  private final KafkaProducer<String, byte[]> producer;
+  private int port;
+
+  private JobStatusService(Vertx vertx, KafkaStreams streams, KafkaProducer<String, byte[]> producer) {
+    this.vertx = vertx;
+    this.streams = streams;
+    this.producer = producer;
+  }
+
+  /**
+   * Starts the Streams application and the HTTP server on {@code vertx}; returns once it listens.
+   * {@code exampleRequest}, if not null, is the request the dashboard's form starts with.
+   */
+  public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
+      throws Exception {
+    KafkaStreams streams = new KafkaStreams(
+        JobStatusTopology.build(status -> vertx.eventBus().publish(Gateway.CHANGES, PlainJson.write(status).toString())),
+        streamsProperties(config));
+    JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config));
+    try {
+      streams.start();
+      ObjectNode example = exampleRequest == null ? null : (ObjectNode) PlainJson.write(exampleRequest);
+      if (example != null) {
+        example.remove("jobId");
+        example.remove("submittedAtMs");
+      }
+      Gateway gateway = new Gateway(vertx, service.store(), service.producer,
+          () -> streams.state() == KafkaStreams.State.RUNNING, example);
+      service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
+      return service;
+    } catch (Exception e) {
+      service.close();
+      throw e;
+    }
+  }
+
+  private static Properties streamsProperties(ServiceConfig config) throws IOException {
+    Properties props = new Properties();
+    props.put(StreamsConfig.APPLICATION_ID_CONFIG, "distillery-" + config.service());
+    props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
+    // Every update reaches the event stream at once rather than when a cache flushes.
+    props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
+    props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+    // A record no one can decode is dead-lettered by the stage that consumes it; here it is skipped.
+    props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
+    // The store is in memory and rebuilt from its changelog; the directory holds only locks.
+    props.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("distillery-job-status").toString());
+    props.putAll(config.kafka());
+    return props;
+  }
+
+  /** The HTTP port: API, events, dashboard, health, readiness and metrics. */
+  public int port() {
+    return port;
+  }
+
+  public boolean running() {
+    return streams.state() == KafkaStreams.State.RUNNING;
+  }
+
+  private Gateway.JobStore store() {
+    return new Gateway.JobStore() {
+      @Override
+      public Optional<List<JobStatus>> all() {
+        return query(store -> {
+          List<JobStatus> all = new ArrayList<>();
+          try (KeyValueIterator<String, JobStatus> it = store.all()) {
+            it.forEachRemaining(entry -> all.add(entry.value));
+          }
+          return all;
+        });
+      }
+
+      @Override
+      public Optional<Optional<JobStatus>> get(String jobId) {
+        return query(store -> Optional.ofNullable(store.get(jobId)));
+      }
+    };
+  }
+
+  private <T> Optional<T> query(java.util.function.Function<ReadOnlyKeyValueStore<String, JobStatus>, T> read) {
+    try {
+      return Optional.of(read.apply(streams.store(StoreQueryParameters.fromNameAndType(
+          JobStatusTopology.STORE, QueryableStoreTypes.<String, JobStatus>keyValueStore()))));
+    } catch (InvalidStateStoreException e) {
+      return Optional.empty();
+    }
+  }
+
+  @Override
+  public void close() {
+    streams.close(Duration.ofSeconds(30));
+    producer.close(Duration.ofSeconds(10));
+  }
+
+  public static void main(String[] args) {
+    if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
+      System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
+    }
+    Vertx vertx = Vertx.vertx();
+    try {
+      JobStatusService service = start(ServiceConfig.load(NAME), vertx, CompressionRequest.newBuilder()
+          .setJobId("")
+          .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet").setCheckpointUri("file:///models/teacher.params").build())
+          .setDataset(DatasetSpec.newBuilder().setLocation("/usr/share/datasets/fashion-mnist").build())
+          .setStudent(new StudentSpec("lenet5", 1.0))
+          .setDistillation(DistillationSettings.newBuilder().build())
+          .setPruning(PruningSettings.newBuilder().build())
+          .build());
+      LOG.info("job-status running: dashboard and API on http://localhost:{}/", service.port());
+      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        service.close();
+        vertx.close();
+      }, NAME + "-shutdown"));
+    } catch (Exception e) {
+      LOG.error("job-status failed to start", e);
+      vertx.close();
+      System.exit(1);
+    }
+  }
+}

@@ -1,0 +1,198 @@
+// The dashboard: every job's status from /api/events (server-sent events), kept live without a
+// reload, and a form that submits a request to POST /api/jobs.
+'use strict';
+
+const jobs = new Map(); // jobId -> latest status
+const COLORS = ['#3b6fd8', '#e0732a', '#2e9d55', '#9b4dca', '#c9304a', '#1a9aa0'];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs).forEach(([k, v]) => (k === 'class' ? (node.className = v) : node.setAttribute(k, v)));
+  children.flat().forEach(c => node.append(c instanceof Node ? c : document.createTextNode(String(c))));
+  return node;
+}
+
+const fmt = {
+  pct: v => (v == null ? '–' : (100 * v).toFixed(2) + '%'),
+  int: v => (v == null ? '–' : Number(v).toLocaleString('en')),
+  ratio: v => (v == null || !isFinite(v) ? '–' : v.toFixed(1) + 'x'),
+  time: ms => (ms ? new Date(ms).toLocaleTimeString() : ''),
+  num: v => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)),
+};
+
+function connect() {
+  const status = document.getElementById('connection');
+  const events = new EventSource('api/events');
+  events.onopen = () => (status.textContent = 'live');
+  events.onerror = () => (status.textContent = 'reconnecting…');
+  events.addEventListener('job', e => {
+    const job = JSON.parse(e.data);
+    const known = jobs.get(job.jobId);
+    if (!known || known.updatedAtMs <= job.updatedAtMs) {
+      jobs.set(job.jobId, job);
+      render(job);
+    }
+  });
+}
+
+function render(job) {
+  document.getElementById('no-jobs').hidden = true;
+  const container = document.getElementById('jobs');
+  let card = container.querySelector(`.job[data-job-id="${CSS.escape(job.jobId)}"]`);
+  if (!card) {
+    card = el('article', { class: 'job', 'data-job-id': job.jobId });
+    // Newest first, as /api/jobs lists them.
+    const later = [...container.children].find(c => jobs.get(c.dataset.jobId).submittedAtMs < job.submittedAtMs);
+    container.insertBefore(card, later || null);
+  }
+  card.dataset.state = job.state;
+  card.replaceChildren(head(job), ...stages(job), charts(job), failure(job), results(job));
+}
+
+function head(job) {
+  const r = job.request;
+  const what = r
+    ? `${r.teacher.architecture || 'TorchScript'} → ${r.student.architecture} · ${r.stages.join(', ')}`
+    : '';
+  return el('div', { class: 'job-head' },
+    el('span', { class: 'job-id' }, job.jobId),
+    el('span', { class: `state ${job.state}` }, job.state),
+    el('span', { class: 'muted' }, what),
+    el('span', { class: 'muted' }, 'submitted ' + fmt.time(job.submittedAtMs)));
+}
+
+function stages(job) {
+  return job.stages.map(s => {
+    const p = s.latest;
+    const fraction = s.done ? 1 : p && p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : 0;
+    const bar = el('div', { class: 'bar' }, el('div', { style: `width:${(100 * fraction).toFixed(1)}%` }));
+    return el('div', { class: 'stage' + (s.done ? ' done' : ''), 'data-stage': s.stage },
+      el('span', {}, s.stage),
+      bar,
+      el('span', { class: 'muted' }, p ? `${p.step}/${p.totalSteps} ${p.message}` : 'done'));
+  });
+}
+
+/** Loss and accuracy per reported step, one line per stage and figure. */
+function charts(job) {
+  const box = el('div', { class: 'charts' });
+  const groups = [
+    ['loss', name => name === 'loss'],
+    ['accuracy', name => /accuracy/i.test(name) && name !== 'accuracyBefore'],
+  ];
+  for (const [title, wanted] of groups) {
+    const series = new Map();
+    job.history.forEach(p => {
+      Object.entries(p.metrics).forEach(([name, value]) => {
+        if (wanted(name) && value != null) {
+          const key = `${p.stage.toLowerCase()} ${name}`;
+          if (!series.has(key)) series.set(key, []);
+          series.get(key).push(value);
+        }
+      });
+    });
+    if (series.size) box.append(chart(title, series));
+  }
+  return box;
+}
+
+function chart(title, series) {
+  const width = 360, height = 160, pad = 28;
+  const canvas = el('canvas', { width, height, class: `chart-${title}` });
+  const ctx = canvas.getContext('2d');
+  const all = [...series.values()].flat();
+  let lo = Math.min(...all), hi = Math.max(...all);
+  if (hi === lo) { hi += 0.5; lo -= 0.5; }
+  const longest = Math.max(...[...series.values()].map(s => s.length));
+  const x = i => pad + (longest > 1 ? (i * (width - 2 * pad)) / (longest - 1) : (width - 2 * pad) / 2);
+  const y = v => height - pad - ((v - lo) * (height - 2 * pad)) / (hi - lo);
+  ctx.font = '10px sans-serif';
+  ctx.fillStyle = '#667';
+  ctx.fillText(fmt.num(hi), 2, pad);
+  ctx.fillText(fmt.num(lo), 2, height - pad);
+  ctx.fillText(title + ' per reported step', pad, 12);
+  const legend = el('div', { class: 'legend' });
+  [...series.entries()].forEach(([name, values], n) => {
+    const color = COLORS[n % COLORS.length];
+    ctx.strokeStyle = color;
+    ctx.fillStyle = color;
+    ctx.beginPath();
+    values.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
+    ctx.stroke();
+    values.forEach((v, i) => ctx.fillRect(x(i) - 2, y(v) - 2, 4, 4));
+    legend.append(el('span', { style: `color:${color}; margin-right:.8rem` }, `■ ${name} (${fmt.num(values[values.length - 1])})`));
+  });
+  return el('div', { class: 'chart' }, canvas, legend);
+}
+
+function failure(job) {
+  const f = job.failure;
+  if (!f) return el('div');
+  return el('div', { class: 'failure' },
+    `Failed in ${f.stage}` + (f.field ? ` (field ${f.field})` : '') + `: ${f.reason}`);
+}
+
+/** The result side by side with the teacher: accuracy, size, sparsity, speed. */
+function results(job) {
+  const r = job.result;
+  if (!r) return el('div');
+  const teacher = r.teacher;
+  const rows = [['teacher', teacher], ['baseline', r.baseline], ['student', r.student], ['pruned', r.pruned]]
+    .filter(([, m]) => m);
+  const table = el('table', { class: 'results' },
+    el('tr', {}, ['model', 'architecture', 'accuracy', 'vs teacher', 'parameters', 'non-zero',
+      'fewer non-zero than teacher', 'bytes', 'smaller than teacher'].map(h => el('th', {}, h))));
+  rows.forEach(([name, m]) => {
+    const arch = m.architecture + (m.hiddenUnits && m.hiddenUnits.length ? ` [${m.hiddenUnits.join(', ')}]` : ` ×${m.width}`);
+    const bytes = name === 'pruned' && r.sparseCheckpoint ? r.sparseCheckpoint.sizeBytes : m.checkpointBytes;
+    table.append(el('tr', { 'data-model': name },
+      el('td', {}, name), el('td', {}, arch), el('td', { class: 'accuracy' }, fmt.pct(m.testAccuracy)),
+      el('td', {}, teacher && name !== 'teacher' ? ((100 * (m.testAccuracy - teacher.testAccuracy)).toFixed(2) + ' pts') : ''),
+      el('td', {}, fmt.int(m.parameters)), el('td', {}, fmt.int(m.nonZeroParameters)),
+      el('td', {}, teacher ? fmt.ratio(teacher.nonZeroParameters / m.nonZeroParameters) : ''),
+      el('td', {}, fmt.int(bytes) + (name === 'pruned' && r.sparseCheckpoint ? ' (sparse)' : '')),
+      el('td', {}, teacher ? fmt.ratio(teacher.checkpointBytes / bytes) : '')));
+  });
+  const lines = [];
+  if (r.pruned) lines.push(`sparsity ${fmt.pct(r.sparsity)} of prunable weights (target ${fmt.pct(r.targetSparsity)})`);
+  const p = r.pruning;
+  if (p) {
+    lines.push(`pruning: ${fmt.pct(p.accuracyBefore)} before, ${fmt.pct(p.accuracyPruned)} pruned, ${fmt.pct(p.accuracyFineTuned)} fine-tuned`);
+    lines.push(`speed-up at batch 256: ${fmt.ratio(p.latencyMsBatch256Before / p.latencyMsBatch256After)}`
+      + ` (${p.latencyMsBatch256Before.toFixed(2)} → ${p.latencyMsBatch256After.toFixed(2)} ms),`
+      + ` batch 1: ${fmt.ratio(p.latencyMsBatch1Before / p.latencyMsBatch1After)};`
+      + ` multiply-accumulates ${fmt.int(p.macsBefore)} → ${fmt.int(p.macsAfter)}`);
+  }
+  return el('div', { class: 'results-box' }, table, ...lines.map(l => el('p', { class: 'summary' }, l)));
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const out = document.getElementById('submit-result');
+  out.className = '';
+  out.textContent = 'submitting…';
+  const response = await fetch('api/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: document.getElementById('request').value,
+  });
+  const body = await response.json();
+  if (response.status === 202) {
+    out.textContent = `submitted ${body.jobId}`;
+    out.dataset.jobId = body.jobId;
+  } else {
+    out.className = 'error';
+    out.textContent = body.errors ? body.errors.map(e => `${e.field}: ${e.problem}`).join('\n') : body.error;
+  }
+}
+
+async function loadExample() {
+  const response = await fetch('api/example-request');
+  if (response.ok) {
+    document.getElementById('request').value = JSON.stringify(await response.json(), null, 2);
+  }
+}
+
+document.getElementById('submit-form').addEventListener('submit', submit);
+loadExample();
+connect();

@@ -1,0 +1,203 @@
+package dev.distillery.status;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.distillery.schemas.ArtifactRef;
+import dev.distillery.schemas.CheckpointReady;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.JobProgress;
+import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.JobState;
+import dev.distillery.schemas.JobStatus;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StageStatus;
+import dev.distillery.schemas.json.PlainJson;
+import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Random;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.TestInputTopic;
+import org.apache.kafka.streams.TopologyTestDriver;
+import org.apache.kafka.streams.errors.LogAndContinueExceptionHandler;
+import org.apache.kafka.streams.state.KeyValueStore;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The job-status fold through the real topology: order, duplicates, failures, bad records. */
+class JobStatusTopologyTest {
+  private final List<JobStatus> changes = new ArrayList<>();
+  private TopologyTestDriver driver;
+
+  /** One event on its topic at its time. */
+  record Event(Topic<Object> topic, Object value, long timestampMs) {}
+
+  @BeforeEach
+  void start() {
+    Properties props = new Properties();
+    props.put(StreamsConfig.APPLICATION_ID_CONFIG, "job-status-test");
+    props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
+    props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
+    driver = new TopologyTestDriver(JobStatusTopology.build(changes::add), props);
+  }
+
+  @AfterEach
+  void stop() {
+    driver.close();
+  }
+
+  @Test
+  void foldsAJobFromRequestToResult() throws Exception {
+    for (Event event : finishedJob("job-1", 1_000)) {
+      pipe(event);
+    }
+    JobStatus status = store().get("job-1");
+    assertThat(status.getState()).isEqualTo(JobState.DONE);
+    assertThat(status.getRequest().getStudent().getArchitecture()).isEqualTo("lenet5");
+    assertThat(status.getSubmittedAtMs()).isEqualTo(1_000);
+    assertThat(status.getStages()).extracting(StageStatus::getStage)
+        .containsExactly(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING);
+    assertThat(status.getStages()).allMatch(StageStatus::getDone);
+    assertThat(status.getStages().get(1).getLatest().getStep()).isEqualTo(3);
+    // Epoch figures for the charts: three distillation epochs and one pruning step.
+    assertThat(status.getHistory()).extracting(JobProgress::getStage)
+        .containsExactly(Stage.DISTILLATION, Stage.DISTILLATION, Stage.DISTILLATION, Stage.PRUNING);
+    assertThat(status.getResult().getSparsity()).isEqualTo(0.5);
+    assertThat(changes).hasSize(finishedJob("job-1", 1_000).size());
+    assertThat(changes.get(0).getState()).isEqualTo(JobState.ACCEPTED);
+    assertThat(changes.get(1).getState()).isEqualTo(JobState.RUNNING);
+  }
+
+  @Test
+  void anyOrderAndRepeatedEventsGiveTheSameStatus() throws Exception {
+    List<Event> events = finishedJob("ordered", 1_000);
+    events.forEach(this::pipe);
+    String expected = renamed(store().get("ordered"));
+    for (long seed = 1; seed <= 20; seed++) {
+      String jobId = "shuffled-" + seed;
+      List<Event> shuffled = new ArrayList<>(finishedJob(jobId, 1_000));
+      shuffled.addAll(finishedJob(jobId, 1_000).subList(0, (int) seed % 7 + 1)); // at-least-once: repeats
+      Collections.shuffle(shuffled, new Random(seed));
+      shuffled.forEach(this::pipe);
+      assertThat(renamed(store().get(jobId))).as("seed %d", seed).isEqualTo(expected);
+    }
+  }
+
+  @Test
+  void failureIsFinalButAResultOverridesIt() throws Exception {
+    List<Event> job = finishedJob("failing", 1_000);
+    pipe(job.get(0));
+    pipe(job.get(1));
+    JobFailure failure = new JobFailure("failing", Stage.DISTILLATION, "distillation.learningRate",
+        "training diverged at epoch 1, step 7", 1_500L);
+    pipe(new Event(topic(Topics.FAILURES), failure, 1_500));
+    pipe(job.get(2)); // late progress
+    JobStatus failed = store().get("failing");
+    assertThat(failed.getState()).isEqualTo(JobState.FAILED);
+    assertThat(failed.getFailure().getField()).isEqualTo("distillation.learningRate");
+    assertThat(failed.getFailure().getReason()).contains("diverged");
+
+    pipe(job.get(job.size() - 1)); // a retry that succeeded
+    assertThat(store().get("failing").getState()).isEqualTo(JobState.DONE);
+    assertThat(store().get("failing").getFailure()).isNull();
+    pipe(new Event(topic(Topics.FAILURES), failure, 9_000)); // and a stale failure after it
+    assertThat(store().get("failing").getState()).isEqualTo(JobState.DONE);
+  }
+
+  @Test
+  void skipsRecordsItCannotReadAndGoesOn() throws Exception {
+    driver.createInputTopic(Topics.PROGRESS.name(), new StringSerializer(), new ByteArraySerializer())
+        .pipeInput("garbage", "not avro".getBytes());
+    driver.createInputTopic(Topics.RESULTS.name(), new StringSerializer(), new ByteArraySerializer())
+        .pipeInput(null, new byte[] {1, 2, 3});
+    finishedJob("after-garbage", 1_000).forEach(this::pipe);
+    assertThat(store().get("garbage")).isNull();
+    assertThat(store().get("after-garbage").getState()).isEqualTo(JobState.DONE);
+  }
+
+  @Test
+  void statusesAreWrittenAsPlainJson() throws Exception {
+    finishedJob("json", 1_000).forEach(this::pipe);
+    JsonNode json = PlainJson.write(store().get("json"));
+    assertThat(json.get("state").asText()).isEqualTo("DONE");
+    assertThat(json.get("request").get("student").get("architecture").asText()).isEqualTo("lenet5");
+    assertThat(json.get("result").get("pruned").get("hiddenUnits").isArray()).isTrue();
+    // NaN, which JSON cannot hold, is written as null.
+    assertThat(json.get("history").get(0).get("metrics").get("validationAccuracy").isNull()).isTrue();
+  }
+
+  /** A whole job's events in the order the pipeline sends them, a second apart from {@code start}. */
+  static List<Event> finishedJob(String jobId, long start) throws Exception {
+    CompressionRequest request = request(jobId);
+    List<Event> events = new ArrayList<>();
+    long[] t = {start};
+    events.add(new Event(topic(Topics.REQUESTS), request, t[0]));
+    events.add(progress(jobId, Stage.TEACHER_INFERENCE, 1, 2, Map.of(), t[0] += 1000));
+    events.add(progress(jobId, Stage.TEACHER_INFERENCE, 2, 2, Map.of(), t[0] += 1000));
+    for (int epoch = 1; epoch <= 3; epoch++) {
+      events.add(progress(jobId, Stage.DISTILLATION, epoch, 3,
+          Map.of("loss", 1.0 / epoch, "validationAccuracy", epoch == 1 ? Double.NaN : 0.8), t[0] += 1000));
+    }
+    ArtifactRef checkpoint = new ArtifactRef("file:///tmp/" + jobId + ".params", "ab", 100L);
+    JobContext context = JobContext.newBuilder().setRequest(request).build();
+    events.add(new Event(topic(Topics.CHECKPOINTS), CheckpointReady.newBuilder().setJobId(jobId)
+        .setProducedBy(Stage.DISTILLATION).setContext(context).setArchitecture("lenet5").setWidth(1.0)
+        .setCheckpoint(checkpoint).build(), t[0] += 1000));
+    events.add(progress(jobId, Stage.PRUNING, 1, 2, Map.of("accuracyPruned", 0.7), t[0] += 1000));
+    t[0] += 1000;
+    events.add(new Event(topic(Topics.RESULTS), JobResult.newBuilder().setJobId(jobId)
+        .setPruned(dev.distillery.schemas.ModelMetrics.newBuilder().setArchitecture("lenet5").setWidth(1.0)
+            .setTestAccuracy(0.85).setParameters(100).setNonZeroParameters(50).setCheckpointBytes(400).build())
+        .setSparsity(0.5).setFinalCheckpoint(checkpoint).setCompletedAtMs(t[0]).build(), t[0]));
+    return events;
+  }
+
+  static CompressionRequest request(String jobId) throws Exception {
+    return PlainJson.read(PlainJson.MAPPER.readTree("""
+        {"jobId": "%s",
+         "teacher": {"architecture": "convnet", "checkpointUri": "file:///tmp/teacher.params"},
+         "dataset": {"format": "IDX", "location": "/tmp/data"},
+         "student": {"architecture": "lenet5"},
+         "distillation": {}, "pruning": {}}""".formatted(jobId)), CompressionRequest.class);
+  }
+
+  private static Event progress(String jobId, Stage stage, long step, long total, Map<String, Double> metrics,
+      long timestampMs) {
+    return new Event(topic(Topics.PROGRESS), new JobProgress(jobId, stage, step, total, "step " + step, metrics,
+        timestampMs), timestampMs);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Topic<Object> topic(Topic<?> topic) {
+    return (Topic<Object>) topic;
+  }
+
+  private void pipe(Event event) {
+    TestInputTopic<String, Object> input = driver.createInputTopic(event.topic().name(), new StringSerializer(),
+        event.topic().valueSerde().serializer());
+    input.pipeInput(jobIdOf(event.value()), event.value(), event.timestampMs());
+  }
+
+  private static String jobIdOf(Object value) {
+    return ((org.apache.avro.generic.GenericRecord) value).get("jobId").toString();
+  }
+
+  private KeyValueStore<String, JobStatus> store() {
+    return driver.getKeyValueStore(JobStatusTopology.STORE);
+  }
+
+  /** The status as JSON with its job id replaced, to compare two jobs' statuses. */
+  private static String renamed(JobStatus status) {
+    return PlainJson.write(status).toString().replace(status.getJobId(), "JOB");
+  }
+}
