@@ -49,7 +49,7 @@ public final class Cli {
   private final String bootstrapServers;
   private final PrintStream out;
 
-  Cli(String bootstrapServers, PrintStream out) {
+  public Cli(String bootstrapServers, PrintStream out) {
     this.bootstrapServers = bootstrapServers;
     this.out = out;
   }
@@ -68,7 +68,8 @@ public final class Cli {
     System.exit(new Cli(servers, System.out).run(words));
   }
 
-  int run(List<String> words) {
+  /** Runs one command; returns the exit status. */
+  public int run(List<String> words) {
     try {
       String command = words.isEmpty() ? "" : words.get(0);
       return switch (command) {

@@ -1,0 +1,208 @@
+package dev.distillery.launcher;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dev.distillery.cli.Cli;
+import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.kafka.KafkaTopics;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
+import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.DatasetSpec;
+import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.PruningMethod;
+import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.StudentSpec;
+import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.json.PlainJson;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.io.File;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+import org.openqa.selenium.By;
+import org.openqa.selenium.Dimension;
+import org.openqa.selenium.JavascriptExecutor;
+import org.openqa.selenium.OutputType;
+import org.openqa.selenium.WebElement;
+import org.openqa.selenium.chrome.ChromeDriver;
+import org.openqa.selenium.chrome.ChromeDriverService;
+import org.openqa.selenium.chrome.ChromeOptions;
+import org.openqa.selenium.support.ui.WebDriverWait;
+
+/**
+ * Watching jobs as users do, against the real services and broker, one pipeline for both tests:
+ *
+ * <ul>
+ *   <li>the CLI submits a request from a YAML file and watches it to its results, lists it and
+ *       prints its result, and refuses an invalid file naming the field;
+ *   <li>the dashboard in a real headless Chromium: a request is submitted from the page, an invalid
+ *       one shows its field, and the job is watched live to DONE with its results. Leaves {@code
+ *       target/screenshots/dashboard.png}. Skipped where Debian's chromium and chromium-driver are
+ *       not installed ({@code .ci/run} installs them).
+ * </ul>
+ */
+class WatchingJobsTest {
+  private static final Path CHROMIUM = Path.of("/usr/bin/chromium");
+  private static final Path CHROMEDRIVER = Path.of("/usr/bin/chromedriver");
+  private static final Path SCREENSHOT = Path.of("target/screenshots/dashboard.png");
+
+  @RegisterExtension
+  static final EmbeddedKafkaExtension KAFKA = EmbeddedKafkaExtension.perClass(Map.of());
+
+  @TempDir static Path work;
+  private static String bootstrapServers;
+  private static CompressionRequest example;
+  private static LocalPipeline pipeline;
+
+  @BeforeAll
+  static void start(EmbeddedKafkaBroker broker) throws Exception {
+    DjlRuntime.start(2);
+    bootstrapServers = broker.bootstrapServers();
+    KafkaTopics.ensure(bootstrapServers, 2);
+    ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
+    DatasetSpec data = DatasetSpec.newBuilder().setLocation(PipelineScenario.SUBSET.toString()).setTrainLimit(2000).build();
+    Datasets.TrainTest sets = Datasets.load(data);
+    TeacherTraining.Teacher teacher = TeacherTraining.train("convnet", 0.5, sets.train(), sets.test(),
+        TrainingLoop.Plan.adam(2, 64, 0.002, 1), store, "teacher.params", line -> {});
+    // A small job that still shows everything: two distillation epochs, gradual structured pruning.
+    example = CompressionRequest.newBuilder()
+        .setJobId("example")
+        .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet").setWidth(0.5)
+            .setCheckpointUri(teacher.checkpoint().toUri().toString()).build())
+        .setDataset(data)
+        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setDistillation(DistillationSettings.newBuilder().setEpochs(2).setBatchSize(64).setLearningRate(0.002)
+            .setHardLabelBaseline(true).build())
+        .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
+            .setSteps(2).setFineTuneEpochs(1).build())
+        .build();
+    pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2, 0, example);
+  }
+
+  @AfterAll
+  static void stop() throws Exception {
+    if (pipeline != null) {
+      pipeline.close();
+    }
+  }
+
+  @Test
+  void theCliSubmitsAYamlRequestWatchesItListsItAndPrintsItsResult() throws Exception {
+    JsonNode json = PlainJson.write(example);
+    ((ObjectNode) json).put("jobId", "cli-job");
+    ((ObjectNode) json).remove("submittedAtMs");
+    Path yaml = Files.writeString(work.resolve("request.yaml"), new YAMLMapper().writeValueAsString(json));
+
+    Output submit = cli("submit", yaml.toString(), "--watch");
+    assertThat(submit.status()).as(submit.text()).isZero();
+    assertThat(submit.text()).contains("submitted cli-job", "DISTILLATION", "[####", "PRUNING",
+        "channels removed; hidden layers now [3, 8, 60, 42]", "final checkpoint:");
+
+    Output list = cli("list");
+    assertThat(list.text()).containsPattern("cli-job +DONE .*TEACHER_INFERENCE done, DISTILLATION done, PRUNING done");
+    Output result = cli("result", "cli-job");
+    assertThat(result.status()).isZero();
+    assertThat(result.text()).contains("pruned", "sparsity of prunable weights: 0.5000");
+    assertThat(cli("result", "no-such-job").status()).isEqualTo(3);
+
+    Path bad = Files.writeString(work.resolve("bad.yaml"),
+        new YAMLMapper().writeValueAsString(((ObjectNode) json).put("jobId", "bad-cli-job")).replace("lenet5", "resnet-9000"));
+    Output invalid = cli("submit", bad.toString());
+    assertThat(invalid.status()).isEqualTo(2);
+    assertThat(invalid.text()).contains("student.architecture", "resnet-9000");
+  }
+
+  private record Output(int status, String text) {}
+
+  private static Output cli(String... words) {
+    ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+    int status = new Cli(bootstrapServers, new PrintStream(bytes, true, StandardCharsets.UTF_8)).run(List.of(words));
+    String text = bytes.toString(StandardCharsets.UTF_8);
+    System.out.print(text);
+    return new Output(status, text);
+  }
+
+  @Test
+  void theDashboardSubmitsAJobAndShowsItLiveToDoneWithItsResults() throws Exception {
+    assumeTrue(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
+        "needs Debian's chromium and chromium-driver");
+    ChromeDriver browser = chromium();
+    try {
+      browser.manage().window().setSize(new Dimension(1300, 1500));
+      browser.get("http://127.0.0.1:" + pipeline.dashboardPort() + "/");
+      WebDriverWait wait = new WebDriverWait(browser, Duration.ofSeconds(30));
+      WebElement request = browser.findElement(By.id("request"));
+      wait.until(b -> !request.getAttribute("value").isBlank()); // the example request arrived
+      wait.until(b -> b.findElement(By.id("connection")).getText().equals("live"));
+
+      // An invalid request is answered on the page, naming the field.
+      String good = request.getAttribute("value");
+      setValue(browser, request, good.replace("\"lenet5\"", "\"resnet-9000\""));
+      browser.findElement(By.id("submit")).click();
+      wait.until(b -> b.findElement(By.id("submit-result")).getText().contains("student.architecture"));
+
+      setValue(browser, request, good);
+      browser.findElement(By.id("submit")).click();
+      wait.until(b -> b.findElement(By.id("submit-result")).getText().startsWith("submitted "));
+      String jobId = browser.findElement(By.id("submit-result")).getAttribute("data-job-id");
+      By card = By.cssSelector(".job[data-job-id='" + jobId + "']");
+      wait.until(b -> !b.findElements(card).isEmpty());
+
+      // Watched live to the end, without a reload.
+      new WebDriverWait(browser, Duration.ofMinutes(10))
+          .until(b -> "DONE".equals(b.findElement(card).getAttribute("data-state")));
+      WebElement job = browser.findElement(card);
+      assertThat(job.findElement(By.cssSelector(".state")).getText()).isEqualTo("DONE");
+      assertThat(job.findElements(By.cssSelector(".stage.done"))).extracting(e -> e.getAttribute("data-stage"))
+          .containsExactly("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
+      assertThat(job.findElements(By.cssSelector("canvas.chart-loss, canvas.chart-accuracy"))).hasSize(2);
+      List<String> models = job.findElements(By.cssSelector("table.results tr[data-model]")).stream()
+          .map(e -> e.getAttribute("data-model")).toList();
+      assertThat(models).containsExactly("teacher", "baseline", "student", "pruned");
+      WebElement pruned = job.findElement(By.cssSelector("tr[data-model='pruned']"));
+      assertThat(pruned.getText()).contains("lenet5 [3, 8, 60, 42]").contains("%").contains("(sparse)");
+      assertThat(job.getText()).contains("speed-up at batch 256");
+
+      Files.createDirectories(SCREENSHOT.getParent());
+      Files.copy(browser.getScreenshotAs(OutputType.FILE).toPath(), SCREENSHOT, StandardCopyOption.REPLACE_EXISTING);
+      System.out.println("screenshot: " + SCREENSHOT.toAbsolutePath());
+    } finally {
+      browser.quit();
+    }
+  }
+
+  private static ChromeDriver chromium() {
+    ChromeOptions options = new ChromeOptions();
+    options.setBinary(CHROMIUM.toFile());
+    // As root in a container, with no network beyond localhost (see the machine notes in README).
+    options.addArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync");
+    ChromeDriverService service = new ChromeDriverService.Builder()
+        .usingDriverExecutable(new File(CHROMEDRIVER.toString())).build();
+    return new ChromeDriver(service, options);
+  }
+
+  /** Replaces a textarea's text as a paste would, firing no key events per character. */
+  private static void setValue(ChromeDriver browser, WebElement element, String value) {
+    ((JavascriptExecutor) browser).executeScript("arguments[0].value = arguments[1];", element, value);
+  }
+}
