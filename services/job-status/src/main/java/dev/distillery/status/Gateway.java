@@ -197,12 +197,22 @@ final class Gateway {
 
   private void metrics(RoutingContext ctx) {
     Map<JobState, Integer> byState = new EnumMap<>(JobState.class);
-    jobs.all().ifPresent(all -> all.forEach(s -> byState.merge(s.getState(), 1, Integer::sum)));
+    double[] doneSeconds = {0, 0}; // sum, count: submitted to result, of finished jobs
+    jobs.all().ifPresent(all -> all.forEach(s -> {
+      byState.merge(s.getState(), 1, Integer::sum);
+      if (s.getState() == JobState.DONE) {
+        doneSeconds[0] += (s.getResult().getCompletedAtMs() - s.getSubmittedAtMs()) / 1000.0;
+        doneSeconds[1]++;
+      }
+    }));
     List<String> lines = new ArrayList<>();
     lines.add("# TYPE distillery_jobs gauge");
     for (JobState state : JobState.values()) {
       lines.add("distillery_jobs{state=\"" + state + "\"} " + byState.getOrDefault(state, 0));
     }
+    lines.add("# TYPE distillery_job_seconds summary");
+    lines.add("distillery_job_seconds_sum " + doneSeconds[0]);
+    lines.add("distillery_job_seconds_count " + (long) doneSeconds[1]);
     lines.add("# TYPE distillery_requests_submitted_total counter");
     lines.add("distillery_requests_submitted_total " + submitted.get());
     lines.add("# TYPE distillery_requests_rejected_total counter");

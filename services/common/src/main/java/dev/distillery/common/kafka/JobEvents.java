@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.Consumer;
 import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
@@ -28,8 +29,16 @@ public final class JobEvents implements AutoCloseable {
     return thread;
   });
 
+  private final Consumer<JobProgress> progressObserver;
+
   public JobEvents(Producer<String, byte[]> producer) {
+    this(producer, progress -> {});
+  }
+
+  /** {@code progressObserver} sees every progress event this publishes (a stage's metrics do). */
+  public JobEvents(Producer<String, byte[]> producer, Consumer<JobProgress> progressObserver) {
     this.producer = producer;
+    this.progressObserver = progressObserver;
   }
 
   /** Sends {@code value} to {@code topic}; the future completes when the broker acknowledged it. */
@@ -41,10 +50,12 @@ public final class JobEvents implements AutoCloseable {
   /** Progress of {@code stage}: {@code step} of {@code totalSteps}, with the latest figures. */
   public CompletableFuture<RecordMetadata> progress(String jobId, Stage stage, long step, long totalSteps,
       String message, Map<String, Double> metrics) {
-    return send(Topics.PROGRESS, jobId, JobProgress.newBuilder()
+    JobProgress progress = JobProgress.newBuilder()
         .setJobId(jobId).setStage(stage).setStep(step).setTotalSteps(totalSteps)
         .setMessage(message).setMetrics(Map.copyOf(metrics))
-        .setTimestampMs(System.currentTimeMillis()).build());
+        .setTimestampMs(System.currentTimeMillis()).build();
+    progressObserver.accept(progress);
+    return send(Topics.PROGRESS, jobId, progress);
   }
 
   /** The job failed in {@code stage}; {@code field} names the request field at fault, or is null. */

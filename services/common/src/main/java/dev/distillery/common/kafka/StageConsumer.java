@@ -76,6 +76,7 @@ public final class StageConsumer<V> implements Runnable {
           waiting.add(record);
         }
         metrics.setInProgress(offsets.inProgress());
+        metrics.setConsumerLag(lag());
       }
       settleFinished();
     } catch (WakeupException e) {
@@ -88,6 +89,15 @@ public final class StageConsumer<V> implements Runnable {
       consumer.close();
       stopped.countDown();
     }
+  }
+
+  /** Records not yet fetched on the assigned partitions, as of the last fetch (no broker call). */
+  private long lag() {
+    long lag = 0;
+    for (TopicPartition partition : consumer.assignment()) {
+      lag += consumer.currentLag(partition).orElse(0);
+    }
+    return lag;
   }
 
   /** Stops the loop after the current poll, commits what is finished, and waits for it to end. */

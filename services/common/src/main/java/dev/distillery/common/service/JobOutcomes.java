@@ -21,13 +21,14 @@ public final class JobOutcomes {
    */
   public static CompletableFuture<Void> settle(String jobId, Stage stage, CompletableFuture<?> work,
       JobEvents events, StageMetrics metrics) {
+    long start = System.nanoTime();
     return work.<Void>thenApply(done -> {
-      metrics.jobCompleted();
+      metrics.jobCompleted((System.nanoTime() - start) / 1e9);
       LOG.info("job {}: {} done", jobId, stage);
       return null;
     }).exceptionallyCompose(error -> {
       Throwable cause = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-      metrics.jobFailed();
+      metrics.jobFailed((System.nanoTime() - start) / 1e9);
       String field = cause instanceof JobFailedException failed ? failed.field() : null;
       String reason = cause.getMessage() == null ? cause.getClass().getSimpleName() : cause.getMessage();
       if (cause instanceof JobFailedException) {

@@ -1,16 +1,21 @@
 package dev.distillery.common.service;
 
+import dev.distillery.schemas.JobProgress;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.DoubleAdder;
 
-/** Counters of one stage, served in Prometheus text format on /metrics. */
+/** What one stage did and does, served in Prometheus text format on /metrics. */
 public final class StageMetrics {
   private final String service;
   private final AtomicLong consumed = new AtomicLong();
   private final AtomicLong deadLettered = new AtomicLong();
   private final AtomicLong jobsCompleted = new AtomicLong();
   private final AtomicLong jobsFailed = new AtomicLong();
+  private final DoubleAdder jobSeconds = new DoubleAdder();
   private final AtomicInteger inProgress = new AtomicInteger();
+  private final AtomicLong consumerLag = new AtomicLong();
+  private volatile double samplesPerSecond;
 
   public StageMetrics(String service) {
     this.service = service;
@@ -24,16 +29,33 @@ public final class StageMetrics {
     deadLettered.incrementAndGet();
   }
 
-  public void jobCompleted() {
+  /** A job's work in this stage succeeded after {@code seconds}. */
+  public void jobCompleted(double seconds) {
     jobsCompleted.incrementAndGet();
+    jobSeconds.add(seconds);
   }
 
-  public void jobFailed() {
+  /** A job's work in this stage failed after {@code seconds}. */
+  public void jobFailed(double seconds) {
     jobsFailed.incrementAndGet();
+    jobSeconds.add(seconds);
   }
 
   public void setInProgress(int records) {
     inProgress.set(records);
+  }
+
+  /** Records on the stage's partitions not yet fetched by its consumer. */
+  public void setConsumerLag(long records) {
+    consumerLag.set(records);
+  }
+
+  /** Keeps the latest throughput a stage reported in its progress. */
+  public void progressed(JobProgress progress) {
+    Double rate = progress.getMetrics().get("samplesPerSecond");
+    if (rate != null && Double.isFinite(rate)) {
+      samplesPerSecond = rate;
+    }
   }
 
   public String prometheus() {
@@ -46,7 +68,14 @@ public final class StageMetrics {
         + "distillery_jobs_completed_total" + labels + " " + jobsCompleted.get() + "\n"
         + "# TYPE distillery_jobs_failed_total counter\n"
         + "distillery_jobs_failed_total" + labels + " " + jobsFailed.get() + "\n"
+        + "# TYPE distillery_stage_job_seconds summary\n"
+        + "distillery_stage_job_seconds_sum" + labels + " " + jobSeconds.sum() + "\n"
+        + "distillery_stage_job_seconds_count" + labels + " " + (jobsCompleted.get() + jobsFailed.get()) + "\n"
         + "# TYPE distillery_records_in_progress gauge\n"
-        + "distillery_records_in_progress" + labels + " " + inProgress.get() + "\n";
+        + "distillery_records_in_progress" + labels + " " + inProgress.get() + "\n"
+        + "# TYPE distillery_consumer_lag gauge\n"
+        + "distillery_consumer_lag" + labels + " " + consumerLag.get() + "\n"
+        + "# TYPE distillery_samples_per_second gauge\n"
+        + "distillery_samples_per_second" + labels + " " + samplesPerSecond + "\n";
   }
 }

@@ -56,7 +56,7 @@ public final class StageService<V> extends VerticleBase {
     return vertx.executeBlocking(() -> {
       DjlRuntime.start(config.torchThreads());
       producer = KafkaClients.producer(config);
-      events = new JobEvents(producer);
+      events = new JobEvents(producer, metrics::progressed);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
       stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input,
           pausedWhileWorkersFull(factory.create(events, workers, metrics)), new DeadLetters(events, config.service()),
