@@ -41,7 +41,8 @@ import org.apache.kafka.clients.producer.KafkaProducer;
  * subset shipped in {@code datasets/} otherwise. Settings: {@code --work DIR} (default
  * {@code var/demo}), {@code --dataset DIR}, {@code --train-limit N} (default 20000 on the full set),
  * {@code --http-port 8080} (the dashboard's), {@code --keep-running true} (stay up after the job,
- * for the dashboard, until Ctrl-C).
+ * for the dashboard, until Ctrl-C), {@code --bootstrap-servers HOST:PORT} (no broker or services
+ * of its own: submit to services running elsewhere that share {@code --work}'s artifacts).
  */
 public final class DemoMain {
   private static final Path FULL_DATASET = Path.of("/usr/share/datasets/fashion-mnist");
@@ -65,35 +66,48 @@ public final class DemoMain {
     DatasetSpec data = DatasetSpec.newBuilder().setLocation(dataset.toString()).setTrainLimit(trainLimit).build();
     Path teacher = teacher(store, data);
 
-    try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
-      KafkaTopics.ensure(broker.bootstrapServers(), 3);
-      say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
-      CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
-      int httpPort = Integer.parseInt(options.getOrDefault("http-port", "8080"));
-      try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), store.root(), threads, httpPort, request);
-          JobWatcher watcher = new JobWatcher(broker.bootstrapServers())) {
-        say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
-        say("dashboard: http://localhost:%d/  (API: /api/jobs, events: /api/events)", pipeline.dashboardPort());
-        try (KafkaProducer<String, byte[]> producer =
-            KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
-                "kafka.bootstrap.servers", broker.bootstrapServers())))) {
-          new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
-        }
-        say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
-        JobWatcher.Outcome outcome = watcher.await(request.getJobId(), Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
-        if (outcome.failure() != null) {
-          say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
-          System.exit(1);
-        }
-        System.out.println();
-        System.out.print(ResultsTable.render(outcome.result()));
-        if (Boolean.parseBoolean(options.getOrDefault("keep-running", "false"))) {
-          say("services and dashboard keep running on http://localhost:%d/ until Ctrl-C", pipeline.dashboardPort());
-          Thread.currentThread().join();
+    CompressionRequest request = request("demo-" + System.currentTimeMillis(), teacher, data);
+    String external = options.get("bootstrap-servers");
+    if (external != null) {
+      // Services run elsewhere (docker compose, Kubernetes) and share this artifact directory.
+      KafkaTopics.ensure(external, 3);
+      submitAndWatch(external, request);
+    } else {
+      try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
+        KafkaTopics.ensure(broker.bootstrapServers(), 3);
+        say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
+        int httpPort = Integer.parseInt(options.getOrDefault("http-port", "8080"));
+        try (LocalPipeline pipeline =
+            LocalPipeline.start(broker.bootstrapServers(), store.root(), threads, httpPort, request)) {
+          say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
+          say("dashboard: http://localhost:%d/  (API: /api/jobs, events: /api/events)", pipeline.dashboardPort());
+          submitAndWatch(broker.bootstrapServers(), request);
+          if (Boolean.parseBoolean(options.getOrDefault("keep-running", "false"))) {
+            say("broker, services and dashboard keep running until Ctrl-C");
+            Thread.currentThread().join();
+          }
         }
       }
     }
     say("demo finished in %.1f s", (System.nanoTime() - started) / 1e9);
+  }
+
+  /** Publishes the request, prints its progress and then its results; exits with 1 if it failed. */
+  private static void submitAndWatch(String bootstrapServers, CompressionRequest request) throws Exception {
+    try (JobWatcher watcher = new JobWatcher(bootstrapServers);
+        KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
+            "kafka.bootstrap.servers", bootstrapServers)))) {
+      new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
+      say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
+      JobWatcher.Outcome outcome =
+          watcher.await(request.getJobId(), Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
+      if (outcome.failure() != null) {
+        say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
+        System.exit(1);
+      }
+      System.out.println();
+      System.out.print(ResultsTable.render(outcome.result()));
+    }
   }
 
   /** The demo's teacher, trained on first use and reused afterwards. */

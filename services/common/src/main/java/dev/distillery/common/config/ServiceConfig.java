@@ -47,6 +47,26 @@ public record ServiceConfig(
       "shard.size", "4096",
       "label.batch.size", "256");
 
+  /**
+   * Whether a service reads environment variable {@code name}: {@code DISTILLERY_CONFIG}, a
+   * {@code DISTILLERY_*} variable of a known key, or a {@code KAFKA_*} variable (whose key the
+   * Kafka clients must know: see {@link #kafkaKey}).
+   */
+  public static boolean readsVariable(String name) {
+    if (name.equals("DISTILLERY_CONFIG")) {
+      return true;
+    }
+    if (name.startsWith("DISTILLERY_")) {
+      return DEFAULTS.containsKey(toKey(name.substring("DISTILLERY_".length())));
+    }
+    return name.startsWith("KAFKA_");
+  }
+
+  /** The Kafka client property a {@code KAFKA_*} variable sets, e.g. {@code bootstrap.servers}. */
+  public static String kafkaKey(String variable) {
+    return toKey(variable.substring("KAFKA_".length()));
+  }
+
   /** Reads the configuration of {@code service} from the process environment. */
   public static ServiceConfig load(String service) {
     return from(service, System.getenv());

@@ -3,6 +3,7 @@ package dev.distillery.common.ml;
 import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.JniUtils;
 import java.nio.file.Path;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -13,6 +14,9 @@ import org.slf4j.LoggerFactory;
  * launch scripts and the build; this class warns when they are missing.
  */
 public final class DjlRuntime {
+  /** Environment variables a JVM running DJL needs before it starts (set by scripts and images). */
+  public static final Set<String> ENVIRONMENT = Set.of("ONEDNN_MAX_CPU_ISA", "OPT_OUT_TRACKING", "DJL_CACHE_DIR",
+      "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_");
   private static final Logger LOG = LoggerFactory.getLogger(DjlRuntime.class);
   private static boolean started;
 
@@ -41,6 +45,16 @@ public final class DjlRuntime {
       started = true;
     }
     return Engine.getEngine("PyTorch");
+  }
+
+  /**
+   * Loads the engine once and exits: run while building a container image, it extracts libtorch
+   * into {@code DJL_CACHE_DIR}, so containers start offline.
+   */
+  public static void main(String[] args) {
+    Engine engine = start(1);
+    System.out.println("DJL " + engine.getEngineName() + " " + engine.getVersion() + " ready in "
+        + System.getenv().getOrDefault("DJL_CACHE_DIR", System.getProperty("DJL_CACHE_DIR")));
   }
 
   /**

@@ -1,0 +1,116 @@
+package dev.distillery.deployment;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * docker/ and k8s/ against the code, with no cluster and no Docker engine: the overlays render,
+ * the topics are exactly the code's, every variable set is one a service reads, every file the
+ * Dockerfile copies exists after the build, and every class named is real. The last test feeds the
+ * checks drifted copies, to show that they fail.
+ */
+class DeploymentCheckTest {
+  private static final Path ROOT = Path.of("../..").toAbsolutePath().normalize();
+  private static final Set<String> CODE_TOPICS =
+      Topics.ALL.stream().map(Topic::name).collect(Collectors.toCollection(TreeSet::new));
+
+  @ParameterizedTest
+  @ValueSource(strings = {"dev", "prod"})
+  void overlayRendersWithEveryTopicAndOnlyVariablesServicesRead(String overlay) throws Exception {
+    List<Map<String, Object>> resources = DeploymentChecks.documents(render("k8s/overlays/" + overlay));
+    assertThat(resources).extracting(r -> r.get("kind")).contains("Deployment", "KafkaTopic", "ConfigMap",
+        "Secret", "PersistentVolumeClaim", "ScaledObject", "Service", "Ingress");
+    assertThat(DeploymentChecks.kafkaTopics(resources)).as("KafkaTopics against Topics.ALL").isEqualTo(CODE_TOPICS);
+    assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.kubernetesVariables(resources))).isEmpty();
+    assertThat(DeploymentChecks.missingClasses(read("k8s/base/teacher-inference.yaml") + read("k8s/base/student-trainer.yaml")
+        + read("k8s/base/pruner.yaml") + read("k8s/base/job-status.yaml"))).isEmpty();
+  }
+
+  @Test
+  void composeCreatesEveryTopicAndSetsOnlyVariablesServicesRead() throws Exception {
+    String compose = read("docker/docker-compose.yml");
+    assertThat(DeploymentChecks.composeTopics(compose)).isEqualTo(CODE_TOPICS);
+    assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.composeVariables(compose))).isEmpty();
+  }
+
+  @Test
+  void dockerfileCopiesWhatTheBuildMadeAndStartsRealClasses() throws Exception {
+    String dockerfile = read("docker/Dockerfile");
+    assertThat(DeploymentChecks.missingCopySources(dockerfile, ROOT)).isEmpty();
+    assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.dockerfileVariables(dockerfile))).isEmpty();
+    assertThat(DeploymentChecks.missingClasses(dockerfile)).isEmpty();
+    assertThat(dockerfile).contains("dev.distillery.teacher.TeacherInferenceService",
+        "dev.distillery.student.StudentTrainerService", "dev.distillery.pruner.PrunerService",
+        "dev.distillery.status.JobStatusService");
+  }
+
+  @Test
+  void theChecksFailOnDriftedCopies() throws Exception {
+    // A renamed topic: one the code uses is missing and one is unused.
+    String topics = read("k8s/base/topics.yaml").replace("name: distillery.dlq", "name: distillery.dead-letters");
+    Set<String> drifted = DeploymentChecks.kafkaTopics(DeploymentChecks.documents(topics));
+    assertThat(drifted).doesNotContain("distillery.dlq").contains("distillery.dead-letters").isNotEqualTo(CODE_TOPICS);
+    String compose = read("docker/docker-compose.yml");
+    assertThat(DeploymentChecks.composeTopics(compose.replace("distillery.progress:3", "distillery.progres:3")))
+        .isNotEqualTo(CODE_TOPICS);
+
+    // A configuration key nobody reads, and a Kafka property that does not exist.
+    String config = read("k8s/base/config.env");
+    assertThat(DeploymentChecks.unreadVariables(Map.of(
+        "DISTILLERY_WORKER_THREAD", "typo", "KAFKA_BOOTSTRAP_SERVER", "typo", "DISTILLERY_SHARD_SIZE", "fine")))
+        .containsExactlyInAnyOrder("DISTILLERY_WORKER_THREAD (typo)", "KAFKA_BOOTSTRAP_SERVER (typo)");
+    assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.composeVariables(
+        compose.replace("DISTILLERY_TORCH_THREADS", "DISTILLERY_TORCH_THREAD")))).isNotEmpty();
+    assertThat(config).contains("DISTILLERY_WORKER_THREADS");
+
+    // A jar path that moved, and a main class that was renamed.
+    String dockerfile = read("docker/Dockerfile");
+    assertThat(DeploymentChecks.missingCopySources(
+        dockerfile.replace("services/launcher/target/lib/", "services/launcher/target/libs/"), ROOT))
+        .containsExactly("services/launcher/target/libs/");
+    assertThat(DeploymentChecks.missingClasses(dockerfile.replace("PrunerService", "PruningService")))
+        .containsExactly("dev.distillery.pruner.PruningService");
+    assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.dockerfileVariables(
+        dockerfile.replace("DISTILLERY_MANAGEMENT_PORT=8081", "DISTILLERY_MGMT_PORT=8081")))).isNotEmpty();
+  }
+
+  /** {@code kubectl kustomize DIR}: from Debian's kubernetes-client, which .ci/run installs. */
+  private static String render(String directory) throws IOException, InterruptedException {
+    assumeTrue(onPath("kubectl"), "kubectl is not installed (.ci/run installs Debian's kubernetes-client)");
+    Process kubectl = new ProcessBuilder("kubectl", "kustomize", ROOT.resolve(directory).toString())
+        .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+    String out = new String(kubectl.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertThat(kubectl.waitFor(2, TimeUnit.MINUTES)).isTrue();
+    assertThat(kubectl.exitValue()).as("kubectl kustomize %s", directory).isZero();
+    return out;
+  }
+
+  private static boolean onPath(String command) {
+    for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
+      if (Files.isExecutable(Path.of(dir, command))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static String read(String file) throws IOException {
+    return Files.readString(ROOT.resolve(file));
+  }
+}

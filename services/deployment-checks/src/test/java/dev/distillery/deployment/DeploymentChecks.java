@@ -1,0 +1,197 @@
+package dev.distillery.deployment;
+
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.ml.DjlRuntime;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.streams.StreamsConfig;
+import org.yaml.snakeyaml.Yaml;
+
+/**
+ * What the deployment files say, read back, and what of it the code does not match. Each check
+ * takes the files' text, so a test can feed it a drifted copy and see it complain.
+ */
+final class DeploymentChecks {
+  /** Read by the JVM itself, not by a service's code. */
+  private static final Set<String> JVM_VARIABLES = Set.of("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS");
+  private static final Pattern TOPIC = Pattern.compile("distillery\\.[a-z][a-z-]*");
+  private static final Pattern MAIN_CLASS = Pattern.compile("dev\\.distillery(?:\\.[a-z]+)+\\.[A-Z][A-Za-z]+");
+
+  private DeploymentChecks() {}
+
+  /** Every document of a multi-document YAML text. */
+  static List<Map<String, Object>> documents(String yaml) {
+    List<Map<String, Object>> docs = new ArrayList<>();
+    for (Object doc : new Yaml().loadAll(yaml)) {
+      if (doc instanceof Map<?, ?> map) {
+        docs.add(cast(map));
+      }
+    }
+    return docs;
+  }
+
+  /** The topic names of the {@code KafkaTopic} resources ({@code spec.topicName}, else the resource name). */
+  static Set<String> kafkaTopics(List<Map<String, Object>> resources) {
+    Set<String> topics = new TreeSet<>();
+    for (Map<String, Object> resource : resources) {
+      if ("KafkaTopic".equals(resource.get("kind"))) {
+        Map<String, Object> spec = cast(resource.getOrDefault("spec", Map.of()));
+        topics.add((String) spec.getOrDefault("topicName", cast(resource.get("metadata")).get("name")));
+      }
+    }
+    return topics;
+  }
+
+  /** The topics the compose file's {@code topics} service creates. */
+  static Set<String> composeTopics(String compose) {
+    Map<String, Object> services = cast(new Yaml().<Map<String, Object>>load(compose).get("services"));
+    Object command = cast(services.get("topics")).get("command");
+    Set<String> topics = new TreeSet<>();
+    Matcher m = TOPIC.matcher(String.valueOf(command));
+    while (m.find()) {
+      topics.add(m.group());
+    }
+    return topics;
+  }
+
+  /**
+   * Environment variables the rendered resources set for the services: keys of their ConfigMaps
+   * and Secrets, and containers' {@code env} names.
+   */
+  static Map<String, String> kubernetesVariables(List<Map<String, Object>> resources) {
+    Map<String, String> variables = new LinkedHashMap<>();
+    for (Map<String, Object> resource : resources) {
+      String where = resource.get("kind") + " " + cast(resource.get("metadata")).get("name");
+      if ("ConfigMap".equals(resource.get("kind")) || "Secret".equals(resource.get("kind"))) {
+        for (String field : List.of("data", "stringData")) {
+          cast(resource.getOrDefault(field, Map.of())).keySet().forEach(k -> variables.put(k, where));
+        }
+      }
+      if ("Deployment".equals(resource.get("kind"))) {
+        Map<String, Object> pod = cast(cast(cast(resource.get("spec")).get("template")).get("spec"));
+        for (Object container : (List<?>) pod.get("containers")) {
+          for (Object env : (List<?>) cast(container).getOrDefault("env", List.of())) {
+            variables.put((String) cast(env).get("name"), where);
+          }
+        }
+      }
+    }
+    return variables;
+  }
+
+  /** Environment variables the compose file sets on the services built from docker/Dockerfile. */
+  static Map<String, String> composeVariables(String compose) {
+    Map<String, String> variables = new LinkedHashMap<>();
+    Map<String, Object> services = cast(new Yaml().<Map<String, Object>>load(compose).get("services"));
+    services.forEach((name, body) -> {
+      Map<String, Object> service = cast(body);
+      if (service.containsKey("build")) {
+        cast(service.getOrDefault("environment", Map.of())).keySet()
+            .forEach(k -> variables.put(k, "compose service " + name));
+      }
+    });
+    return variables;
+  }
+
+  /** Variables a Dockerfile's {@code ENV} instructions set. */
+  static Map<String, String> dockerfileVariables(String dockerfile) {
+    Map<String, String> variables = new LinkedHashMap<>();
+    for (String instruction : instructions(dockerfile)) {
+      if (instruction.startsWith("ENV ")) {
+        // Names start the instruction or follow a space; quoted values are not searched.
+        String assignments = instruction.substring(4).replaceAll("\"[^\"]*\"", "\"\"");
+        Matcher m = Pattern.compile("(?:^|\\s)([A-Z_][A-Z0-9_]*)=").matcher(assignments);
+        while (m.find()) {
+          variables.put(m.group(1), "Dockerfile ENV");
+        }
+      }
+    }
+    return variables;
+  }
+
+  /** The variables no Distillery process reads, with where each is set. */
+  static List<String> unreadVariables(Map<String, String> variables) {
+    Set<String> kafkaKeys = new TreeSet<>();
+    kafkaKeys.addAll(ProducerConfig.configNames());
+    kafkaKeys.addAll(ConsumerConfig.configNames());
+    kafkaKeys.addAll(AdminClientConfig.configNames());
+    kafkaKeys.addAll(StreamsConfig.configDef().names());
+    List<String> unread = new ArrayList<>();
+    variables.forEach((name, where) -> {
+      boolean read = JVM_VARIABLES.contains(name) || DjlRuntime.ENVIRONMENT.contains(name)
+          || (ServiceConfig.readsVariable(name)
+              && (!name.startsWith("KAFKA_") || kafkaKeys.contains(ServiceConfig.kafkaKey(name))));
+      if (!read) {
+        unread.add(name + " (" + where + ")");
+      }
+    });
+    return unread;
+  }
+
+  /** Sources of the Dockerfile's {@code COPY} instructions (not from other stages) missing under {@code root}. */
+  static List<String> missingCopySources(String dockerfile, Path root) {
+    List<String> missing = new ArrayList<>();
+    for (String instruction : instructions(dockerfile)) {
+      if (instruction.startsWith("COPY ") && !instruction.contains("--from=")) {
+        List<String> words = new ArrayList<>(List.of(instruction.substring(5).trim().split("\\s+")));
+        words.removeIf(w -> w.startsWith("--"));
+        for (String source : words.subList(0, words.size() - 1)) {
+          if (!Files.exists(root.resolve(source))) {
+            missing.add(source);
+          }
+        }
+      }
+    }
+    return missing;
+  }
+
+  /** The {@code dev.distillery} classes the text names that are not on the classpath. */
+  static List<String> missingClasses(String text) {
+    List<String> missing = new ArrayList<>();
+    Matcher m = MAIN_CLASS.matcher(text);
+    while (m.find()) {
+      try {
+        Class.forName(m.group(), false, DeploymentChecks.class.getClassLoader());
+      } catch (ClassNotFoundException e) {
+        missing.add(m.group());
+      }
+    }
+    return missing;
+  }
+
+  /** A Dockerfile's instructions, continuation lines joined and comments dropped. */
+  private static List<String> instructions(String dockerfile) {
+    List<String> instructions = new ArrayList<>();
+    StringBuilder current = new StringBuilder();
+    for (String line : dockerfile.split("\n")) {
+      if (line.trim().startsWith("#")) {
+        continue;
+      }
+      boolean continues = line.endsWith("\\");
+      current.append(continues ? line.substring(0, line.length() - 1) : line).append(' ');
+      if (!continues) {
+        if (!current.toString().isBlank()) {
+          instructions.add(current.toString().trim());
+        }
+        current.setLength(0);
+      }
+    }
+    return instructions;
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Map<String, Object> cast(Object map) {
+    return (Map<String, Object>) map;
+  }
+}
