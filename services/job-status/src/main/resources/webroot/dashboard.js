@@ -171,12 +171,19 @@ async function submit(event) {
   const out = document.getElementById('submit-result');
   out.className = '';
   out.textContent = 'submitting…';
-  const response = await fetch('api/jobs', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: document.getElementById('request').value,
-  });
-  const body = await response.json();
+  let response, body;
+  try {
+    response = await fetch('api/jobs', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: document.getElementById('request').value,
+    });
+    body = await response.json();
+  } catch (e) {
+    out.className = 'error';
+    out.textContent = response ? `HTTP ${response.status}: ${response.statusText}` : `not sent: ${e.message}`;
+    return;
+  }
   if (response.status === 202) {
     out.textContent = `submitted ${body.jobId}`;
     out.dataset.jobId = body.jobId;

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.distillery.common.RequestValidation;
+import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.StageStatus;
@@ -17,6 +18,7 @@ import java.time.Instant;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -40,17 +42,21 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)
  * </pre>
  *
+ * Other Kafka client settings come from the environment as for the services ({@code KAFKA_*},
+ * e.g. {@code KAFKA_SECURITY_PROTOCOL}, {@code KAFKA_SASL_JAAS_CONFIG}).
+ *
  * Exit status: 0 done, 1 the job failed, 2 bad usage or an invalid request, 3 no such job.
  */
 public final class Cli {
   private static final DateTimeFormatter TIME =
       DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss").withZone(ZoneId.systemDefault());
 
-  private final String bootstrapServers;
+  private final Map<String, String> kafka;
   private final PrintStream out;
 
-  public Cli(String bootstrapServers, PrintStream out) {
-    this.bootstrapServers = bootstrapServers;
+  /** {@code kafka}: the Kafka client properties, {@code bootstrap.servers} among them. */
+  public Cli(Map<String, String> kafka, PrintStream out) {
+    this.kafka = Map.copyOf(kafka);
     this.out = out;
   }
 
@@ -59,13 +65,13 @@ public final class Cli {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
     List<String> words = new ArrayList<>(List.of(args));
-    String servers = System.getenv().getOrDefault("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092");
+    Map<String, String> kafka = new HashMap<>(ServiceConfig.load("distillery-cli").kafka());
     int option = words.indexOf("--bootstrap-servers");
     if (option >= 0 && option + 1 < words.size()) {
-      servers = words.remove(option + 1);
+      kafka.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, words.remove(option + 1));
       words.remove(option);
     }
-    System.exit(new Cli(servers, System.out).run(words));
+    System.exit(new Cli(kafka, System.out).run(words));
   }
 
   /** Runs one command; returns the exit status. */
@@ -124,9 +130,10 @@ public final class Cli {
       problems.forEach(p -> out.println("  " + p));
       return 2;
     }
-    try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(Map.of(
-        ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers, ProducerConfig.ACKS_CONFIG, "all"),
-        new StringSerializer(), new ByteArraySerializer())) {
+    Map<String, Object> props = new HashMap<>(kafka);
+    props.put(ProducerConfig.ACKS_CONFIG, "all");
+    try (KafkaProducer<String, byte[]> producer =
+        new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer())) {
       producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), request.getJobId(),
           Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request))).get(30, TimeUnit.SECONDS);
     }
@@ -135,7 +142,7 @@ public final class Cli {
   }
 
   int watch(String jobId) throws Exception {
-    try (JobWatcher watcher = new JobWatcher(bootstrapServers)) {
+    try (JobWatcher watcher = new JobWatcher(kafka)) {
       JobWatcher.Outcome outcome = watcher.await(jobId, Duration.ofDays(7), p -> out.println(ProgressLine.format(p)));
       if (outcome.failure() != null) {
         out.printf("job %s FAILED in %s%s: %s%n", jobId, outcome.failure().getStage(),
@@ -149,7 +156,7 @@ public final class Cli {
   }
 
   int list() {
-    Map<String, JobStatus> jobs = JobSnapshot.read(bootstrapServers);
+    Map<String, JobStatus> jobs = JobSnapshot.read(kafka);
     out.printf("%-28s %-9s %-19s %s%n", "job", "state", "submitted", "stages");
     jobs.values().forEach(job -> out.printf("%-28s %-9s %-19s %s%n", job.getJobId(), job.getState(),
         job.getSubmittedAtMs() == 0 ? "" : TIME.format(Instant.ofEpochMilli(job.getSubmittedAtMs())),
@@ -158,7 +165,7 @@ public final class Cli {
   }
 
   int result(String jobId) {
-    JobStatus job = JobSnapshot.read(bootstrapServers).get(jobId);
+    JobStatus job = JobSnapshot.read(kafka).get(jobId);
     if (job == null) {
       out.println("no job " + jobId);
       return 3;

@@ -10,6 +10,7 @@ import dev.distillery.schemas.kafka.Topics;
 import dev.distillery.status.JobStatusFold;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -34,14 +35,14 @@ final class JobSnapshot {
 
   private JobSnapshot() {}
 
-  /** Statuses by job id, in the order the jobs were first seen. */
-  static Map<String, JobStatus> read(String bootstrapServers) {
+  /** Statuses by job id, in the order the jobs were first seen; {@code kafka}: client properties. */
+  static Map<String, JobStatus> read(Map<String, ?> kafka) {
     Map<String, JobStatus> jobs = new LinkedHashMap<>();
-    try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(
-        ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers,
-        ConsumerConfig.CLIENT_ID_CONFIG, "distillery-cli-" + UUID.randomUUID(),
-        ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"),
-        new StringDeserializer(), new ByteArrayDeserializer())) {
+    Map<String, Object> props = new HashMap<>(kafka);
+    props.put(ConsumerConfig.CLIENT_ID_CONFIG, "distillery-cli-" + UUID.randomUUID());
+    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+    try (KafkaConsumer<String, byte[]> consumer =
+        new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer())) {
       List<TopicPartition> partitions = new ArrayList<>();
       for (String topic : TOPICS) {
         consumer.partitionsFor(topic).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));

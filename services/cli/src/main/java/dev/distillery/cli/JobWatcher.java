@@ -34,11 +34,15 @@ public final class JobWatcher implements AutoCloseable {
   private final Map<String, Deque<ConsumerRecord<String, byte[]>>> backlog = new HashMap<>();
 
   public JobWatcher(String bootstrapServers) {
-    consumer = new KafkaConsumer<>(Map.of(
-        ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers,
-        ConsumerConfig.CLIENT_ID_CONFIG, "distillery-watcher-" + UUID.randomUUID(),
-        ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"),
-        new StringDeserializer(), new ByteArrayDeserializer());
+    this(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers));
+  }
+
+  /** A watcher with these Kafka client properties (bootstrap servers, security, ...). */
+  public JobWatcher(Map<String, ?> kafka) {
+    Map<String, Object> props = new HashMap<>(kafka);
+    props.put(ConsumerConfig.CLIENT_ID_CONFIG, "distillery-watcher-" + UUID.randomUUID());
+    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+    consumer = new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer());
     List<TopicPartition> partitions = new ArrayList<>();
     for (String topic : List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name())) {
       consumer.partitionsFor(topic).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));

@@ -38,8 +38,7 @@ class DeploymentCheckTest {
         "Secret", "PersistentVolumeClaim", "ScaledObject", "Service", "Ingress");
     assertThat(DeploymentChecks.kafkaTopics(resources)).as("KafkaTopics against Topics.ALL").isEqualTo(CODE_TOPICS);
     assertThat(DeploymentChecks.unreadVariables(DeploymentChecks.kubernetesVariables(resources))).isEmpty();
-    assertThat(DeploymentChecks.missingClasses(read("k8s/base/teacher-inference.yaml") + read("k8s/base/student-trainer.yaml")
-        + read("k8s/base/pruner.yaml") + read("k8s/base/job-status.yaml"))).isEmpty();
+    assertThat(DeploymentChecks.wiringProblems(resources, read("docker/Dockerfile"))).isEmpty();
   }
 
   @Test
@@ -58,6 +57,18 @@ class DeploymentCheckTest {
     assertThat(dockerfile).contains("dev.distillery.teacher.TeacherInferenceService",
         "dev.distillery.student.StudentTrainerService", "dev.distillery.pruner.PrunerService",
         "dev.distillery.status.JobStatusService");
+  }
+
+  @Test
+  void theWiringCheckFailsOnADriftedOverlay() throws Exception {
+    List<Map<String, Object>> resources = DeploymentChecks.documents(render("k8s/overlays/dev")
+        .replace("image: distillery/pruner:dev", "image: distillery/prune:dev")
+        .replace("strimzi.io/cluster: distillery\n", "strimzi.io/cluster: distillery-dev\n")
+        .replace("DISTILLERY_MANAGEMENT_PORT: \"8081\"", "DISTILLERY_MANAGEMENT_PORT: \"9090\""));
+    List<String> problems = DeploymentChecks.wiringProblems(resources, read("docker/Dockerfile"));
+    assertThat(problems).anyMatch(p -> p.startsWith("pruner: image distillery/prune:dev is no target"));
+    assertThat(problems).anyMatch(p -> p.startsWith("teacher-inference: readinessProbe on port 8081, management port 9090"));
+    assertThat(problems).anyMatch(p -> p.contains("labelled for Strimzi cluster distillery-dev"));
   }
 
   @Test

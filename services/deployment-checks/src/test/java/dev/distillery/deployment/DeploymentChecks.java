@@ -139,6 +139,68 @@ final class DeploymentChecks {
     return unread;
   }
 
+  /**
+   * What the rendered Deployments and topics get wrong against the Dockerfile and each other: an
+   * image that is no Dockerfile target, a probe on a port other than the service's management
+   * port, or topics labelled for a Strimzi cluster other than the one the services connect to.
+   */
+  static List<String> wiringProblems(List<Map<String, Object>> resources, String dockerfile) {
+    Set<String> targets = new TreeSet<>();
+    Matcher target = Pattern.compile("(?m)^FROM \\S+ AS (\\S+)").matcher(dockerfile);
+    while (target.find()) {
+      targets.add(target.group(1));
+    }
+    Map<String, Object> config = Map.of();
+    for (Map<String, Object> resource : resources) {
+      if ("ConfigMap".equals(resource.get("kind"))
+          && String.valueOf(cast(resource.get("metadata")).get("name")).startsWith("distillery-config")) {
+        config = cast(resource.get("data"));
+      }
+    }
+    List<String> problems = new ArrayList<>();
+    for (Map<String, Object> resource : resources) {
+      String name = String.valueOf(cast(resource.get("metadata")).get("name"));
+      if ("Deployment".equals(resource.get("kind"))) {
+        Map<String, Object> pod = cast(cast(cast(resource.get("spec")).get("template")).get("spec"));
+        for (Object item : (List<?>) pod.get("containers")) {
+          Map<String, Object> container = cast(item);
+          String image = String.valueOf(container.get("image"));
+          String imageTarget = image.replaceFirst("^distillery/", "").replaceFirst(":.*$", "");
+          if (!image.startsWith("distillery/") || !targets.contains(imageTarget)) {
+            problems.add(name + ": image " + image + " is no target of docker/Dockerfile " + targets);
+          }
+          Object port = config.get("DISTILLERY_MANAGEMENT_PORT");
+          for (Object env : (List<?>) container.getOrDefault("env", List.of())) {
+            if ("DISTILLERY_MANAGEMENT_PORT".equals(cast(env).get("name"))) {
+              port = cast(env).get("value");
+            }
+          }
+          for (String probe : List.of("readinessProbe", "livenessProbe")) {
+            Object probePort = container.containsKey(probe)
+                ? cast(cast(container.get(probe)).get("httpGet")).get("port") : null;
+            Object number = probePort;
+            for (Object declared : (List<?>) container.getOrDefault("ports", List.of())) {
+              if (cast(declared).get("name").equals(probePort)) {
+                number = cast(declared).get("containerPort");
+              }
+            }
+            if (number == null || !String.valueOf(number).equals(String.valueOf(port))) {
+              problems.add(name + ": " + probe + " on port " + number + ", management port " + port);
+            }
+          }
+        }
+      }
+      if ("KafkaTopic".equals(resource.get("kind"))) {
+        Object cluster = cast(cast(resource.get("metadata")).getOrDefault("labels", Map.of())).get("strimzi.io/cluster");
+        String bootstrap = String.valueOf(config.get("KAFKA_BOOTSTRAP_SERVERS"));
+        if (!bootstrap.startsWith(cluster + "-kafka-bootstrap")) {
+          problems.add(name + ": labelled for Strimzi cluster " + cluster + ", services connect to " + bootstrap);
+        }
+      }
+    }
+    return problems;
+  }
+
   /** Sources of the Dockerfile's {@code COPY} instructions (not from other stages) missing under {@code root}. */
   static List<String> missingCopySources(String dockerfile, Path root) {
     List<String> missing = new ArrayList<>();

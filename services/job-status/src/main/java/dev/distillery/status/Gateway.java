@@ -44,8 +44,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  *   <li>{@code /}: the dashboard; {@code /health}, {@code /ready}, {@code /metrics}.
  * </ul>
  *
- * <p>Nothing here blocks the event loop: store reads are in-memory lookups, and publishing (which
- * may wait for topic metadata) runs on a worker.
+ * <p>Nothing here blocks the event loop: one job's lookup is an in-memory read; scans of every job
+ * and publishing (which may wait for topic metadata) run on workers.
  */
 final class Gateway {
   /** Event-bus address of status changes, as JSON text. */
@@ -55,6 +55,7 @@ final class Gateway {
   private final Vertx vertx;
   private final JobStore jobs;
   private final KafkaProducer<String, byte[]> producer;
+  private final BooleanSupplier healthy;
   private final BooleanSupplier ready;
   private final JsonNode exampleRequest;
   private final AtomicLong submitted = new AtomicLong();
@@ -72,11 +73,12 @@ final class Gateway {
    * {@code exampleRequest} (or null) prefills the dashboard's form; it has no job id, so each
    * submit is a new job.
    */
-  Gateway(Vertx vertx, JobStore jobs, KafkaProducer<String, byte[]> producer, BooleanSupplier ready,
-      JsonNode exampleRequest) {
+  Gateway(Vertx vertx, JobStore jobs, KafkaProducer<String, byte[]> producer, BooleanSupplier healthy,
+      BooleanSupplier ready, JsonNode exampleRequest) {
     this.vertx = vertx;
     this.jobs = jobs;
     this.producer = producer;
+    this.healthy = healthy;
     this.ready = ready;
     this.exampleRequest = exampleRequest;
   }
@@ -84,12 +86,12 @@ final class Gateway {
   /** Starts listening; the future completes with the bound port. */
   Future<Integer> listen(int port) {
     Router router = Router.router(vertx);
-    router.get("/health").handler(ctx -> status(ctx.response(), true));
+    router.get("/health").handler(ctx -> status(ctx.response(), healthy.getAsBoolean()));
     router.get("/ready").handler(ctx -> status(ctx.response(), ready.getAsBoolean()));
     router.get("/metrics").handler(this::metrics);
     router.get("/api/jobs").handler(this::list);
     router.get("/api/jobs/:id").handler(this::detail);
-    router.post("/api/jobs").handler(BodyHandler.create().setBodyLimit(1 << 20)).handler(this::submit);
+    router.post("/api/jobs").handler(BodyHandler.create(false).setBodyLimit(1 << 20)).handler(this::submit);
     router.get("/api/events").handler(this::events);
     router.get("/api/example-request").handler(ctx -> {
       if (exampleRequest == null) {
@@ -102,16 +104,20 @@ final class Gateway {
     return vertx.createHttpServer().requestHandler(router).listen(port).map(HttpServer::actualPort);
   }
 
+  /** Scanning the store and writing every job is work in proportion to the jobs: on a worker. */
   private void list(RoutingContext ctx) {
-    Optional<List<JobStatus>> all = jobs.all();
-    if (all.isEmpty()) {
-      unavailable(ctx);
-      return;
-    }
-    ArrayNode array = PlainJson.MAPPER.createArrayNode();
-    all.get().stream().sorted(Comparator.comparingLong(JobStatus::getSubmittedAtMs).reversed())
-        .forEach(status -> array.add(PlainJson.write(status)));
-    json(ctx.response(), 200, array);
+    vertx.executeBlocking(() -> jobs.all().map(all -> {
+      ArrayNode array = PlainJson.MAPPER.createArrayNode();
+      all.stream().sorted(Comparator.comparingLong(JobStatus::getSubmittedAtMs).reversed())
+          .forEach(status -> array.add(PlainJson.write(status)));
+      return array;
+    })).onSuccess(array -> {
+      if (array.isEmpty()) {
+        unavailable(ctx);
+      } else {
+        json(ctx.response(), 200, array.get());
+      }
+    }).onFailure(ctx::fail);
   }
 
   private void detail(RoutingContext ctx) {
@@ -169,33 +175,58 @@ final class Gateway {
     json(ctx.response(), 400, body);
   }
 
-  /** Server-sent events: every current status, then each change as it happens. */
+  /**
+   * Server-sent events: every current status, then each change as it happens. A client that does
+   * not keep up is disconnected rather than buffered for: its EventSource reconnects and starts
+   * again from a fresh snapshot. While the store is not queryable the stream ends at once with a
+   * retry delay, so no client sits on a stream without its snapshot.
+   */
   private void events(RoutingContext ctx) {
     HttpServerResponse response = ctx.response();
     response.setChunked(true)
         .putHeader("content-type", "text/event-stream")
         .putHeader("cache-control", "no-cache")
         .putHeader("x-accel-buffering", "no");
+    response.write("retry: 2000\n\n");
     // Subscribe before the snapshot: a change in between arrives twice rather than not at all.
     MessageConsumer<String> changes = vertx.eventBus().consumer(CHANGES, message -> send(response, message.body()));
-    long keepAlive = vertx.setPeriodic(KEEP_ALIVE_MS, timer -> response.write(": keep-alive\n\n"));
+    long keepAlive = vertx.setPeriodic(KEEP_ALIVE_MS, timer -> send(response, null));
     streamsOpen.incrementAndGet();
     response.closeHandler(closed -> {
       changes.unregister();
       vertx.cancelTimer(keepAlive);
       streamsOpen.decrementAndGet();
     });
-    response.write("retry: 2000\n\n");
-    jobs.all().ifPresent(all -> all.forEach(status -> send(response, PlainJson.write(status).toString())));
+    vertx.executeBlocking(() -> jobs.all().map(all -> all.stream().map(s -> PlainJson.write(s).toString()).toList()))
+        .onSuccess(snapshot -> {
+          if (snapshot.isEmpty()) {
+            response.end();
+          } else {
+            snapshot.get().forEach(json -> send(response, json));
+          }
+        })
+        .onFailure(e -> response.reset());
   }
 
+  /** One event ({@code json}), or a keep-alive comment for null; closes a client that fell behind. */
   private static void send(HttpServerResponse response, String json) {
-    if (!response.closed()) {
-      response.write("event: job\ndata: " + json + "\n\n");
+    if (response.closed() || response.ended()) {
+      return;
     }
+    if (response.writeQueueFull()) {
+      response.reset();
+      return;
+    }
+    response.write(json == null ? ": keep-alive\n\n" : "event: job\ndata: " + json + "\n\n");
   }
 
   private void metrics(RoutingContext ctx) {
+    vertx.executeBlocking(this::prometheus)
+        .onSuccess(text -> ctx.response().putHeader("content-type", "text/plain; version=0.0.4").end(text))
+        .onFailure(ctx::fail);
+  }
+
+  private String prometheus() {
     Map<JobState, Integer> byState = new EnumMap<>(JobState.class);
     double[] doneSeconds = {0, 0}; // sum, count: submitted to result, of finished jobs
     jobs.all().ifPresent(all -> all.forEach(s -> {
@@ -219,7 +250,7 @@ final class Gateway {
     lines.add("distillery_requests_rejected_total " + rejected.get());
     lines.add("# TYPE distillery_event_streams_open gauge");
     lines.add("distillery_event_streams_open " + streamsOpen.get());
-    ctx.response().putHeader("content-type", "text/plain; version=0.0.4").end(String.join("\n", lines) + "\n");
+    return String.join("\n", lines) + "\n";
   }
 
   private static void unavailable(RoutingContext ctx) {

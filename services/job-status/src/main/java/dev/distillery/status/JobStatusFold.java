@@ -12,6 +12,7 @@ import dev.distillery.schemas.StageStatus;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.TreeMap;
 
 /**
  * How one event changes a job's {@link JobStatus}. Events of one job arrive on several topics, so
@@ -19,11 +20,13 @@ import java.util.List;
  * whatever the order and however often an event comes.
  *
  * <ul>
- *   <li>A stage's latest progress is the one of the highest step; an older or repeated step changes
- *       nothing there. The history keeps one event per stage and step.
+ *   <li>A stage's latest progress is the one of the highest step (ties: the later, then by text);
+ *       the history keeps one event per stage and step, chosen the same way.
  *   <li>DONE and FAILED are final: later progress does not make a job RUNNING again. A result
- *       replaces an earlier failure (a retry that succeeded); a failure after a result is ignored.
- *   <li>The request fills in what it says whenever it arrives.
+ *       replaces a failure (a retry that succeeded), a failure after a result changes only the
+ *       times; of two failures the earlier is the reason, of two results the later stands.
+ *   <li>The request fills in what it says whenever it arrives (of two, the earlier submitted).
+ *   <li>Every event moves the first ({@code submittedAtMs}) and last ({@code updatedAtMs}) times.
  * </ul>
  *
  * <p>The job-status service's topology and the CLI both fold with it.
@@ -32,6 +35,15 @@ public final class JobStatusFold {
   /** History entries kept per job; the oldest go first. */
   static final int HISTORY_LIMIT = 2000;
 
+  /** Which of two progress events of one stage is the later: higher step, then later time, then text. */
+  private static final Comparator<JobProgress> LATER = Comparator.comparingLong(JobProgress::getStep)
+      .thenComparingLong(JobProgress::getTimestampMs).thenComparing(JobProgress::getMessage)
+      .thenComparing(p -> new TreeMap<>(p.getMetrics()).toString());
+  /** Which of two failures came first: time, then stage, then reason. */
+  private static final Comparator<JobFailure> FIRST_FAILURE = Comparator.comparingLong(JobFailure::getTimestampMs)
+      .thenComparing(JobFailure::getStage).thenComparing(JobFailure::getReason);
+  private static final Comparator<CompressionRequest> EARLIER_REQUEST =
+      Comparator.comparingLong(CompressionRequest::getSubmittedAtMs).thenComparing(CompressionRequest::toString);
   private static final List<Stage> PIPELINE_ORDER =
       List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING, Stage.UNSUPPORTED);
 
@@ -41,11 +53,16 @@ public final class JobStatusFold {
     return JobStatus.newBuilder().setJobId(jobId).setState(JobState.UNKNOWN).build();
   }
 
-  /** {@code timestampMs} is the request record's, used when the request does not say when it was submitted. */
+  /**
+   * {@code timestampMs} is the request record's, used when the request does not say when it was
+   * submitted. Of two different requests under one job id, the earlier submitted one stands.
+   */
   public static JobStatus request(JobStatus status, CompressionRequest request, long timestampMs) {
     long submitted = request.getSubmittedAtMs() > 0 ? request.getSubmittedAtMs() : timestampMs;
-    JobStatus.Builder next = JobStatus.newBuilder(status).setRequest(request)
-        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), submitted));
+    JobStatus.Builder next = JobStatus.newBuilder(status);
+    if (status.getRequest() == null || EARLIER_REQUEST.compare(request, status.getRequest()) < 0) {
+      next.setRequest(request);
+    }
     if (status.getState() == JobState.UNKNOWN) {
       next.setState(JobState.ACCEPTED);
     }
@@ -53,31 +70,33 @@ public final class JobStatusFold {
   }
 
   public static JobStatus progress(JobStatus status, JobProgress progress) {
-    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()))
-        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), progress.getTimestampMs()));
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()));
     List<StageStatus> stages = new ArrayList<>(status.getStages());
     int index = indexOf(stages, progress.getStage());
     StageStatus stage = index < 0 ? new StageStatus(progress.getStage(), null, false) : stages.get(index);
-    if (stage.getLatest() == null || progress.getStep() > stage.getLatest().getStep()) {
+    if (stage.getLatest() == null || LATER.compare(progress, stage.getLatest()) > 0) {
       boolean done = stage.getDone() || status.getState() == JobState.DONE
           || progress.getStep() >= progress.getTotalSteps();
       next.setStages(put(stages, new StageStatus(stage.getStage(), progress, done)));
     }
-    if (!progress.getMetrics().isEmpty() && status.getHistory().stream().noneMatch(h -> sameStep(h, progress))) {
+    if (!progress.getMetrics().isEmpty()) {
       List<JobProgress> history = new ArrayList<>(status.getHistory());
-      history.add(progress);
-      history.sort(Comparator.comparingLong(JobProgress::getTimestampMs)
-          .thenComparing(JobProgress::getStage).thenComparingLong(JobProgress::getStep));
-      next.setHistory(history.size() > HISTORY_LIMIT
-          ? new ArrayList<>(history.subList(history.size() - HISTORY_LIMIT, history.size())) : history);
+      JobProgress same = history.stream().filter(h -> sameStep(h, progress)).findFirst().orElse(null);
+      if (same == null || LATER.compare(progress, same) > 0) {
+        history.remove(same);
+        history.add(progress);
+        history.sort(Comparator.comparingLong(JobProgress::getTimestampMs)
+            .thenComparing(JobProgress::getStage).thenComparingLong(JobProgress::getStep));
+        next.setHistory(history.size() > HISTORY_LIMIT
+            ? new ArrayList<>(history.subList(history.size() - HISTORY_LIMIT, history.size())) : history);
+      }
     }
     return touched(next, progress.getTimestampMs());
   }
 
   /** A stage handed its checkpoint on: that stage is done. */
   public static JobStatus checkpoint(JobStatus status, CheckpointReady checkpoint, long timestampMs) {
-    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()))
-        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), timestampMs));
+    JobStatus.Builder next = JobStatus.newBuilder(status).setState(running(status.getState()));
     if (status.getRequest() == null) {
       next.setRequest(checkpoint.getContext().getRequest());
     }
@@ -85,22 +104,26 @@ public final class JobStatusFold {
     return touched(next, timestampMs);
   }
 
+  /** Of two results (a job run twice), the later completed one stands. */
   public static JobStatus result(JobStatus status, JobResult result) {
-    List<StageStatus> stages = status.getStages();
-    for (StageStatus stage : status.getStages()) {
-      stages = markDone(stages, stage.getStage());
+    JobStatus.Builder next = JobStatus.newBuilder(status);
+    if (status.getResult() == null || result.getCompletedAtMs() > status.getResult().getCompletedAtMs()) {
+      List<StageStatus> stages = status.getStages();
+      for (StageStatus stage : status.getStages()) {
+        stages = markDone(stages, stage.getStage());
+      }
+      next.setState(JobState.DONE).setResult(result).setFailure(null).setStages(stages);
     }
-    JobStatus.Builder next = JobStatus.newBuilder(status).setState(JobState.DONE).setResult(result).setFailure(null)
-        .setStages(stages).setSubmittedAtMs(earliest(status.getSubmittedAtMs(), result.getCompletedAtMs()));
     return touched(next, result.getCompletedAtMs());
   }
 
+  /** Of two failures, the earlier one is the reason; after a result, a failure changes only the times. */
   public static JobStatus failure(JobStatus status, JobFailure failure) {
-    if (status.getState() == JobState.DONE || status.getFailure() != null) {
-      return status; // final already; the first failure is the reason
+    JobStatus.Builder next = JobStatus.newBuilder(status);
+    boolean replaces = status.getFailure() == null || FIRST_FAILURE.compare(failure, status.getFailure()) < 0;
+    if (status.getState() != JobState.DONE && replaces) {
+      next.setState(JobState.FAILED).setFailure(failure);
     }
-    JobStatus.Builder next = JobStatus.newBuilder(status).setState(JobState.FAILED).setFailure(failure)
-        .setSubmittedAtMs(earliest(status.getSubmittedAtMs(), failure.getTimestampMs()));
     return touched(next, failure.getTimestampMs());
   }
 
@@ -143,7 +166,9 @@ public final class JobStatusFold {
     return known == 0 ? timestampMs : Math.min(known, timestampMs);
   }
 
+  /** Every event moves the job's first and last times, whatever else it changes. */
   private static JobStatus touched(JobStatus.Builder next, long timestampMs) {
-    return next.setUpdatedAtMs(Math.max(next.getUpdatedAtMs(), timestampMs)).build();
+    return next.setSubmittedAtMs(earliest(next.getSubmittedAtMs(), timestampMs))
+        .setUpdatedAtMs(Math.max(next.getUpdatedAtMs(), timestampMs)).build();
   }
 }

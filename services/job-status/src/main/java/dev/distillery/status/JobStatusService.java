@@ -70,7 +70,9 @@ public final class JobStatusService implements AutoCloseable {
         example.remove("jobId");
         example.remove("submittedAtMs");
       }
+      // Alive until Streams gave up (ERROR, shutting down): then a restart is what helps.
       Gateway gateway = new Gateway(vertx, service.store(), service.producer,
+          () -> streams.state().isRunningOrRebalancing() || streams.state() == KafkaStreams.State.CREATED,
           () -> streams.state() == KafkaStreams.State.RUNNING, example);
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
       return service;
@@ -147,8 +149,10 @@ public final class JobStatusService implements AutoCloseable {
     try {
       JobStatusService service = start(ServiceConfig.load(NAME), vertx, CompressionRequest.newBuilder()
           .setJobId("")
-          .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet").setCheckpointUri("file:///models/teacher.params").build())
-          .setDataset(DatasetSpec.newBuilder().setLocation("/usr/share/datasets/fashion-mnist").build())
+          // The images' paths (docker/Dockerfile); the teacher is the user's to name.
+          .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet")
+              .setCheckpointUri("file:///var/lib/distillery/artifacts/teachers/teacher.params").build())
+          .setDataset(DatasetSpec.newBuilder().setLocation("/var/lib/distillery/datasets/fashion-mnist-subset").build())
           .setStudent(new StudentSpec("lenet5", 1.0))
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(PruningSettings.newBuilder().build())

@@ -80,17 +80,38 @@ class JobStatusTopologyTest {
 
   @Test
   void anyOrderAndRepeatedEventsGiveTheSameStatus() throws Exception {
-    List<Event> events = finishedJob("ordered", 1_000);
-    events.forEach(this::pipe);
-    String expected = renamed(store().get("ordered"));
-    for (long seed = 1; seed <= 20; seed++) {
-      String jobId = "shuffled-" + seed;
-      List<Event> shuffled = new ArrayList<>(finishedJob(jobId, 1_000));
-      shuffled.addAll(finishedJob(jobId, 1_000).subList(0, (int) seed % 7 + 1)); // at-least-once: repeats
-      Collections.shuffle(shuffled, new Random(seed));
-      shuffled.forEach(this::pipe);
-      assertThat(renamed(store().get(jobId))).as("seed %d", seed).isEqualTo(expected);
+    for (boolean withResult : new boolean[] {true, false}) {
+      String prefix = withResult ? "done-" : "failed-";
+      troubledJob(prefix + "ordered", withResult).forEach(this::pipe);
+      String expected = renamed(store().get(prefix + "ordered"));
+      assertThat(store().get(prefix + "ordered").getState()).isEqualTo(withResult ? JobState.DONE : JobState.FAILED);
+      for (long seed = 1; seed <= 20; seed++) {
+        String jobId = prefix + "shuffled-" + seed;
+        List<Event> shuffled = new ArrayList<>(troubledJob(jobId, withResult));
+        shuffled.addAll(troubledJob(jobId, withResult).subList(0, (int) seed % 7 + 1)); // at-least-once: repeats
+        Collections.shuffle(shuffled, new Random(seed));
+        shuffled.forEach(this::pipe);
+        assertThat(renamed(store().get(jobId))).as("%s, seed %d", prefix, seed).isEqualTo(expected);
+      }
     }
+  }
+
+  /**
+   * A job with everything that can conflict: two failures, a progress step sent twice with other
+   * figures (a restarted stage), and, if {@code withResult}, a result after all (a retry).
+   */
+  private static List<Event> troubledJob(String jobId, boolean withResult) throws Exception {
+    List<Event> events = new ArrayList<>(finishedJob(jobId, 1_000));
+    Event result = events.remove(events.size() - 1);
+    events.add(new Event(topic(Topics.FAILURES),
+        new JobFailure(jobId, Stage.PRUNING, null, "out of memory", 8_500L), 8_500));
+    events.add(new Event(topic(Topics.FAILURES),
+        new JobFailure(jobId, Stage.DISTILLATION, "distillation.learningRate", "diverged", 8_400L), 8_400));
+    events.add(progress(jobId, Stage.DISTILLATION, 2, 3, Map.of("loss", 0.4), 9_000));
+    if (withResult) {
+      events.add(result);
+    }
+    return events;
   }
 
   @Test

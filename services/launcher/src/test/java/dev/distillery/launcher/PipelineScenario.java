@@ -161,7 +161,7 @@ final class PipelineScenario {
         .contains("distillery_jobs_completed_total{stage=\"student-transfer\"} 1\n")
         .contains("distillery_jobs_completed_total{stage=\"pruner\"} 2\n")
         .contains("distillery_stage_job_seconds_count{stage=\"pruner\"} 2\n")
-        .contains("distillery_consumer_lag{stage=\"pruner\"} 0\n")
+        .containsPattern("distillery_consumer_lag\\{stage=\"pruner\"} \\d+\n")
         .containsPattern("distillery_samples_per_second\\{stage=\"student-trainer\"} [1-9]");
   }
 

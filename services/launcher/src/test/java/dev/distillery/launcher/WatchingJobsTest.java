@@ -134,7 +134,7 @@ class WatchingJobsTest {
 
   private static Output cli(String... words) {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-    int status = new Cli(bootstrapServers, new PrintStream(bytes, true, StandardCharsets.UTF_8)).run(List.of(words));
+    int status = new Cli(Map.of("bootstrap.servers", bootstrapServers), new PrintStream(bytes, true, StandardCharsets.UTF_8)).run(List.of(words));
     String text = bytes.toString(StandardCharsets.UTF_8);
     System.out.print(text);
     return new Output(status, text);

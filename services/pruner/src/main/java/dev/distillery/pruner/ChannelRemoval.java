@@ -44,6 +44,9 @@ final class ChannelRemoval {
         copy(select(bias(parameters, layers.get(i)).getArray(), kept.get(i), new int[] {0}),
             target.get(PruningMasks.biasOf(layers.get(i).getKey())), scope);
       }
+    } catch (RuntimeException e) {
+      small.close();
+      throw e;
     }
     return small;
   }

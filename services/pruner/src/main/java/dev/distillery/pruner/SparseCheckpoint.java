@@ -17,6 +17,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.zip.Deflater;
 import java.util.zip.DeflaterOutputStream;
+import java.util.zip.Inflater;
 import java.util.zip.InflaterInputStream;
 
 /**
@@ -50,8 +51,16 @@ final class SparseCheckpoint {
     sink.write(MAGIC);
     sink.write(VERSION);
     Deflater deflater = new Deflater(Deflater.BEST_COMPRESSION);
-    DeflaterOutputStream deflating = new DeflaterOutputStream(sink, deflater);
-    DataOutputStream out = new DataOutputStream(deflating);
+    try {
+      DeflaterOutputStream deflating = new DeflaterOutputStream(sink, deflater);
+      writeTensors(model, new DataOutputStream(deflating));
+      deflating.finish(); // the sink stays open: it belongs to the caller
+    } finally {
+      deflater.end();
+    }
+  }
+
+  private static void writeTensors(Model model, DataOutputStream out) throws IOException {
     var parameters = model.getBlock().getParameters();
     out.writeInt(parameters.size());
     for (Pair<String, Parameter> p : parameters) {
@@ -89,8 +98,6 @@ final class SparseCheckpoint {
       }
     }
     out.flush();
-    deflating.finish(); // the sink stays open: it belongs to the caller
-    deflater.end();
   }
 
   static Map<String, Tensor> read(InputStream source) throws IOException {
@@ -98,7 +105,15 @@ final class SparseCheckpoint {
     if (!Arrays.equals(magic, MAGIC) || source.read() != VERSION) {
       throw new IOException("not a version " + VERSION + " sparse checkpoint");
     }
-    DataInputStream in = new DataInputStream(new InflaterInputStream(source));
+    Inflater inflater = new Inflater();
+    try {
+      return readTensors(new DataInputStream(new InflaterInputStream(source, inflater)));
+    } finally {
+      inflater.end();
+    }
+  }
+
+  private static Map<String, Tensor> readTensors(DataInputStream in) throws IOException {
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     int count = in.readInt();
     for (int t = 0; t < count; t++) {

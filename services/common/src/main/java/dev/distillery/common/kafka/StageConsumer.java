@@ -8,6 +8,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
+import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
@@ -19,6 +20,7 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.errors.SerializationException;
+import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,6 +34,9 @@ import org.slf4j.LoggerFactory;
 public final class StageConsumer<V> implements Runnable {
   private static final Logger LOG = LoggerFactory.getLogger(StageConsumer.class);
   private static final Duration POLL = Duration.ofMillis(100);
+  /** How often the lag is read: it takes a broker round trip. */
+  private static final Duration LAG_INTERVAL = Duration.ofSeconds(5);
+  private static final Duration LAG_TIMEOUT = Duration.ofSeconds(5);
 
   private record Finished(TopicPartition partition, long offset, Throwable error) {}
 
@@ -41,6 +46,7 @@ public final class StageConsumer<V> implements Runnable {
   private final DeadLetters deadLetters;
   private final StageMetrics metrics;
   private final Queue<ConsumerRecord<String, byte[]>> waiting = new ArrayDeque<>();
+  private long nextLagReading;
   private final Queue<Finished> finished = new ConcurrentLinkedQueue<>();
   private final OffsetTracker offsets = new OffsetTracker();
   private final CountDownLatch stopped = new CountDownLatch(1);
@@ -76,7 +82,14 @@ public final class StageConsumer<V> implements Runnable {
           waiting.add(record);
         }
         metrics.setInProgress(offsets.inProgress());
-        metrics.setConsumerLag(lag());
+        if (System.nanoTime() >= nextLagReading) {
+          nextLagReading = System.nanoTime() + LAG_INTERVAL.toNanos();
+          try {
+            metrics.setConsumerLag(lag());
+          } catch (TimeoutException e) {
+            LOG.debug("{}: lag not read this time: {}", input.name(), e.getMessage());
+          }
+        }
       }
       settleFinished();
     } catch (WakeupException e) {
@@ -91,11 +104,16 @@ public final class StageConsumer<V> implements Runnable {
     }
   }
 
-  /** Records not yet fetched on the assigned partitions, as of the last fetch (no broker call). */
+  /**
+   * Records on the assigned partitions not finished yet: not fetched (end offset minus position),
+   * fetched and waiting, and in progress. Like the lag of committed offsets that autoscalers read,
+   * and unlike the fetcher's own lag, it stays right while the consumer is paused.
+   */
   private long lag() {
-    long lag = 0;
-    for (TopicPartition partition : consumer.assignment()) {
-      lag += consumer.currentLag(partition).orElse(0);
+    Set<TopicPartition> assigned = consumer.assignment();
+    long lag = waiting.size() + offsets.inProgress();
+    for (Map.Entry<TopicPartition, Long> end : consumer.endOffsets(assigned, LAG_TIMEOUT).entrySet()) {
+      lag += Math.max(0, end.getValue() - consumer.position(end.getKey(), LAG_TIMEOUT));
     }
     return lag;
   }
