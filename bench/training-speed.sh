@@ -5,7 +5,7 @@
 #   bench/training-speed.sh [rounds=3] [samples=60000] [epochs=1]
 #
 # Environment knobs (defaults = the recommended configuration):
-#   DJL_OPTS    extra key=value args for TrainingSpeedBench, e.g. "mkldnn=off";
+#   DJL_OPTS    extra key=value args for TrainingSpeedBench, e.g. "mkldnn=on" (the services run with it off);
 #               words starting with "-" (e.g. -XX:MaxDirectMemorySize=64m) go to the JVM instead
 #   TORCH_OPTS  extra args for bench/torch/train_lenet5.py, e.g. "--mkldnn off --channels-last"
 #   ISA         ONEDNN_MAX_CPU_ISA for the DJL side (default AVX2; "unset" leaves it unset)

@@ -2,9 +2,6 @@ package dev.distillery.bench;
 
 import ai.djl.Model;
 import ai.djl.pytorch.jni.JniUtils;
-import com.sun.jna.Function;
-import com.sun.jna.NativeLibrary;
-import com.sun.jna.Pointer;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
@@ -23,9 +20,9 @@ import java.util.Map;
  * with bench/torch/train_lenet5.py on the same model, data, batch and threads.
  *
  * <p>Arguments are {@code key=value}: {@code samples=60000 epochs=1 warmup=20 threads=2 batch=128
- * seed=1 dir=/usr/share/datasets/fashion-mnist}, and {@code mkldnn=on|off}: libtorch's global oneDNN
- * switch ({@code torch.backends.mkldnn.enabled}), which DJL does not expose, flipped through the
- * exported {@code at::Context} symbols via JNA. {@code warmup} steps run untimed first, as on the
+ * seed=1 dir=/usr/share/datasets/fashion-mnist}, and {@code mkldnn=on|off} (default off, as in the
+ * services): libtorch's global oneDNN switch ({@code torch.backends.mkldnn.enabled}, see
+ * {@link DjlRuntime#setOneDnn}). {@code warmup} steps run untimed first, as on the
  * torch side.
  */
 public final class TrainingSpeedBench {
@@ -43,7 +40,7 @@ public final class TrainingSpeedBench {
     int threads = Integer.parseInt(opt.getOrDefault("threads", "2"));
     int batch = Integer.parseInt(opt.getOrDefault("batch", "128"));
     long seed = Long.parseLong(opt.getOrDefault("seed", "1"));
-    String mkldnn = opt.getOrDefault("mkldnn", "on");
+    String mkldnn = opt.getOrDefault("mkldnn", "off");
     Path dir = Path.of(opt.getOrDefault("dir", "/usr/share/datasets/fashion-mnist"));
 
     DjlRuntime.start(threads);
@@ -51,7 +48,7 @@ public final class TrainingSpeedBench {
     TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
         Losses.crossEntropy(logits, train.labels(manager, indices));
     try (Model model = Models.create("lenet5", 1.0, 10, train.imageShape(), seed)) {
-      setMkldnn(!"off".equals(mkldnn));
+      DjlRuntime.setOneDnn(!"off".equals(mkldnn));
       ImageDataset warmupSet = train.limit(warmup * batch);
       new TrainingLoop(model, warmupSet, TrainingLoop.Plan.adam(1, batch, 0.001, seed), crossEntropy).run();
       double[] lastLoss = new double[1];
@@ -63,34 +60,9 @@ public final class TrainingSpeedBench {
       System.out.printf("djl samples/s=%.1f seconds=%.2f meanLoss=%.4f peakRssMB=%.0f threads=%d/%d mkldnn=%s(%s)"
               + " isa=%s malloc=%s%n",
           (double) train.size() * epochs / seconds, seconds, lastLoss[0], peakRssMb(), JniUtils.getNumThreads(),
-          JniUtils.getNumInteropThreads(), mkldnn, mkldnnEnabled(), System.getenv("ONEDNN_MAX_CPU_ISA"),
+          JniUtils.getNumInteropThreads(), mkldnn, DjlRuntime.oneDnnEnabled(), System.getenv("ONEDNN_MAX_CPU_ISA"),
           System.getenv("MALLOC_MMAP_MAX_") != null ? "tuned" : "default");
     }
-  }
-
-  /** libtorch's {@code at::globalContext().setUserEnabledMkldnn(on)}, the switch behind torch.backends.mkldnn. */
-  static void setMkldnn(boolean on) throws IOException {
-    NativeLibrary torch = torchCpu();
-    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
-    torch.getFunction("_ZN2at7Context20setUserEnabledMkldnnEb").invoke(new Object[] {context, on});
-  }
-
-  static boolean mkldnnEnabled() throws IOException {
-    NativeLibrary torch = torchCpu();
-    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
-    Function get = torch.getFunction("_ZNK2at7Context17userEnabledMkldnnEv");
-    return (get.invokeInt(new Object[] {context}) & 0xff) != 0;
-  }
-
-  /** The libtorch_cpu.so this process already loaded (DJL extracts it under DJL_CACHE_DIR). */
-  private static NativeLibrary torchCpu() throws IOException {
-    for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
-      int at = line.indexOf('/');
-      if (at >= 0 && line.endsWith("/libtorch_cpu.so")) {
-        return NativeLibrary.getInstance(line.substring(at));
-      }
-    }
-    throw new IOException("libtorch_cpu.so is not loaded");
   }
 
   static double peakRssMb() throws IOException {

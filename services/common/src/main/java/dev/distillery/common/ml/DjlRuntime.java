@@ -2,6 +2,11 @@ package dev.distillery.common.ml;
 
 import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.JniUtils;
+import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
 import org.slf4j.Logger;
@@ -12,6 +17,13 @@ import org.slf4j.LoggerFactory;
  * use in a JVM. The settings that must exist before the JVM starts (the environment variables
  * {@code ONEDNN_MAX_CPU_ISA=AVX2}, {@code OPT_OUT_TRACKING}, {@code DJL_CACHE_DIR}) are set by the
  * launch scripts and the build; this class warns when they are missing.
+ *
+ * <p>libtorch's oneDNN (mkldnn) kernels are switched off, as {@code torch.backends.mkldnn.enabled
+ * = False} would: libtorch 2.7.1's oneDNN gave NaN convolution gradients with its AVX-512 kernels
+ * (FINDINGS), and with them capped at AVX2 it computed wrong, thread-dependent logits for a convnet
+ * whose layers have 6, 13 and 51 channels (0.66-0.74 or 0.10 test accuracy where PyTorch 1.13 and
+ * libtorch without oneDNN give 0.9043; {@code OddChannelInferenceTest}). Without oneDNN libtorch
+ * uses its own kernels. {@code -Ddistillery.onednn=on} keeps oneDNN, for benchmarks only.
  */
 public final class DjlRuntime {
   /** Environment variables a JVM running DJL needs before it starts (set by scripts and images). */
@@ -42,9 +54,43 @@ public final class DjlRuntime {
       if (System.getenv("OPT_OUT_TRACKING") == null) {
         LOG.warn("OPT_OUT_TRACKING is not set: DJL attempts a telemetry call at start");
       }
+      Engine engine = Engine.getEngine("PyTorch");
+      if (!"on".equals(System.getProperty("distillery.onednn"))) {
+        setOneDnn(false);
+      }
       started = true;
+      return engine;
     }
     return Engine.getEngine("PyTorch");
+  }
+
+  /** libtorch's {@code at::globalContext().setUserEnabledMkldnn(on)}: what torch.backends.mkldnn sets. */
+  public static void setOneDnn(boolean on) {
+    NativeLibrary torch = torchCpu();
+    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
+    torch.getFunction("_ZN2at7Context20setUserEnabledMkldnnEb").invoke(new Object[] {context, on});
+  }
+
+  /** Whether libtorch's oneDNN kernels are in use. */
+  public static boolean oneDnnEnabled() {
+    NativeLibrary torch = torchCpu();
+    Pointer context = torch.getFunction("_ZN2at13globalContextEv").invokePointer(new Object[0]);
+    return (torch.getFunction("_ZNK2at7Context17userEnabledMkldnnEv").invokeInt(new Object[] {context}) & 0xff) != 0;
+  }
+
+  /** The libtorch_cpu.so this process loaded (DJL extracts it under DJL_CACHE_DIR). */
+  private static NativeLibrary torchCpu() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+        int at = line.indexOf('/');
+        if (at >= 0 && line.endsWith("/libtorch_cpu.so")) {
+          return NativeLibrary.getInstance(line.substring(at));
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    throw new IllegalStateException("libtorch_cpu.so is not loaded");
   }
 
   /**

@@ -1,0 +1,47 @@
+#!/usr/bin/python3
+"""Golden logits for OddChannelInferenceTest, from real PyTorch (Debian's python3-torch 1.13).
+
+The model is a convnet whose pruning (LN_STRUCTURED, 80% of channels, bench/run.sh prune on the
+full Fashion-MNIST) left hidden layers of 6, 6, 13, 13 and 51: convnet_6_6_13_13_51.params is the
+service's own DJL checkpoint of it, convnet_6_6_13_13_51.safetensors the same weights as exported
+for PyTorch. libtorch 2.7.1 with oneDNN capped at AVX2 computed wrong logits for it.
+
+Run from the repository root: /usr/bin/python3 services/pruner/src/test/resources/golden/odd_channels/odd_channel_logits.py
+Writes odd_channel_logits.json: the logits of the first 64 test images of the shipped subset.
+"""
+import gzip
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../../../../../../../bench/torch"))
+from load_safetensors import build, read_safetensors  # noqa: E402  the nn.Sequential twin of Architectures
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = struct.unpack(">" + "I" * data[3], data[4:4 + 4 * data[3]])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * data[3]).reshape(dims)
+
+
+def main():
+    state = read_safetensors(os.path.join(HERE, "convnet_6_6_13_13_51.safetensors"))
+    model = build("convnet", [6, 6, 13, 13, 51], 10)
+    model.load_state_dict(state, strict=True)
+    images = read_idx(os.path.join(HERE, "../../../../../../../datasets/fashion-mnist-subset/t10k-images-idx3-ubyte.gz"))
+    x = torch.from_numpy((images[:64].astype(np.float32) / 255.0 - 0.2860) / 0.3530).unsqueeze(1)
+    with torch.no_grad():
+        logits = model(x)
+    with open(os.path.join(HERE, "odd_channel_logits.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "images": 64, "logits": logits.flatten().tolist()}, f)
+    print("wrote", logits.shape, "with torch", torch.__version__)
+
+
+if __name__ == "__main__":
+    main()
