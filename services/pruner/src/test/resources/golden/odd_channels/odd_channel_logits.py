@@ -9,10 +9,8 @@ for PyTorch. libtorch 2.7.1 with oneDNN capped at AVX2 computed wrong logits for
 Run from the repository root: /usr/bin/python3 services/pruner/src/test/resources/golden/odd_channels/odd_channel_logits.py
 Writes odd_channel_logits.json: the logits of the first 64 test images of the shipped subset.
 """
-import gzip
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -20,14 +18,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../../../../../../bench/torch"))
-from load_safetensors import build, read_safetensors  # noqa: E402  the nn.Sequential twin of Architectures
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = struct.unpack(">" + "I" * data[3], data[4:4 + 4 * data[3]])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * data[3]).reshape(dims)
+from load_safetensors import build, read_idx, read_safetensors  # noqa: E402  the nn.Sequential twin of Architectures
 
 
 def main():
