@@ -10,17 +10,12 @@ import dev.distillery.schemas.kafka.Topics;
 import dev.distillery.status.JobStatusFold;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
-import org.apache.kafka.common.serialization.StringDeserializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -38,17 +33,8 @@ final class JobSnapshot {
   /** Statuses by job id, in the order the jobs were first seen; {@code kafka}: client properties. */
   static Map<String, JobStatus> read(Map<String, ?> kafka) {
     Map<String, JobStatus> jobs = new LinkedHashMap<>();
-    Map<String, Object> props = new HashMap<>(kafka);
-    props.put(ConsumerConfig.CLIENT_ID_CONFIG, "distillery-cli-" + UUID.randomUUID());
-    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-    try (KafkaConsumer<String, byte[]> consumer =
-        new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer())) {
-      List<TopicPartition> partitions = new ArrayList<>();
-      for (String topic : TOPICS) {
-        consumer.partitionsFor(topic).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));
-      }
-      consumer.assign(partitions);
-      consumer.seekToBeginning(partitions);
+    try (KafkaConsumer<String, byte[]> consumer = TopicReader.fromBeginning(kafka, "distillery-cli-", TOPICS)) {
+      List<TopicPartition> partitions = new ArrayList<>(consumer.assignment());
       Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(500))) {

@@ -6,20 +6,15 @@ import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.kafka.Topics;
 import java.time.Duration;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
-import org.apache.kafka.common.serialization.StringDeserializer;
 
 /**
  * Follows one job on the progress, results and failures topics, as any pipeline or dashboard
@@ -39,16 +34,8 @@ public final class JobWatcher implements AutoCloseable {
 
   /** A watcher with these Kafka client properties (bootstrap servers, security, ...). */
   public JobWatcher(Map<String, ?> kafka) {
-    Map<String, Object> props = new HashMap<>(kafka);
-    props.put(ConsumerConfig.CLIENT_ID_CONFIG, "distillery-watcher-" + UUID.randomUUID());
-    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-    consumer = new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer());
-    List<TopicPartition> partitions = new ArrayList<>();
-    for (String topic : List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name())) {
-      consumer.partitionsFor(topic).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));
-    }
-    consumer.assign(partitions);
-    consumer.seekToBeginning(partitions);
+    consumer = TopicReader.fromBeginning(kafka, "distillery-watcher-",
+        List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name()));
   }
 
   /** Waits for the job's result or failure, passing each progress event of the job to {@code onProgress}. */

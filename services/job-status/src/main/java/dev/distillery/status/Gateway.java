@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.distillery.common.RequestValidation;
+import dev.distillery.common.service.ManagementServer;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
@@ -49,7 +50,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  */
 final class Gateway {
   /** Event-bus address of status changes, as JSON text. */
-  static final String CHANGES = "distillery.job-status.changes";
+  private static final String CHANGES = "distillery.job-status.changes";
   private static final long KEEP_ALIVE_MS = 15_000;
 
   private final Vertx vertx;
@@ -83,11 +84,20 @@ final class Gateway {
     this.exampleRequest = exampleRequest;
   }
 
+  /**
+   * Passes a new status to the open event streams. Called on a stream thread for every event; a
+   * status (with its history) is written as JSON only when a client is there to read it.
+   */
+  void changed(JobStatus status) {
+    if (streamsOpen.get() > 0) {
+      vertx.eventBus().publish(CHANGES, PlainJson.write(status).toString());
+    }
+  }
+
   /** Starts listening; the future completes with the bound port. */
   Future<Integer> listen(int port) {
     Router router = Router.router(vertx);
-    router.get("/health").handler(ctx -> status(ctx.response(), healthy.getAsBoolean()));
-    router.get("/ready").handler(ctx -> status(ctx.response(), ready.getAsBoolean()));
+    ManagementServer.probes(router, healthy, ready);
     router.get("/metrics").handler(this::metrics);
     router.get("/api/jobs").handler(this::list);
     router.get("/api/jobs/:id").handler(this::detail);
@@ -263,10 +273,5 @@ final class Gateway {
 
   private static void json(HttpServerResponse response, int status, JsonNode body) {
     response.setStatusCode(status).putHeader("content-type", "application/json").end(body.toString());
-  }
-
-  private static void status(HttpServerResponse response, boolean up) {
-    response.setStatusCode(up ? 200 : 503).putHeader("content-type", "application/json")
-        .end(up ? "{\"status\":\"UP\"}" : "{\"status\":\"DOWN\"}");
   }
 }

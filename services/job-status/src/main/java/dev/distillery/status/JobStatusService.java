@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StoreQueryParameters;
@@ -59,9 +60,14 @@ public final class JobStatusService implements AutoCloseable {
    */
   public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
       throws Exception {
-    KafkaStreams streams = new KafkaStreams(
-        JobStatusTopology.build(status -> vertx.eventBus().publish(Gateway.CHANGES, PlainJson.write(status).toString())),
-        streamsProperties(config));
+    // Changes before the gateway listens reach no client; its first event is a full snapshot.
+    AtomicReference<Gateway> listening = new AtomicReference<>();
+    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(status -> {
+      Gateway gateway = listening.get();
+      if (gateway != null) {
+        gateway.changed(status);
+      }
+    }), streamsProperties(config));
     JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config));
     try {
       streams.start();
@@ -75,6 +81,7 @@ public final class JobStatusService implements AutoCloseable {
           () -> streams.state().isRunningOrRebalancing() || streams.state() == KafkaStreams.State.CREATED,
           () -> streams.state() == KafkaStreams.State.RUNNING, example);
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
+      listening.set(gateway);
       return service;
     } catch (Exception e) {
       service.close();

@@ -26,13 +26,18 @@ public final class ManagementServer {
     BooleanSupplier healthy = () -> stages.stream().allMatch(StageService::healthy);
     BooleanSupplier ready = () -> stages.stream().allMatch(StageService::ready);
     Router router = Router.router(vertx);
-    router.get("/health").handler(ctx -> status(ctx.response(), healthy.getAsBoolean()));
-    router.get("/ready").handler(ctx -> status(ctx.response(), ready.getAsBoolean()));
+    probes(router, healthy, ready);
     router.get("/metrics").handler(ctx -> ctx.response()
         .putHeader("content-type", "text/plain; version=0.0.4")
         .end(stages.stream().map(stage -> stage.metrics().prometheus()).collect(Collectors.joining())));
     // The server closes with its Vert.x instance.
     return vertx.createHttpServer().requestHandler(router).listen(port).map(HttpServer::actualPort);
+  }
+
+  /** {@code /health} and {@code /ready}: 200 {"status":"UP"} or 503 {"status":"DOWN"}, for any service's router. */
+  public static void probes(Router router, BooleanSupplier healthy, BooleanSupplier ready) {
+    router.get("/health").handler(ctx -> status(ctx.response(), healthy.getAsBoolean()));
+    router.get("/ready").handler(ctx -> status(ctx.response(), ready.getAsBoolean()));
   }
 
   private static void status(io.vertx.core.http.HttpServerResponse response, boolean up) {
