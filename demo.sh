@@ -4,8 +4,8 @@
 #   ./demo.sh --train-limit 60000      ./demo.sh --dataset datasets/fashion-mnist-subset
 set -euo pipefail
 cd "$(dirname "$0")"
-# Must be set before the JVM starts (see services/common/.../DjlRuntime.java).
-export ONEDNN_MAX_CPU_ISA=AVX2
+# Must be set before the JVM starts (see services/common/.../DjlRuntime.java). DjlRuntime picks
+# libtorch's kernels itself, after checking them on this CPU (README, "Kernels").
 export OPT_OUT_TRACKING=true
 export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 # Keep freed activation buffers in the process instead of returning them to the OS after every

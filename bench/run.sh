@@ -6,7 +6,7 @@
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export ONEDNN_MAX_CPU_ISA=AVX2 OPT_OUT_TRACKING=true
+export OPT_OUT_TRACKING=true
 export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
 ./mvnw -q -B -DskipTests install

@@ -8,7 +8,7 @@
 #   DJL_OPTS    extra key=value args for TrainingSpeedBench, e.g. "mkldnn=on" (the services run with it off);
 #               words starting with "-" (e.g. -XX:MaxDirectMemorySize=64m) go to the JVM instead
 #   TORCH_OPTS  extra args for bench/torch/train_lenet5.py, e.g. "--mkldnn off --channels-last"
-#   ISA         ONEDNN_MAX_CPU_ISA for the DJL side (default AVX2; "unset" leaves it unset)
+#   ISA         ONEDNN_MAX_CPU_ISA for the DJL side (default unset: the CPU's best, as the services run)
 #   MALLOC      tuned (default: MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11 MALLOC_TOP_PAD_=512MB
 #               on both sides) | default (glibc defaults on both sides) | djl-only | torch-only
 #   THREADS     libtorch/torch intra-op threads on both sides (default 2)
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${1:-3}" SAMPLES="${2:-60000}" EPOCHS="${3:-1}"
-THREADS="${THREADS:-2}" ISA="${ISA:-AVX2}" MALLOC="${MALLOC:-tuned}"
+THREADS="${THREADS:-2}" ISA="${ISA:-unset}" MALLOC="${MALLOC:-tuned}"
 DATA=/usr/share/datasets/fashion-mnist
 export OPT_OUT_TRACKING=true DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 

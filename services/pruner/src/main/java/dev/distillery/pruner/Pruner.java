@@ -6,6 +6,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.InferenceCost;
 import dev.distillery.common.ml.ImageDataset;
@@ -187,7 +188,9 @@ final class Pruner {
   private CompletableFuture<?> publish(JobResult.Builder result, JobContext context, long start) {
     Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
     seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
-    JobResult done = result.setStageSeconds(seconds).setCompletedAtMs(System.currentTimeMillis()).build();
+    JobResult done = result.setStageSeconds(seconds)
+        .setStageKernels(DjlRuntime.withKernelsOf(context.getStageKernels(), STAGE.name()))
+        .setCompletedAtMs(System.currentTimeMillis()).build();
     return events.send(Topics.RESULTS, done.getJobId(), done);
   }
 }

@@ -6,6 +6,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Models;
 import dev.distillery.schemas.CheckpointReady;
@@ -79,7 +80,8 @@ final class Distiller {
       seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
       // The planner timed its part; labelling ran on the replicas while batches arrived here.
       seconds.merge(Stage.TEACHER_INFERENCE.name(), labels.arrivalSeconds(), Double::sum);
-      next.setStudent(distilled.metrics()).setStageSeconds(seconds);
+      next.setStudent(distilled.metrics()).setStageSeconds(seconds)
+          .setStageKernels(DjlRuntime.withKernelsOf(context.getStageKernels(), STAGE.name()));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
               .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build());

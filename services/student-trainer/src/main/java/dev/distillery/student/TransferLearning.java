@@ -6,6 +6,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
@@ -73,7 +74,8 @@ final class TransferLearning {
             backboneRates(student, settings));
       }
       context.setStudent(transferred.metrics())
-          .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9));
+          .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9))
+          .setStageKernels(DjlRuntime.withKernelsOf(Map.of(), STAGE.name()));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(context.build())
               .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build());

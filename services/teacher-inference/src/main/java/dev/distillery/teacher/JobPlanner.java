@@ -6,6 +6,7 @@ import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.service.JobOutcomes;
@@ -105,7 +106,8 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
       evaluated.put(evaluationKey, teacherMetrics);
     }
     JobContext context = JobContext.newBuilder().setRequest(request).setTeacher(teacherMetrics)
-        .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9)).build();
+        .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9))
+        .setStageKernels(DjlRuntime.withKernelsOf(Map.of(), STAGE.name())).build();
     if (!request.getStages().contains(Stage.DISTILLATION)) {
       ArtifactRef ref = new ArtifactRef(checkpoint.toUri().toString(), sha256, Files.size(checkpoint));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()

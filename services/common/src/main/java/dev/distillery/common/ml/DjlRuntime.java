@@ -2,35 +2,105 @@ package dev.distillery.common.ml;
 
 import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.JniUtils;
+import ai.djl.ndarray.NDArray;
+import ai.djl.training.GradientCollector;
 import com.sun.jna.NativeLibrary;
 import com.sun.jna.Pointer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
+import java.util.stream.IntStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * DJL's PyTorch engine configured to run offline. Call {@link #start(int)} before any other DJL
- * use in a JVM. The settings that must exist before the JVM starts (the environment variables
- * {@code ONEDNN_MAX_CPU_ISA=AVX2}, {@code OPT_OUT_TRACKING}, {@code DJL_CACHE_DIR}) are set by the
- * launch scripts and the build; this class warns when they are missing.
+ * DJL's PyTorch engine configured to run offline, and the one place that decides which kernels
+ * serve convolutions. Call {@link #start(int)} before any other DJL use in a JVM. The settings that
+ * must exist before the JVM starts ({@code OPT_OUT_TRACKING}, {@code DJL_CACHE_DIR}, the malloc
+ * tuning) are set by the launch scripts and the build; this class warns when they are missing.
  *
- * <p>libtorch's oneDNN (mkldnn) kernels are switched off, as {@code torch.backends.mkldnn.enabled
- * = False} would: libtorch 2.7.1's oneDNN gave NaN convolution gradients with its AVX-512 kernels
- * (FINDINGS), and with them capped at AVX2 it computed wrong, thread-dependent logits for a convnet
- * whose layers have 6, 13 and 51 channels (0.66-0.74 or 0.10 test accuracy where PyTorch 1.13 and
- * libtorch without oneDNN give 0.9043; {@code OddChannelInferenceTest}). Without oneDNN libtorch
- * uses its own kernels. {@code -Ddistillery.onednn=on} keeps oneDNN, for benchmarks only.
+ * <p>Kernels ({@code -Ddistillery.kernels} or {@code DISTILLERY_KERNELS}: {@code auto}, the
+ * default, or one {@link Kernels} id). libtorch 2.7.1's oneDNN 3.7.1 computed wrong results on
+ * earlier machines of this project: NaN convolution input-gradients from its AVX-512
+ * backward-data kernel, and wrong, thread-dependent logits from its AVX2 forward kernels for 6-,
+ * 13- and 51-channel layers (FINDINGS; {@code OddChannelInferenceTest}). So whether oneDNN is
+ * right depends on the CPU, and is checked on the CPU that runs: {@code auto} tries oneDNN
+ * everywhere (2-3x faster than libtorch's own kernels), then oneDNN for forward passes only (its
+ * backward kernels were the NaN ones; {@link #backward} runs each {@code backward()} with
+ * libtorch's kernels, which autograd chooses again at each call), then libtorch's own kernels,
+ * and keeps the first that passes {@link KernelParity}'s probe, a few seconds of layers and
+ * built-in models against float64. The choice is logged, exposed by {@link #kernels()} (in
+ * /metrics) and recorded in every job result. {@code ONEDNN_MAX_CPU_ISA} is no longer set: with it
+ * at AVX2 oneDNN was slower and, on one machine, wrong.
  */
 public final class DjlRuntime {
+  /** Which kernels serve libtorch's convolutions. */
+  public enum Kernels {
+    /** libtorch's own kernels everywhere ({@code torch.backends.mkldnn.enabled = False}): the safe choice. */
+    NATIVE("native"),
+    /** oneDNN for forward passes, libtorch's own kernels for every backward pass. */
+    ONEDNN_FORWARD("onednn-forward"),
+    /** oneDNN for forward and backward passes, as libtorch ships: faulty on this stack, for measurements only. */
+    ONEDNN("onednn");
+
+    private final String id;
+
+    Kernels(String id) {
+      this.id = id;
+    }
+
+    public String id() {
+      return id;
+    }
+
+    public static Kernels parse(String id) {
+      for (Kernels k : values()) {
+        if (k.id.equals(id)) {
+          return k;
+        }
+      }
+      throw new IllegalArgumentException("unknown kernels '" + id + "' (native, onednn-forward, onednn)");
+    }
+  }
+
+  /**
+   * What serves this JVM's convolutions and why.
+   *
+   * @param requested {@code auto} or a {@link Kernels} id, as configured
+   * @param active the configuration in use
+   * @param probe what the probe found: "passed", "failed: <first failure>" for each configuration
+   *     tried, "off", or "not needed" (libtorch's own kernels need none)
+   * @param isa {@code ONEDNN_MAX_CPU_ISA}, or "default" (the CPU's best)
+   */
+  public record KernelStatus(String requested, Kernels active, String probe, String isa) {
+    /** "failed" when a configuration failed the probe (then {@code active} is the fallback), else {@code probe}. */
+    public String probeOutcome() {
+      return probe.contains("failed") ? "failed" : probe;
+    }
+
+    /** One line for logs and job results, e.g. {@code onednn (isa default, probe passed)}. */
+    @Override
+    public String toString() {
+      return active.id() + " (isa " + isa + ", probe " + probe + ")";
+    }
+  }
+
+  /** The configurations {@code auto} tries, fastest first. */
+  private static final List<Kernels> AUTO = List.of(Kernels.ONEDNN, Kernels.ONEDNN_FORWARD, Kernels.NATIVE);
   /** Environment variables a JVM running DJL needs before it starts (set by scripts and images). */
-  public static final Set<String> ENVIRONMENT = Set.of("ONEDNN_MAX_CPU_ISA", "OPT_OUT_TRACKING", "DJL_CACHE_DIR",
-      "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_");
+  public static final Set<String> ENVIRONMENT = Set.of("OPT_OUT_TRACKING", "DJL_CACHE_DIR",
+      "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "DISTILLERY_KERNELS", "DISTILLERY_KERNEL_PROBE",
+      "ONEDNN_MAX_CPU_ISA");
   private static final Logger LOG = LoggerFactory.getLogger(DjlRuntime.class);
   private static boolean started;
+  private static volatile KernelStatus kernels = new KernelStatus("auto", Kernels.NATIVE, "not started", "default");
 
   private DjlRuntime() {}
 
@@ -43,10 +113,6 @@ public final class DjlRuntime {
       if (System.getenv("DJL_CACHE_DIR") == null) {
         setIfAbsent("DJL_CACHE_DIR", Path.of(System.getProperty("user.home"), ".djl.ai").toString());
       }
-      if (!"AVX2".equals(System.getenv("ONEDNN_MAX_CPU_ISA"))) {
-        // libtorch 2.7.1's AVX-512 oneDNN conv backward returns NaN gradients on real data.
-        LOG.warn("ONEDNN_MAX_CPU_ISA is not AVX2: convolution training may produce NaN gradients");
-      }
       if (System.getenv("MALLOC_MMAP_MAX_") == null) {
         // glibc hands libtorch's large buffers back to the OS and faults them in again every step.
         LOG.warn("MALLOC_MMAP_MAX_ is not set: training may run at a third of its speed (see README)");
@@ -55,13 +121,104 @@ public final class DjlRuntime {
         LOG.warn("OPT_OUT_TRACKING is not set: DJL attempts a telemetry call at start");
       }
       Engine engine = Engine.getEngine("PyTorch");
-      if (!"on".equals(System.getProperty("distillery.onednn"))) {
-        setOneDnn(false);
-      }
+      chooseKernels(torchThreads);
       started = true;
       return engine;
     }
     return Engine.getEngine("PyTorch");
+  }
+
+  /** What serves this JVM's convolutions (after {@link #start}). */
+  public static KernelStatus kernels() {
+    return kernels;
+  }
+
+  public static synchronized boolean isStarted() {
+    return started;
+  }
+
+  /** {@code earlier} (a job's kernels per stage so far) with this JVM's kernels for {@code stage}. */
+  public static Map<String, String> withKernelsOf(Map<String, String> earlier, String stage) {
+    Map<String, String> all = new HashMap<>(earlier);
+    all.put(stage, kernels().toString());
+    return all;
+  }
+
+  /**
+   * {@code collector.backward(objective)} with the backward kernels of the active configuration:
+   * under {@link Kernels#ONEDNN_FORWARD}, oneDNN is off for the call. The switch is process-wide,
+   * so a forward pass another thread runs meanwhile uses libtorch's kernels too (slower, not
+   * wrong); no other backward can overlap, because DJL allows one GradientCollector per JVM.
+   */
+  public static void backward(GradientCollector collector, NDArray objective) {
+    if (kernels.active() != Kernels.ONEDNN_FORWARD) {
+      collector.backward(objective);
+      return;
+    }
+    setOneDnn(false);
+    try {
+      collector.backward(objective);
+    } finally {
+      setOneDnn(true);
+    }
+  }
+
+  /**
+   * Tries the requested configuration ({@code auto}: each of {@link #AUTO} in turn) with the
+   * harness's probe on this CPU and keeps the first that passes; libtorch's own kernels need no probe.
+   */
+  private static void chooseKernels(int torchThreads) {
+    String isa = Optional.ofNullable(System.getenv("ONEDNN_MAX_CPU_ISA")).orElse("default");
+    String requested = setting("distillery.kernels", "DISTILLERY_KERNELS", "auto");
+    List<Kernels> candidates = "auto".equals(requested) ? AUTO : List.of(Kernels.parse(requested), Kernels.NATIVE);
+    boolean probe = !"off".equals(setting("distillery.kernels.probe", "DISTILLERY_KERNEL_PROBE", "on"));
+    // A tolerance below float32's rounding makes the probe fail for real: how the fallback is tested.
+    double tolerance = Double.parseDouble(System.getProperty("distillery.kernels.probe.tolerance",
+        String.valueOf(KernelParity.TOLERANCE)));
+    int[] threads = IntStream.of(1, torchThreads).distinct().sorted().toArray();
+    List<String> failed = new ArrayList<>();
+    for (Kernels candidate : candidates) {
+      kernels = new KernelStatus(requested, candidate, "running", isa);
+      setOneDnn(candidate != Kernels.NATIVE);
+      if (candidate == Kernels.NATIVE || !probe) {
+        String outcome = candidate == Kernels.NATIVE ? "not needed" : "off";
+        kernels = new KernelStatus(requested, candidate, failed.isEmpty() ? outcome : String.join("; ", failed), isa);
+        break;
+      }
+      KernelParity.Report report = probe(tolerance, threads);
+      if (report.passed()) {
+        failed.add(candidate.id() + " passed");
+        kernels = new KernelStatus(requested, candidate, failed.size() == 1 ? "passed" : String.join("; ", failed), isa);
+        LOG.info("kernel probe of {} passed: {}", candidate.id(), report.summary());
+        break;
+      }
+      failed.add(candidate.id() + " failed: " + report.failures().get(0));
+      LOG.warn("kernel probe of {} failed on this CPU, trying the next configuration: {}; {}", candidate.id(),
+          report.summary(), report.failures().stream().limit(5).map(String::valueOf).toList());
+      KernelParity.explain(report).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
+    }
+    if (kernels.active() == Kernels.NATIVE && !failed.isEmpty()) {
+      LOG.warn("kernels: {}: libtorch's own kernels, slower, because oneDNN failed the probe", kernels);
+    } else {
+      LOG.info("kernels: {}", kernels);
+    }
+  }
+
+  private static KernelParity.Report probe(double tolerance, int[] threads) {
+    try {
+      return KernelParity.withShippedImages().withTolerance(tolerance).run(KernelParity.probeDesign(), threads);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted during the kernel probe", e);
+    }
+  }
+
+  private static String setting(String property, String variable, String fallback) {
+    String value = System.getProperty(property);
+    if (value == null) {
+      value = System.getenv(variable);
+    }
+    return value == null || value.isBlank() ? fallback : value.trim();
   }
 
   /** libtorch's {@code at::globalContext().setUserEnabledMkldnn(on)}: what torch.backends.mkldnn sets. */
@@ -100,7 +257,7 @@ public final class DjlRuntime {
   public static void main(String[] args) {
     Engine engine = start(1);
     System.out.println("DJL " + engine.getEngineName() + " " + engine.getVersion() + " ready in "
-        + System.getenv().getOrDefault("DJL_CACHE_DIR", System.getProperty("DJL_CACHE_DIR")));
+        + System.getenv().getOrDefault("DJL_CACHE_DIR", System.getProperty("DJL_CACHE_DIR")) + "; kernels: " + kernels());
   }
 
   /**

@@ -27,17 +27,22 @@ public final class IdxReader {
   private IdxReader() {}
 
   public static IdxArray read(Path file) throws IOException {
-    try (InputStream raw = new BufferedInputStream(Files.newInputStream(file))) {
-      raw.mark(2);
-      boolean gzip = raw.read() == 0x1f && raw.read() == 0x8b;
-      raw.reset();
-      try (DataInputStream in = new DataInputStream(gzip ? new GZIPInputStream(raw, 1 << 16) : raw)) {
-        return read(in, file);
-      }
+    try (InputStream raw = Files.newInputStream(file)) {
+      return read(raw, file.toString());
     }
   }
 
-  private static IdxArray read(DataInputStream in, Path file) throws IOException {
+  /** Reads an IDX array, gzipped or not, from {@code stream}; {@code file} names it in errors. */
+  public static IdxArray read(InputStream stream, String file) throws IOException {
+    InputStream raw = new BufferedInputStream(stream);
+    raw.mark(2);
+    boolean gzip = raw.read() == 0x1f && raw.read() == 0x8b;
+    raw.reset();
+    DataInputStream in = new DataInputStream(gzip ? new GZIPInputStream(raw, 1 << 16) : raw);
+    return read(in, file);
+  }
+
+  private static IdxArray read(DataInputStream in, String file) throws IOException {
     int magic = in.readInt();
     int type = (magic >>> 8) & 0xff;
     int dims = magic & 0xff;

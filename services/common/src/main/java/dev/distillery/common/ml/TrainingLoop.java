@@ -31,7 +31,7 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class TrainingLoop {
   /** DJL allows one active GradientCollector per JVM (a static flag), so trainings take turns. */
-  private static final ReentrantLock ONE_TRAINING_PER_JVM = new ReentrantLock(true);
+  static final ReentrantLock ONE_TRAINING_PER_JVM = new ReentrantLock(true);
 
   /**
    * How long and how to train.
@@ -261,7 +261,7 @@ public final class TrainingLoop {
         if (!Float.isFinite(scalar)) {
           throw new NonFiniteLossException(epoch, step + 1, scalar);
         }
-        collector.backward(value);
+        DjlRuntime.backward(collector, value);
       }
       trainer.step();
       return scalar;

@@ -1,5 +1,6 @@
 package dev.distillery.common.service;
 
+import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.schemas.JobProgress;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -58,6 +59,20 @@ public final class StageMetrics {
     }
   }
 
+  /**
+   * Which kernels serve this JVM's libtorch work (DjlRuntime's choice after its probe), as an
+   * info-style gauge; empty in a JVM that runs no DJL.
+   */
+  private String kernels() {
+    if (!DjlRuntime.isStarted()) {
+      return "";
+    }
+    DjlRuntime.KernelStatus k = DjlRuntime.kernels();
+    return "# TYPE distillery_kernels_info gauge\n"
+        + "distillery_kernels_info{stage=\"" + service + "\",kernels=\"" + k.active().id() + "\",isa=\"" + k.isa()
+        + "\",probe=\"" + k.probeOutcome() + "\"} 1\n";
+  }
+
   public String prometheus() {
     String labels = "{stage=\"" + service + "\"}";
     return "# TYPE distillery_records_consumed_total counter\n"
@@ -76,6 +91,7 @@ public final class StageMetrics {
         + "# TYPE distillery_consumer_lag gauge\n"
         + "distillery_consumer_lag" + labels + " " + consumerLag.get() + "\n"
         + "# TYPE distillery_samples_per_second gauge\n"
-        + "distillery_samples_per_second" + labels + " " + samplesPerSecond + "\n";
+        + "distillery_samples_per_second" + labels + " " + samplesPerSecond + "\n"
+        + kernels();
   }
 }

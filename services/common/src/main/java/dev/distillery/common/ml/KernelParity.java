@@ -1,0 +1,760 @@
+package dev.distillery.common.ml;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Block;
+import ai.djl.nn.Parameter;
+import ai.djl.nn.convolutional.Conv2d;
+import ai.djl.nn.core.Linear;
+import ai.djl.pytorch.jni.JniUtils;
+import ai.djl.training.GradientCollector;
+import ai.djl.training.ParameterStore;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Kernel parity harness: runs convolution and linear layers through DJL in float32 under this
+ * process's kernel configuration ({@link DjlRuntime#kernels()}) - forward, backward-data (the
+ * input's gradient) and backward-weights - and compares each with the same layer computed in
+ * float64, which oneDNN never serves, so the oracle cannot share a oneDNN fault.
+ *
+ * <p>A case passes when every float32 output is finite, lies within {@link #TOLERANCE} of the
+ * oracle (largest absolute difference over the oracle's largest magnitude; a whole model's weight
+ * gradients within {@link #MODEL_GRADIENT_TOLERANCE}), picks the oracle's argmax for every sample
+ * (near-ties aside), and agrees across thread counts. Each case runs at
+ * every thread count given, and the whole design runs twice, the second time in reverse order,
+ * after all other work and with freed memory filled with NaN first: stale scratch buffers are
+ * one suspected cause of oneDNN's faults, and poisoned ones turn a read of one into a NaN.
+ *
+ * <p>The designs ({@link #suiteDesign()}, {@link #sweepDesign()}, {@link #probeDesign()}) are
+ * pairwise covering designs: every value of every dimension, and every pair of values of two
+ * dimensions, appears in some case, at a fraction of the cases of the full product.
+ * {@code main} runs a design and exits 1 on a failure; for a failing case it reruns the case in a
+ * child JVM with {@code ONEDNN_VERBOSE=1} and reports the oneDNN implementations that served it.
+ */
+public final class KernelParity {
+  /** Largest relative error against the float64 oracle that a float32 kernel may have. */
+  public static final double TOLERANCE = 1e-4;
+  /**
+   * A whole model's weight gradients may differ more: where two inputs of a max pooling window
+   * differ by less than float32's rounding, rounding decides which one gets the gradient, and one
+   * such flip moved the convnet's weight gradients by 3.5e-3 (float32 with oneDNN's forward
+   * summation order against float64; libtorch's own order flips other windows). Gross faults (NaN,
+   * wrong logits, the faults seen before) are far above this; single layers keep {@link #TOLERANCE}.
+   */
+  public static final double MODEL_GRADIENT_TOLERANCE = 1e-2;
+  private static final String PROBE_IMAGES = "kernel-probe-images-idx3-ubyte.gz";
+  private static final int IMAGE_SIDE = 28;
+  private static final int TRACED_FAILURES = 3;
+
+  /**
+   * What a case runs: one convolution or dense layer, or a whole built-in architecture (10
+   * classes, 28x28 images) whose parameters' gradients are the case's backward-weights.
+   */
+  public enum Layer {
+    CONV(null, null),
+    LINEAR(null, null),
+    LENET5("lenet5", Architectures.hiddenUnits("lenet5", 1)),
+    CONVNET("convnet", Architectures.hiddenUnits("convnet", 1)),
+    /** The structurally pruned convnet whose logits oneDNN's AVX2 kernels got wrong (OddChannelInferenceTest). */
+    CONVNET_ODD("convnet", List.of(6, 6, 13, 13, 51));
+
+    private final String architecture;
+    private final List<Integer> hidden;
+
+    Layer(String architecture, List<Integer> hidden) {
+      this.architecture = architecture;
+      this.hidden = hidden;
+    }
+
+    boolean isModel() {
+      return architecture != null;
+    }
+
+    String id() {
+      return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+    }
+  }
+
+  /** Where a case's inputs come from. */
+  public enum Source { RANDOM, FASHION_MNIST }
+
+  /**
+   * One layer shape. For {@link Layer#LINEAR}, {@code in} and {@code out} are features and the
+   * spatial fields are unused (1, 1, 0, 1).
+   */
+  public record Case(Layer layer, int in, int out, int kernel, int stride, int padding, int width, int batch,
+      Source source) {
+    private static final Pattern CONV = Pattern.compile(
+        "conv (\\d+)->(\\d+) k(\\d+) s(\\d+) p(\\d+) w(\\d+) b(\\d+) (\\w+)");
+    private static final Pattern LINEAR = Pattern.compile("linear (\\d+)->(\\d+) b(\\d+) (\\w+)");
+    private static final Pattern MODEL = Pattern.compile("([a-z0-9-]+) b(\\d+) (\\w+)");
+
+    public static Case conv(int in, int out, int kernel, int stride, int padding, int width, int batch, Source source) {
+      return new Case(Layer.CONV, in, out, kernel, stride, padding, width, batch, source);
+    }
+
+    public static Case linear(int in, int out, int batch, Source source) {
+      return new Case(Layer.LINEAR, in, out, 1, 1, 0, 1, batch, source);
+    }
+
+    /** A whole built-in model on 28x28 single-channel images. */
+    public static Case model(Layer model, int batch, Source source) {
+      if (!model.isModel()) {
+        throw new IllegalArgumentException(model + " is a single layer");
+      }
+      return new Case(model, 1, 10, 1, 1, 0, IMAGE_SIDE, batch, source);
+    }
+
+    /** Reads {@link #label()} back. */
+    public static Case parse(String label) {
+      Matcher conv = CONV.matcher(label.trim());
+      if (conv.matches()) {
+        int[] v = new int[7];
+        for (int i = 0; i < 7; i++) {
+          v[i] = Integer.parseInt(conv.group(i + 1));
+        }
+        return conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], Source.valueOf(conv.group(8)));
+      }
+      Matcher linear = LINEAR.matcher(label.trim());
+      if (linear.matches()) {
+        return linear(Integer.parseInt(linear.group(1)), Integer.parseInt(linear.group(2)),
+            Integer.parseInt(linear.group(3)), Source.valueOf(linear.group(4)));
+      }
+      Matcher model = MODEL.matcher(label.trim());
+      if (model.matches()) {
+        for (Layer layer : Layer.values()) {
+          if (layer.isModel() && layer.id().equals(model.group(1))) {
+            return model(layer, Integer.parseInt(model.group(2)), Source.valueOf(model.group(3)));
+          }
+        }
+      }
+      throw new IllegalArgumentException("not a kernel parity case: " + label);
+    }
+
+    public String label() {
+      return switch (layer) {
+        case CONV -> String.format("conv %d->%d k%d s%d p%d w%d b%d %s", in, out, kernel, stride, padding, width,
+            batch, source);
+        case LINEAR -> String.format("linear %d->%d b%d %s", in, out, batch, source);
+        default -> String.format("%s b%d %s", layer.id(), batch, source);
+      };
+    }
+
+    int outWidth() {
+      return layer == Layer.CONV ? (width + 2 * padding - kernel) / stride + 1 : 1;
+    }
+
+    /** Multiply-accumulates of the forward pass (the backward passes cost about twice that). */
+    long macs() {
+      return (long) batch * out * outWidth() * outWidth() * in * kernel * kernel;
+    }
+
+    Shape inputShape() {
+      return layer == Layer.LINEAR ? new Shape(batch, in) : new Shape(batch, in, width, width);
+    }
+
+    Shape weightShape() {
+      return layer == Layer.CONV ? new Shape(out, in, kernel, kernel) : new Shape(out, in);
+    }
+
+    Shape outputShape() {
+      return layer == Layer.CONV ? new Shape(batch, out, outWidth(), outWidth()) : new Shape(batch, out);
+    }
+  }
+
+  /** One check that did not hold: which case, at how many threads, in which pass, and how. */
+  public record Failure(Case testCase, int threads, int pass, String check, String detail) {
+    @Override
+    public String toString() {
+      return testCase.label() + " threads=" + threads + " pass=" + pass + ": " + check + " " + detail;
+    }
+  }
+
+  /**
+   * The outcome of a run.
+   *
+   * @param worstError the largest relative error of any output that was finite
+   * @param computations float32 computations run (cases x thread counts x passes)
+   */
+  public record Report(int cases, int computations, double worstError, List<Failure> failures, long millis) {
+    public boolean passed() {
+      return failures.isEmpty();
+    }
+
+    /** The failing cases, each once, in the order they first failed. */
+    public List<Case> failingCases() {
+      return failures.stream().map(Failure::testCase).distinct().toList();
+    }
+
+    public String summary() {
+      return String.format("%d cases, %d float32 computations, worst relative error %.2e, %d failures (%d cases), %.1f s",
+          cases, computations, worstError, failures.size(), failingCases().size(), millis / 1000.0);
+    }
+  }
+
+  private record Outputs(double[] forward, double[] backwardData, double[] backwardWeights, double[] backwardBias) {
+    double[] get(int i) {
+      return switch (i) {
+        case 0 -> forward;
+        case 1 -> backwardData;
+        case 2 -> backwardWeights;
+        default -> backwardBias;
+      };
+    }
+  }
+
+  private static final String[] OUTPUTS = {"forward", "backward-data", "backward-weights", "backward-bias"};
+
+  private final float[] images;
+  private final int imageCount;
+  private final double tolerance;
+
+  private KernelParity(float[] images, int imageCount, double tolerance) {
+    this.images = images;
+    this.imageCount = imageCount;
+    this.tolerance = tolerance;
+  }
+
+  /** This harness with another tolerance (a tolerance below float32's rounding makes every case fail). */
+  public KernelParity withTolerance(double tolerance) {
+    return new KernelParity(images, imageCount, tolerance);
+  }
+
+  /** A harness whose {@link Source#FASHION_MNIST} inputs are 256 real test images shipped in this jar. */
+  public static KernelParity withShippedImages() {
+    try (InputStream in = KernelParity.class.getResourceAsStream(PROBE_IMAGES)) {
+      if (in == null) {
+        throw new IllegalStateException(PROBE_IMAGES + " is missing from the classpath");
+      }
+      IdxReader.IdxArray array = IdxReader.read(in, PROBE_IMAGES);
+      Preprocessing p = Preprocessing.BUILT_IN;
+      float[] images = new float[array.data().length];
+      for (int i = 0; i < images.length; i++) {
+        images[i] = ((array.data()[i] & 0xff) * p.scale() - p.mean()) / p.std();
+      }
+      return new KernelParity(images, array.count(), TOLERANCE);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** Runs every case at every thread count, twice (the second pass in reverse order). */
+  public Report run(List<Case> cases, int[] threadCounts) throws InterruptedException {
+    long start = System.nanoTime();
+    List<Failure> failures = new ArrayList<>();
+    double worst = 0;
+    int computations = 0;
+    // DJL allows one GradientCollector per JVM: the harness takes its turn with the trainings.
+    TrainingLoop.ONE_TRAINING_PER_JVM.lockInterruptibly();
+    int threadsBefore = JniUtils.getNumThreads();
+    boolean gradMode = JniUtils.isGradMode();
+    try (NDManager manager = NDManager.newBaseManager()) {
+      for (int pass = 1; pass <= 2; pass++) {
+        for (int i = 0; i < cases.size(); i++) {
+          int index = pass == 1 ? i : cases.size() - 1 - i;
+          Case c = cases.get(index);
+          float[][] inputs = inputs(c);
+          JniUtils.setNumThreads(threadsBefore);
+          Outputs oracle = compute(manager, c, inputs, DataType.FLOAT64, false);
+          Outputs first = null;
+          for (int threads : threadCounts) {
+            JniUtils.setNumThreads(threads);
+            Outputs got = compute(manager, c, inputs, DataType.FLOAT32, pass == 2);
+            computations++;
+            for (int o = 0; o < OUTPUTS.length; o++) {
+              double error = check(c, threads, pass, OUTPUTS[o], got.get(o), oracle.get(o), allowed(c, o), failures);
+              if (o < 2 || !c.layer().isModel()) {
+                worst = Math.max(worst, error);
+              }
+            }
+            checkArgmax(c, threads, pass, got.forward(), oracle.forward(), failures);
+            if (first == null) {
+              first = got;
+            } else {
+              for (int o = 0; o < OUTPUTS.length; o++) {
+                double spread = relativeError(got.get(o), first.get(o));
+                if (!(spread <= allowed(c, o))) {
+                  failures.add(new Failure(c, threads, pass, "threads", String.format(
+                      "%s differs from %d threads' by %.2e", OUTPUTS[o], threadCounts[0], spread)));
+                }
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      JniUtils.setNumThreads(threadsBefore);
+      JniUtils.setGradMode(gradMode);
+      TrainingLoop.ONE_TRAINING_PER_JVM.unlock();
+    }
+    return new Report(cases.size(), computations, worst, failures, (System.nanoTime() - start) / 1_000_000);
+  }
+
+  /** The tolerance of output {@code o} (an index into OUTPUTS) of case {@code c}. */
+  private double allowed(Case c, int o) {
+    boolean modelGradient = c.layer().isModel() && o >= 2;
+    return modelGradient ? Math.max(tolerance, MODEL_GRADIENT_TOLERANCE) : tolerance;
+  }
+
+  /** Deterministic inputs of a case: input, weight, bias and the output's incoming gradient. */
+  private float[][] inputs(Case c) {
+    // Seeded by the label alone, so a case run on its own (--case) gets the inputs it had in a design.
+    Random random = new Random(c.label().hashCode());
+    float[] x = new float[(int) c.inputShape().size()];
+    float[] gradient = new float[(int) c.outputShape().size()];
+    if (c.source() == Source.RANDOM) {
+      fillNormal(x, random, 1);
+      fillNormal(gradient, random, 1);
+    } else {
+      realInput(c, x, random);
+      if (c.layer().isModel()) {
+        // A real image's background is one constant, so max pooling meets exact ties, and which
+        // tied pixel gets the gradient is decided by rounding: float32 and float64 legitimately
+        // differ there (up to 1e-4 in the convnet's weight gradients). A little noise unties them.
+        for (int i = 0; i < x.length; i++) {
+          x[i] += (float) (random.nextGaussian() * 0.01);
+        }
+      }
+      if (c.layer() == Layer.CONV) {
+        realGradient(c, gradient, random);
+      } else {
+        fillNormal(gradient, random, 1);
+      }
+    }
+    // A model draws its weights from a pool of unit normals, scaled per parameter (computeModel).
+    float[] w = new float[c.layer().isModel() ? 1 << 16 : (int) c.weightShape().size()];
+    int fanIn = c.in() * c.kernel() * c.kernel();
+    fillNormal(w, random, c.layer().isModel() ? 1 : (float) Math.sqrt(2.0 / fanIn));
+    float[] b = new float[c.out()];
+    fillNormal(b, random, 0.1f);
+    return new float[][] {x, w, b, gradient};
+  }
+
+  /** Channel {@code ch} of sample {@code n} is a centred crop of a real image (a different one each). */
+  private void realInput(Case c, float[] x, Random random) {
+    int offset = random.nextInt(imageCount);
+    if (c.layer() == Layer.LINEAR) {
+      // Features are consecutive pixels of the images, as a flattened image feeds a dense layer.
+      int pixels = imageCount * IMAGE_SIDE * IMAGE_SIDE;
+      for (int n = 0; n < c.batch(); n++) {
+        int from = (int) ((long) (offset + n) * IMAGE_SIDE * IMAGE_SIDE % pixels);
+        for (int f = 0; f < c.in(); f++) {
+          x[n * c.in() + f] = images[(from + f) % pixels];
+        }
+      }
+      return;
+    }
+    int w = c.width();
+    int crop = Math.max(0, (IMAGE_SIDE - w) / 2);
+    for (int n = 0; n < c.batch(); n++) {
+      for (int ch = 0; ch < c.in(); ch++) {
+        int image = (offset + n * c.in() + ch) % imageCount;
+        for (int r = 0; r < w; r++) {
+          for (int col = 0; col < w; col++) {
+            int ir = Math.min(IMAGE_SIDE - 1, crop + r);
+            int ic = Math.min(IMAGE_SIDE - 1, crop + col);
+            x[((n * c.in() + ch) * w + r) * w + col] = images[(image * IMAGE_SIDE + ir) * IMAGE_SIDE + ic];
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * A gradient as ReLU leaves it in real training: random where a real image is foreground,
+   * exactly zero on its background.
+   */
+  private void realGradient(Case c, float[] gradient, Random random) {
+    int offset = random.nextInt(imageCount);
+    int plane = c.outWidth() * c.outWidth();
+    float background = -Preprocessing.BUILT_IN.mean() / Preprocessing.BUILT_IN.std();
+    for (int i = 0; i < gradient.length; i++) {
+      int image = (offset + i / plane) % imageCount;
+      int r = (i % plane) / c.outWidth() * IMAGE_SIDE / c.outWidth();
+      int col = (i % plane) % c.outWidth() * IMAGE_SIDE / c.outWidth();
+      boolean foreground = images[(image * IMAGE_SIDE + r) * IMAGE_SIDE + col] > background + 1e-3f;
+      gradient[i] = foreground ? (float) random.nextGaussian() : 0f;
+    }
+  }
+
+  private static void fillNormal(float[] values, Random random, float scale) {
+    for (int i = 0; i < values.length; i++) {
+      values[i] = (float) random.nextGaussian() * scale;
+    }
+  }
+
+  /** The layer's output and its gradients for the objective sum(output * gradient), in {@code type}. */
+  private static Outputs compute(NDManager parent, Case c, float[][] inputs, DataType type, boolean poison) {
+    if (poison) {
+      poison(parent, c);
+    }
+    try (NDManager manager = parent.newSubManager()) {
+      NDArray x = manager.create(inputs[0], c.inputShape()).toType(type, false);
+      NDArray gradient = manager.create(inputs[3], c.outputShape()).toType(type, false);
+      if (c.layer().isModel()) {
+        return computeModel(manager, c, inputs, x, gradient, type);
+      }
+      x.setRequiresGradient(true);
+      NDArray w = manager.create(inputs[1], c.weightShape()).toType(type, false);
+      NDArray b = manager.create(inputs[2], new Shape(c.out())).toType(type, false);
+      w.setRequiresGradient(true);
+      b.setRequiresGradient(true);
+      try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
+        NDArray y = c.layer() == Layer.CONV
+            ? Conv2d.conv2d(x, w, b, new Shape(c.stride(), c.stride()), new Shape(c.padding(), c.padding()),
+                new Shape(1, 1)).singletonOrThrow()
+            : Linear.linear(x, w, b).singletonOrThrow();
+        DjlRuntime.backward(collector, y.mul(gradient).sum());
+        return new Outputs(doubles(y), doubles(x.getGradient()), doubles(w.getGradient()), doubles(b.getGradient()));
+      }
+    }
+  }
+
+  /**
+   * Fills memory the kernels are likely to be given next with NaN and frees it: glibc's malloc
+   * hands freed blocks of a size back out for the next request of that size, so a kernel that
+   * reads a buffer it did not write (the stale-scratch suspicion) turns NaN instead of lucky zeros.
+   */
+  private static void poison(NDManager parent, Case c) {
+    try (NDManager manager = parent.newSubManager()) {
+      for (Shape shape : List.of(c.inputShape(), c.outputShape(), c.weightShape(), c.inputShape(), c.outputShape())) {
+        manager.full(shape, Float.NaN).mul(1f);
+      }
+      manager.full(new Shape(4 * c.inputShape().size() + 4 * c.outputShape().size()), Float.NaN);
+    }
+  }
+
+  /**
+   * A built-in model with deterministic weights (the case's weight values, reused in order; the
+   * same in float32 and float64): its logits and the gradients of all its weights and biases.
+   */
+  private static Outputs computeModel(NDManager manager, Case c, float[][] inputs, NDArray x, NDArray gradient,
+      DataType type) {
+    Block block = Architectures.build(c.layer().architecture, c.layer().hidden, c.out());
+    int[] next = {0};
+    block.setInitializer((m, shape, dataType) -> {
+      float[] values = new float[(int) shape.size()];
+      float scale = shape.dimension() == 1 ? 0.1f : (float) Math.sqrt(2.0 / (shape.size() / shape.get(0)));
+      for (int i = 0; i < values.length; i++) {
+        values[i] = inputs[1][next[0]++ % inputs[1].length] * scale;
+      }
+      return m.create(values, shape).toType(dataType, false);
+    }, parameter -> true);
+    block.initialize(manager, type, c.inputShape());
+    try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
+      NDArray logits = block.forward(new ParameterStore(manager, false), new NDList(x), true).singletonOrThrow();
+      DjlRuntime.backward(collector, logits.mul(gradient).sum());
+      List<double[]> weights = new ArrayList<>();
+      List<double[]> biases = new ArrayList<>();
+      for (Parameter p : block.getParameters().values()) {
+        (p.getType() == Parameter.Type.BIAS ? biases : weights).add(doubles(p.getArray().getGradient()));
+      }
+      // No gradient for the images, as in training: max pooling routes an input's gradient to
+      // whichever of two tied pixels rounding favours, so it is not comparable across precisions.
+      return new Outputs(doubles(logits), new double[0], concat(weights), concat(biases));
+    }
+  }
+
+  private static double[] concat(List<double[]> parts) {
+    double[] all = new double[parts.stream().mapToInt(p -> p.length).sum()];
+    int at = 0;
+    for (double[] part : parts) {
+      System.arraycopy(part, 0, all, at, part.length);
+      at += part.length;
+    }
+    return all;
+  }
+
+  private static double[] doubles(NDArray array) {
+    if (array.getDataType() == DataType.FLOAT64) {
+      return array.toDoubleArray();
+    }
+    float[] floats = array.toFloatArray();
+    double[] doubles = new double[floats.length];
+    for (int i = 0; i < floats.length; i++) {
+      doubles[i] = floats[i];
+    }
+    return doubles;
+  }
+
+  /** Checks one output against the oracle; returns its relative error, or 0 when it was not finite. */
+  private static double check(Case c, int threads, int pass, String output, double[] got, double[] oracle,
+      double tolerance, List<Failure> failures) {
+    int nonFinite = 0;
+    for (double v : got) {
+      if (!Double.isFinite(v)) {
+        nonFinite++;
+      }
+    }
+    if (nonFinite > 0) {
+      failures.add(new Failure(c, threads, pass, output, nonFinite + " of " + got.length + " values not finite"));
+      return 0;
+    }
+    double error = relativeError(got, oracle);
+    if (!(error <= tolerance)) {
+      failures.add(new Failure(c, threads, pass, output, String.format("relative error %.2e", error)));
+    }
+    return error;
+  }
+
+  /** Every sample's largest output must be the oracle's, unless the oracle's top two nearly tie. */
+  private void checkArgmax(Case c, int threads, int pass, double[] got, double[] oracle, List<Failure> failures) {
+    int perSample = oracle.length / c.batch();
+    double scale = largestMagnitude(oracle);
+    int differing = 0;
+    for (int n = 0; n < c.batch(); n++) {
+      int best = n * perSample;
+      int bestGot = best;
+      double second = Double.NEGATIVE_INFINITY;
+      for (int i = n * perSample; i < (n + 1) * perSample; i++) {
+        if (oracle[i] > oracle[best]) {
+          second = oracle[best];
+          best = i;
+        } else if (i != best && oracle[i] > second) {
+          second = oracle[i];
+        }
+        if (got[i] > got[bestGot]) {
+          bestGot = i;
+        }
+      }
+      boolean nearTie = oracle[best] - second <= 2 * tolerance * scale;
+      if (bestGot != best && !nearTie) {
+        differing++;
+      }
+    }
+    if (differing > 0) {
+      failures.add(new Failure(c, threads, pass, "argmax", differing + " of " + c.batch() + " samples differ"));
+    }
+  }
+
+  /** max|got - oracle| / max|oracle|: the error relative to the output's own scale. */
+  static double relativeError(double[] got, double[] oracle) {
+    double difference = 0;
+    for (int i = 0; i < got.length; i++) {
+      double d = Math.abs(got[i] - oracle[i]);
+      difference = Double.isNaN(d) ? Double.NaN : Math.max(difference, d);
+      if (Double.isNaN(difference)) {
+        return Double.NaN;
+      }
+    }
+    double scale = largestMagnitude(oracle);
+    return scale == 0 ? difference : difference / scale;
+  }
+
+  private static double largestMagnitude(double[] values) {
+    double largest = 0;
+    for (double v : values) {
+      largest = Math.max(largest, Math.abs(v));
+    }
+    return largest;
+  }
+
+  /**
+   * The suite's design: every input channel count the issue lists (1-17, 31-33, 51, 64) against
+   * every output channel count, kernel 1/3/5, stride 1/2, padding 0/same, widths divisible and not
+   * divisible by 2, batch 1/16/255/256 and both sources, pairwise; plus dense layers and the
+   * built-in models at several batch sizes. Each convolution's forward pass is kept under 40M
+   * multiply-accumulates so the float64 oracle stays quick.
+   */
+  public static List<Case> suiteDesign() {
+    return design(40_000_000L, 7);
+  }
+
+  /** The same dimensions with cases up to 400M multiply-accumulates: the opt-in sweep (minutes). */
+  public static List<Case> sweepDesign() {
+    return design(400_000_000L, 11);
+  }
+
+  /**
+   * A few seconds' check a service runs at start: the layers of the built-in architectures, the
+   * odd channel counts that oneDNN's AVX2 kernels computed wrongly (6, 13, 51) and the small
+   * convolutions on real images whose oneDNN AVX-512 backward pass returned NaN.
+   */
+  public static List<Case> probeDesign() {
+    Source real = Source.FASHION_MNIST;
+    return List.of(
+        Case.conv(1, 4, 3, 1, 1, 28, 64, real),
+        Case.conv(4, 8, 3, 1, 1, 28, 32, real),
+        Case.conv(1, 6, 5, 1, 2, 28, 32, real),
+        Case.conv(6, 16, 5, 1, 0, 14, 32, real),
+        Case.conv(1, 6, 3, 1, 1, 28, 32, real),
+        Case.conv(6, 6, 3, 1, 1, 28, 32, real),
+        Case.conv(6, 13, 3, 1, 1, 14, 32, real),
+        Case.conv(13, 13, 3, 1, 1, 14, 32, real),
+        Case.conv(32, 32, 3, 1, 1, 14, 8, Source.RANDOM),
+        Case.conv(3, 8, 1, 2, 0, 27, 16, Source.RANDOM),
+        Case.conv(8, 16, 3, 2, 1, 13, 16, Source.RANDOM),
+        Case.linear(637, 51, 32, real),
+        Case.linear(400, 120, 32, real),
+        Case.model(Layer.LENET5, 32, real),
+        Case.model(Layer.CONVNET, 4, real),
+        Case.model(Layer.CONVNET_ODD, 16, real));
+  }
+
+  /**
+   * The convolution dimensions, each value list least demanding first (see {@link Pairwise}): input
+   * channels, output channels, kernel, stride, padding (0: none, 1: same, kernel / 2), width
+   * (divisible by stride 2 or not), batch, source (index into {@link Source}).
+   */
+  static final List<int[]> CONV_FACTORS = List.of(
+      new int[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 32, 33, 51, 64},
+      new int[] {1, 4, 6, 8, 13, 16, 32, 51, 64},
+      new int[] {1, 3, 5},
+      new int[] {2, 1},
+      new int[] {0, 1},
+      new int[] {7, 13, 14, 27, 28},
+      new int[] {1, 16, 255, 256},
+      new int[] {0, 1});
+  /** Dense layer dimensions: input features, output features, batch, source. */
+  static final List<int[]> DENSE_FACTORS = List.of(
+      new int[] {1, 7, 13, 16, 17, 33, 51, 64, 256, 400, 637, 784, 3136},
+      new int[] {1, 10, 51, 84, 120, 256},
+      new int[] {1, 16, 255, 256},
+      new int[] {0, 1});
+
+  /** Cases under {@code maxMacs}; "same" padding of a 1x1 kernel is no padding, so that pair is left out. */
+  static Predicate<int[]> convUnder(long maxMacs) {
+    return values -> (values[2] > 1 || values[4] == 0) && conv(values).macs() <= maxMacs;
+  }
+
+  private static List<Case> design(long maxMacs, long seed) {
+    List<int[]> factors = CONV_FACTORS;
+    List<int[]> dense = DENSE_FACTORS;
+    List<Case> cases = new ArrayList<>();
+    for (int[] row : Pairwise.cover(factors, convUnder(maxMacs), seed)) {
+      cases.add(conv(row));
+    }
+    for (int[] row : Pairwise.cover(dense, values -> true, seed)) {
+      cases.add(Case.linear(row[0], row[1], row[2], Source.values()[row[3]]));
+    }
+    for (Source source : Source.values()) {
+      for (int batch : new int[] {1, 16, 255, 256}) {
+        cases.add(Case.model(Layer.LENET5, batch, source));
+      }
+      for (int batch : new int[] {1, 16, 64}) {
+        cases.add(Case.model(Layer.CONVNET, batch, source));
+        cases.add(Case.model(Layer.CONVNET_ODD, batch, source));
+      }
+    }
+    return cases;
+  }
+
+  static Case conv(int[] v) {
+    return Case.conv(v[0], v[1], v[2], v[3], v[4] * (v[2] / 2), v[5], v[6], Source.values()[v[7]]);
+  }
+
+  /**
+   * Reruns {@code c} in a child JVM with {@code ONEDNN_VERBOSE=1} (the same classpath and kernel
+   * configuration) and returns the oneDNN primitives that served it, each
+   * as "kind implementation propagation", or why they could not be read.
+   */
+  public static List<String> oneDnnImplementations(Case c, int threads) {
+    List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+        "-cp", System.getProperty("java.class.path")));
+    for (String key : List.of("ai.djl.offline", "DJL_CACHE_DIR")) {
+      if (System.getProperty(key) != null) {
+        command.add("-D" + key + "=" + System.getProperty(key));
+      }
+    }
+    // The configuration under test (while DjlRuntime probes, the candidate), not the one requested.
+    command.add("-Ddistillery.kernels=" + DjlRuntime.kernels().active().id());
+    command.addAll(List.of(KernelParity.class.getName(), "--case", c.label(), "--threads", String.valueOf(threads),
+        "--no-trace"));
+    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
+    builder.environment().put("ONEDNN_VERBOSE", "1");
+    // The child checks only the case; its own probe at start would add unrelated primitives.
+    builder.environment().put("DISTILLERY_KERNEL_PROBE", "off");
+    Set<String> implementations = new LinkedHashSet<>();
+    try {
+      Process process = builder.start();
+      try (BufferedReader out = new BufferedReader(new InputStreamReader(process.getInputStream(),
+          StandardCharsets.UTF_8))) {
+        for (String line = out.readLine(); line != null; line = out.readLine()) {
+          String[] fields = line.split(",");
+          int exec = Arrays.asList(fields).indexOf("exec");
+          if (line.startsWith("onednn_verbose") && exec > 0 && fields.length > exec + 4) {
+            implementations.add(fields[exec + 2] + " " + fields[exec + 3] + " " + fields[exec + 4]);
+          }
+        }
+      }
+      if (!process.waitFor(5, TimeUnit.MINUTES)) {
+        process.destroyForcibly();
+        return List.of("(the verbose rerun did not finish in 5 minutes)");
+      }
+    } catch (IOException e) {
+      return List.of("(the verbose rerun could not start: " + e.getMessage() + ")");
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return List.of("(interrupted)");
+    }
+    return implementations.isEmpty() ? List.of("(no oneDNN primitive ran: libtorch's own kernels)")
+        : List.copyOf(implementations);
+  }
+
+  /** Logs the oneDNN implementations behind the first few failing cases of {@code report}. */
+  public static Map<Case, List<String>> explain(Report report) {
+    Map<Case, List<String>> explained = new LinkedHashMap<>();
+    for (Case c : report.failingCases().stream().limit(TRACED_FAILURES).toList()) {
+      int threads = report.failures().stream().filter(f -> f.testCase().equals(c)).findFirst().orElseThrow().threads();
+      explained.put(c, oneDnnImplementations(c, threads));
+    }
+    return explained;
+  }
+
+  /**
+   * Runs a design under this JVM's kernel configuration and prints the report: {@code --design
+   * suite|sweep|probe} (default suite) or {@code --case "<label>"}, {@code --threads 1,2,3},
+   * {@code --no-trace} (skip the verbose rerun of failing cases). Exits 1 when a check fails.
+   */
+  public static void main(String[] args) throws Exception {
+    String design = "suite";
+    String single = null;
+    int[] threads = {1, 2, 3};
+    boolean trace = true;
+    for (int i = 0; i < args.length; i++) {
+      switch (args[i]) {
+        case "--design" -> design = args[++i];
+        case "--case" -> single = args[++i];
+        case "--threads" -> threads = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
+        case "--no-trace" -> trace = false;
+        default -> throw new IllegalArgumentException("unknown argument " + args[i]);
+      }
+    }
+    List<Case> cases = single != null ? List.of(Case.parse(single)) : switch (design) {
+      case "suite" -> suiteDesign();
+      case "sweep" -> sweepDesign();
+      case "probe" -> probeDesign();
+      default -> throw new IllegalArgumentException("unknown design " + design + " (suite, sweep, probe)");
+    };
+    DjlRuntime.start(threads[threads.length - 1]);
+    System.out.println("kernels: " + DjlRuntime.kernels());
+    Report report = withShippedImages().run(cases, threads);
+    report.failures().forEach(f -> System.out.println("FAIL " + f));
+    if (trace) {
+      explain(report).forEach((c, impls) -> System.out.println("oneDNN for " + c.label() + ": " + impls));
+    }
+    System.out.println((report.passed() ? "PASSED " : "FAILED ") + report.summary());
+    System.exit(report.passed() ? 0 : 1);
+  }
+}
