@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# DJL against PyTorch 1.13 training LeNet-5 (Fashion-MNIST, batch 128, Adam 0.001, 2 threads),
-# run alternately in one sitting: DJL, torch, DJL, torch ... with a ratio per round.
+# DJL against PyTorch 1.13 training (Adam 0.001) or running a built-in architecture on Fashion-MNIST
+# (default LeNet-5 training, batch 128, 2 threads), run alternately in one sitting: DJL, torch, DJL,
+# torch ... with a ratio per round.
 #
 #   bench/training-speed.sh [rounds=3] [samples=60000] [epochs=1]
 #
 # Environment knobs (defaults = the recommended configuration):
-#   DJL_OPTS    extra key=value args for TrainingSpeedBench, e.g. "mkldnn=on" (the services run with it off);
-#               words starting with "-" (e.g. -XX:MaxDirectMemorySize=64m) go to the JVM instead
-#   TORCH_OPTS  extra args for bench/torch/train_lenet5.py, e.g. "--mkldnn off --channels-last"
+#   ARCH        lenet5 (default) or convnet;  MODE  train (default) or infer;  BATCH  (default 128)
+#   DJL_OPTS    extra key=value args for TrainingSpeedBench; words starting with "-" go to the JVM
+#               instead, e.g. "-Ddistillery.kernels=native" (the kernels shipped before the probe)
+#   TORCH_OPTS  extra args for bench/torch/speed.py, e.g. "--mkldnn off --channels-last"
 #   ISA         ONEDNN_MAX_CPU_ISA for the DJL side (default unset: the CPU's best, as the services run)
 #   MALLOC      tuned (default: MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11 MALLOC_TOP_PAD_=512MB
 #               on both sides) | default (glibc defaults on both sides) | djl-only | torch-only
 #   THREADS     libtorch/torch intra-op threads on both sides (default 2)
 #   VARIANTS    several DJL configurations per round instead of one, "label:ISA:args;label:ISA:args",
-#               e.g. "tuned:AVX2:;noisa:unset:;mkldnn-off:AVX2:mkldnn=off" (torch runs once per round)
+#               e.g. "after:unset:;before:unset:-Ddistillery.kernels=native" (torch runs once per round)
 #
 # Each run line ends with "other=<x>%": CPU used on the machine by processes other than the run,
 # as a share of both cores over the run's wall time (from /proc/stat). Above ~5% the round was
@@ -23,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${1:-3}" SAMPLES="${2:-60000}" EPOCHS="${3:-1}"
 THREADS="${THREADS:-2}" ISA="${ISA:-unset}" MALLOC="${MALLOC:-tuned}"
+ARCH="${ARCH:-lenet5}" MODE="${MODE:-train}" BATCH="${BATCH:-128}"
 DATA=/usr/share/datasets/fashion-mnist
 export OPT_OUT_TRACKING=true DJL_CACHE_DIR="${DJL_CACHE_DIR:-$HOME/.djl.ai}"
 
@@ -84,19 +87,21 @@ djl_run() {  # djl_run <ISA or unset> <extra args...>
   local jvm=() app=() a
   for a in "$@"; do if [[ "$a" == -* ]]; then jvm+=("$a"); else app+=("$a"); fi; done  # -X... go to the JVM
   run djl env "${e[@]}" java -Xmx2g "${jvm[@]}" -cp "$CP" dev.distillery.bench.TrainingSpeedBench \
-      samples="$SAMPLES" epochs="$EPOCHS" threads="$THREADS" dir="$DATA" "${app[@]}"
+      samples="$SAMPLES" epochs="$EPOCHS" threads="$THREADS" dir="$DATA" arch="$ARCH" mode="$MODE" batch="$BATCH" \
+      "${app[@]}"
 }
 rate() { sed -n 's/.*samples\/s=\([0-9.]*\).*/\1/p' <<<"$1"; }
 
-echo "# $(date -Is) rounds=$ROUNDS samples=$SAMPLES epochs=$EPOCHS threads=$THREADS MALLOC=$MALLOC"
+echo "# $(date -Is) rounds=$ROUNDS samples=$SAMPLES epochs=$EPOCHS threads=$THREADS MALLOC=$MALLOC arch=$ARCH mode=$MODE batch=$BATCH"
 if [[ -n "${VARIANTS:-}" ]]; then
   # VARIANTS="label:ISA:djl args;label:ISA:djl args;..." - per round: torch, then every DJL variant,
   # each variant's ratio taken against that round's torch run.
   echo "# VARIANTS='$VARIANTS' TORCH_OPTS='${TORCH_OPTS:-}'"
   IFS=';' read -ra variants <<<"$VARIANTS"
   for r in $(seq 1 "$ROUNDS"); do
-    t=$(run torch env "${torch_env[@]}" /usr/bin/python3 bench/torch/train_lenet5.py \
-        --samples "$SAMPLES" --epochs "$EPOCHS" --threads "$THREADS" --dir "$DATA" ${TORCH_OPTS:-})
+    t=$(run torch env "${torch_env[@]}" /usr/bin/python3 bench/torch/speed.py \
+        --samples "$SAMPLES" --epochs "$EPOCHS" --threads "$THREADS" --dir "$DATA" --arch "$ARCH" --mode "$MODE" \
+        --batch "$BATCH" ${TORCH_OPTS:-})
     echo "  $t"; ts=$(rate "$t")
     for v in "${variants[@]}"; do
       IFS=':' read -r label isa args <<<"$v"
@@ -110,8 +115,9 @@ echo "# ISA(djl)=$ISA DJL_OPTS='${DJL_OPTS:-}' TORCH_OPTS='${TORCH_OPTS:-}'"
 for r in $(seq 1 "$ROUNDS"); do
   d=$(djl_run "$ISA" ${DJL_OPTS:-})
   echo "  $d"
-  t=$(run torch env "${torch_env[@]}" /usr/bin/python3 bench/torch/train_lenet5.py \
-      --samples "$SAMPLES" --epochs "$EPOCHS" --threads "$THREADS" --dir "$DATA" ${TORCH_OPTS:-})
+  t=$(run torch env "${torch_env[@]}" /usr/bin/python3 bench/torch/speed.py \
+      --samples "$SAMPLES" --epochs "$EPOCHS" --threads "$THREADS" --dir "$DATA" --arch "$ARCH" --mode "$MODE" \
+      --batch "$BATCH" ${TORCH_OPTS:-})
   echo "  $t"
   ds=$(rate "$d"); ts=$(rate "$t")
   if [[ -n "$ds" && -n "$ts" ]]; then

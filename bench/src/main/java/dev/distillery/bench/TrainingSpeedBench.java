@@ -4,9 +4,11 @@ import ai.djl.Model;
 import ai.djl.pytorch.jni.JniUtils;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.Preprocessing;
 import dev.distillery.common.ml.TrainingLoop;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -15,15 +17,17 @@ import java.util.HashMap;
 import java.util.Map;
 
 /**
- * Trains LeNet-5 with the services' own {@link TrainingLoop} (Adam 0.001, constant rate) and prints
- * samples per second and peak resident memory on one line, for bench/training-speed.sh to compare
- * with bench/torch/train_lenet5.py on the same model, data, batch and threads.
+ * Trains a built-in architecture with the services' own {@link TrainingLoop} (Adam 0.001, constant
+ * rate), or runs it for inference with {@link Evaluation#forEachBatch} as the teacher and the
+ * evaluations do, and prints samples per second and peak resident memory on one line, for
+ * bench/training-speed.sh to compare with bench/torch/speed.py on the same model, data, batch and
+ * threads.
  *
- * <p>Arguments are {@code key=value}: {@code samples=60000 epochs=1 warmup=20 threads=2 batch=128
- * seed=1 dir=/usr/share/datasets/fashion-mnist}, and {@code mkldnn=on|off} (default off, as in the
- * services): libtorch's global oneDNN switch ({@code torch.backends.mkldnn.enabled}, see
- * {@link DjlRuntime#setOneDnn}). {@code warmup} steps run untimed first, as on the
- * torch side.
+ * <p>Arguments are {@code key=value}: {@code arch=lenet5|convnet mode=train|infer samples=60000
+ * epochs=1 warmup=20 threads=2 batch=128 seed=1 dir=/usr/share/datasets/fashion-mnist}. The kernels
+ * are the services' own choice ({@link DjlRuntime}): pass {@code -Ddistillery.kernels=native} (what
+ * shipped before the kernel probe), {@code onednn-forward} or {@code onednn} to the JVM to force one.
+ * {@code warmup} steps run untimed first, as on the torch side.
  */
 public final class TrainingSpeedBench {
   private TrainingSpeedBench() {}
@@ -34,33 +38,44 @@ public final class TrainingSpeedBench {
       int eq = a.indexOf('=');
       opt.put(a.substring(0, eq), a.substring(eq + 1));
     }
+    String arch = opt.getOrDefault("arch", "lenet5");
+    boolean training = !"infer".equals(opt.getOrDefault("mode", "train"));
     int samples = Integer.parseInt(opt.getOrDefault("samples", "60000"));
     int epochs = Integer.parseInt(opt.getOrDefault("epochs", "1"));
     int warmup = Integer.parseInt(opt.getOrDefault("warmup", "20"));
     int threads = Integer.parseInt(opt.getOrDefault("threads", "2"));
     int batch = Integer.parseInt(opt.getOrDefault("batch", "128"));
     long seed = Long.parseLong(opt.getOrDefault("seed", "1"));
-    String mkldnn = opt.getOrDefault("mkldnn", "off");
     Path dir = Path.of(opt.getOrDefault("dir", "/usr/share/datasets/fashion-mnist"));
 
     DjlRuntime.start(threads);
     ImageDataset train = Datasets.read(dir, "train").limit(samples);
     TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
         Losses.crossEntropy(logits, train.labels(manager, indices));
-    try (Model model = Models.create("lenet5", 1.0, 10, train.imageShape(), seed)) {
-      DjlRuntime.setOneDnn(!"off".equals(mkldnn));
-      ImageDataset warmupSet = train.limit(warmup * batch);
-      new TrainingLoop(model, warmupSet, TrainingLoop.Plan.adam(1, batch, 0.001, seed), crossEntropy).run();
+    try (Model model = Models.create(arch, 1.0, 10, train.imageShape(), seed)) {
       double[] lastLoss = new double[1];
-      long start = System.nanoTime();
-      new TrainingLoop(model, train, TrainingLoop.Plan.adam(epochs, batch, 0.001, seed), crossEntropy)
-          .onEpoch(e -> lastLoss[0] = e.meanLoss())
-          .run();
+      long start;
+      if (training) {
+        ImageDataset warmupSet = train.limit(warmup * batch);
+        new TrainingLoop(model, warmupSet, TrainingLoop.Plan.adam(1, batch, 0.001, seed), crossEntropy).run();
+        start = System.nanoTime();
+        new TrainingLoop(model, train, TrainingLoop.Plan.adam(epochs, batch, 0.001, seed), crossEntropy)
+            .onEpoch(e -> lastLoss[0] = e.meanLoss())
+            .run();
+      } else {
+        Evaluation.forEachBatch(model, train, Preprocessing.BUILT_IN, 0, Math.min(train.size(), warmup * batch), batch,
+            (first, logits, count, classes) -> { });
+        start = System.nanoTime();
+        for (int e = 0; e < epochs; e++) {
+          Evaluation.forEachBatch(model, train, Preprocessing.BUILT_IN, 0, train.size(), batch,
+              (first, logits, count, classes) -> lastLoss[0] = logits[0]);
+        }
+      }
       double seconds = (System.nanoTime() - start) / 1e9;
-      System.out.printf("djl samples/s=%.1f seconds=%.2f meanLoss=%.4f peakRssMB=%.0f threads=%d/%d mkldnn=%s(%s)"
-              + " isa=%s malloc=%s%n",
+      System.out.printf("djl samples/s=%.1f seconds=%.2f meanLoss=%.4f peakRssMB=%.0f threads=%d/%d arch=%s mode=%s"
+              + " batch=%d kernels=%s malloc=%s%n",
           (double) train.size() * epochs / seconds, seconds, lastLoss[0], peakRssMb(), JniUtils.getNumThreads(),
-          JniUtils.getNumInteropThreads(), mkldnn, DjlRuntime.oneDnnEnabled(), System.getenv("ONEDNN_MAX_CPU_ISA"),
+          JniUtils.getNumInteropThreads(), arch, training ? "train" : "infer", batch, DjlRuntime.kernels().active().id(),
           System.getenv("MALLOC_MMAP_MAX_") != null ? "tuned" : "default");
     }
   }

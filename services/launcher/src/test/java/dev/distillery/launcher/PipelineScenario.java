@@ -180,6 +180,7 @@ final class PipelineScenario {
     assertThat(result.getBaseline().getTestAccuracy()).isGreaterThan(0.2);
     assertThat(result.getStudent().getParameters()).isEqualTo(result.getBaseline().getParameters());
     assertThat(result.getStageSeconds()).containsKeys("TRANSFER", "PRUNING");
+    assertThat(result.getStageKernels()).containsOnlyKeys("TRANSFER", "PRUNING");
     // convnet at width 0.5 has hidden layers of 16, 16, 32, 32 and 128.
     assertThat(result.getPruned().getHiddenUnits()).containsExactly(8, 8, 16, 16, 64);
     assertThat(result.getPruned().getParameters()).isLessThan(result.getStudent().getParameters() / 3);
@@ -207,6 +208,9 @@ final class PipelineScenario {
     assertThat(result.getPruned().getTestAccuracy()).isGreaterThan(0.6);
     assertThat(result.getStudent().getParameters()).isLessThan(result.getTeacher().getParameters());
     assertThat(result.getStageSeconds()).containsKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
+    // One JVM here: every stage ran on the kernels its start-up probe chose.
+    assertThat(result.getStageKernels()).containsOnlyKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING")
+        .allSatisfy((stage, kernels) -> assertThat(kernels).isEqualTo(DjlRuntime.kernels().toString()));
 
     long weights = 0;
     long expectedZeros = 0;

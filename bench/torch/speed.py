@@ -1,17 +1,21 @@
 #!/usr/bin/python3
-"""PyTorch side of bench/training-speed.sh: LeNet-5 on Fashion-MNIST, batch 128, Adam, as DJL's
-TrainingSpeedBench trains it. Prints one line:
-  torch samples/s=<s/s> steps=<n> seconds=<t> meanLoss=<l> nonFinite=<k> peakRssMB=<VmHWM>
+"""PyTorch side of bench/training-speed.sh: a built-in architecture (the nn.Sequential twin of
+Distillery's Architectures, from load_safetensors.build) on Fashion-MNIST, trained with Adam or run
+for inference, as DJL's TrainingSpeedBench does. Prints one line:
+  torch samples/s=<s/s> steps=<n> seconds=<t> meanLoss=<l> nonFinite=<k> peakRssMB=<VmHWM> ...
 
-Usage: train_lenet5.py [--dir D] [--threads 2] [--batch 128] [--samples 60000] [--epochs 1]
-                       [--warmup 20] [--mkldnn on|off] [--channels-last] [--seed 1]
+Usage: speed.py [--arch lenet5|convnet] [--mode train|infer] [--dir D] [--threads 2] [--batch 128]
+                [--samples 60000] [--epochs 1] [--warmup 20] [--mkldnn on|off] [--channels-last] [--seed 1]
 Use /usr/bin/python3 (Debian python3-torch 1.13 with libopenblas0-pthread).
 """
-import argparse, gzip, os, struct, time
+import argparse, gzip, os, struct, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load_safetensors import build  # noqa: E402
 
 
 def read_idx(path):
@@ -29,22 +33,6 @@ def find(d, name):
     raise FileNotFoundError(name)
 
 
-class LeNet5(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.c2 = nn.Conv2d(6, 16, 5)
-        self.f1 = nn.Linear(16 * 5 * 5, 120)
-        self.f2 = nn.Linear(120, 84)
-        self.f3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.c1(x)), 2, 2)
-        x = F.max_pool2d(F.relu(self.c2(x)), 2, 2)
-        x = torch.flatten(x, 1)
-        return self.f3(F.relu(self.f2(F.relu(self.f1(x)))))
-
-
 def vm_hwm_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -55,6 +43,8 @@ def vm_hwm_mb():
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="lenet5", choices=["lenet5", "convnet"])
+    p.add_argument("--mode", default="train", choices=["train", "infer"])
     p.add_argument("--dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=128)
@@ -73,7 +63,8 @@ def main():
     images = torch.from_numpy(read_idx(find(a.dir, "train-images-idx3-ubyte")).copy())[: a.samples]
     labels = torch.from_numpy(read_idx(find(a.dir, "train-labels-idx1-ubyte")).astype(np.int64))[: a.samples]
     n = images.shape[0]
-    model = LeNet5()
+    hidden = {"lenet5": [6, 16, 120, 84], "convnet": [32, 32, 64, 64, 256]}[a.arch]
+    model = build(a.arch, hidden, 10)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -92,13 +83,20 @@ def main():
         opt.step()
         return loss.item()
 
+    if a.mode == "infer":
+        model.eval()
+
+        def step(x, y):  # noqa: F811  inference: a forward pass without autograd
+            with torch.no_grad():
+                return float(model(x)[0, 0])
+
     for i in range(a.warmup):
         idx = torch.randint(0, n, (a.batch,), generator=gen)
         step(*batch(idx))
     steps, loss_sum, non_finite = 0, 0.0, 0
     start = time.perf_counter()
     for _ in range(a.epochs):
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen) if a.mode == "train" else torch.arange(n)
         for f in range(0, n, a.batch):
             v = step(*batch(order[f:f + a.batch]))
             if not np.isfinite(v):
@@ -108,8 +106,9 @@ def main():
             steps += 1
     secs = time.perf_counter() - start
     print("torch samples/s=%.1f steps=%d seconds=%.2f meanLoss=%.4f nonFinite=%d peakRssMB=%.0f threads=%d mkldnn=%s cl=%s"
+          " arch=%s mode=%s batch=%d"
           % (n * a.epochs / secs, steps, secs, loss_sum / max(1, steps - non_finite), non_finite, vm_hwm_mb(),
-             torch.get_num_threads(), a.mkldnn, a.channels_last), flush=True)
+             torch.get_num_threads(), a.mkldnn, a.channels_last, a.arch, a.mode, a.batch), flush=True)
 
 
 if __name__ == "__main__":
