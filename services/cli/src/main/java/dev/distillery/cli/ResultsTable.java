@@ -48,7 +48,11 @@ public final class ResultsTable {
       }
     }
     Map<String, Double> seconds = new TreeMap<>(result.getStageSeconds());
-    seconds.forEach((stage, s) -> out.append(String.format("%-18s %8.1f s%n", stage, s)));
+    seconds.forEach((stage, s) -> {
+      String kernels = result.getStageKernels().get(stage);
+      out.append(String.format("%-18s %8.1f s", stage, s)).append(kernels == null ? "" : "  kernels " + kernels)
+          .append('\n');
+    });
     out.append("final checkpoint: ").append(result.getFinalCheckpoint().getUri())
         .append(" (sha256 ").append(result.getFinalCheckpoint().getSha256(), 0, 16).append("...)\n");
     if (result.getSparseCheckpoint() != null) {

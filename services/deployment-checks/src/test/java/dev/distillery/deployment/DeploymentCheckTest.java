@@ -59,6 +59,25 @@ class DeploymentCheckTest {
         "dev.distillery.status.JobStatusService");
   }
 
+  /**
+   * DjlRuntime chooses libtorch's kernels by probing them on the CPU that runs; a launcher, image
+   * or manifest that caps oneDNN's ISA (the old AVX2 workaround) would override that choice.
+   */
+  @Test
+  void noLauncherImageOrManifestCapsOneDnn() throws Exception {
+    Map<String, String> files = new java.util.TreeMap<>();
+    for (String file : List.of("demo.sh", "distillery", "docker/Dockerfile", "docker/docker-compose.yml", "pom.xml",
+        "bench/run.sh", ".ci/run")) {
+      files.put(file, read(file));
+    }
+    files.put("k8s/overlays/dev", render("k8s/overlays/dev"));
+    files.put("k8s/overlays/prod", render("k8s/overlays/prod"));
+    assertThat(DeploymentChecks.oneDnnCaps(files)).isEmpty();
+    assertThat(DeploymentChecks.oneDnnCaps(Map.of("docker/Dockerfile",
+        read("docker/Dockerfile").replace("ENV OPT_OUT_TRACKING=true", "ENV ONEDNN_MAX_CPU_ISA=AVX2 OPT_OUT_TRACKING=true"))))
+        .containsExactly("docker/Dockerfile");
+  }
+
   @Test
   void theWiringCheckFailsOnADriftedOverlay() throws Exception {
     List<Map<String, Object>> resources = DeploymentChecks.documents(render("k8s/overlays/dev")

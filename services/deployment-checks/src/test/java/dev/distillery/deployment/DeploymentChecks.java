@@ -219,6 +219,13 @@ final class DeploymentChecks {
   }
 
   /** The {@code dev.distillery} classes the text names that are not on the classpath. */
+  /** The files (by name) that set ONEDNN_MAX_CPU_ISA, which would override DjlRuntime's probed choice. */
+  static List<String> oneDnnCaps(Map<String, String> files) {
+    return files.entrySet().stream()
+        .filter(f -> Pattern.compile("ONEDNN_MAX_CPU_ISA\\s*[=:>]|name:\\s*ONEDNN_MAX_CPU_ISA").matcher(f.getValue()).find())
+        .map(Map.Entry::getKey).toList();
+  }
+
   static List<String> missingClasses(String text) {
     List<String> missing = new ArrayList<>();
     Matcher m = MAIN_CLASS.matcher(text);

@@ -99,7 +99,8 @@ public final class DjlRuntime {
       "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "DISTILLERY_KERNELS", "DISTILLERY_KERNEL_PROBE",
       "ONEDNN_MAX_CPU_ISA");
   private static final Logger LOG = LoggerFactory.getLogger(DjlRuntime.class);
-  private static boolean started;
+  // Volatile, not guarded by start's lock: /metrics reads it while a start may still be probing.
+  private static volatile boolean started;
   private static volatile KernelStatus kernels = new KernelStatus("auto", Kernels.NATIVE, "not started", "default");
 
   private DjlRuntime() {}
@@ -133,7 +134,7 @@ public final class DjlRuntime {
     return kernels;
   }
 
-  public static synchronized boolean isStarted() {
+  public static boolean isStarted() {
     return started;
   }
 
@@ -195,7 +196,8 @@ public final class DjlRuntime {
       failed.add(candidate.id() + " failed: " + report.failures().get(0));
       LOG.warn("kernel probe of {} failed on this CPU, trying the next configuration: {}; {}", candidate.id(),
           report.summary(), report.failures().stream().limit(5).map(String::valueOf).toList());
-      KernelParity.explain(report).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
+      // A child JVM per case: the first three say enough, and keep a failing start short.
+      KernelParity.explain(report, 3).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
     }
     if (kernels.active() == Kernels.NATIVE && !failed.isEmpty()) {
       LOG.warn("kernels: {}: libtorch's own kernels, slower, because oneDNN failed the probe", kernels);

@@ -19,7 +19,7 @@ class KernelParityTest {
     System.out.println("kernels: " + DjlRuntime.kernels() + "; " + report.summary());
     report.failures().stream().limit(50).forEach(f -> System.out.println("FAIL " + f));
     if (!report.passed()) {
-      KernelParity.explain(report).forEach((c, impls) -> System.out.println("oneDNN for " + c.label() + ": " + impls));
+      KernelParity.explain(report, 10).forEach((c, impls) -> System.out.println("oneDNN for " + c.label() + ": " + impls));
     }
     assertThat(report.failures()).as("kernels %s", DjlRuntime.kernels()).isEmpty();
     assertThat(report.worstError()).isLessThan(KernelParity.TOLERANCE);
