@@ -218,14 +218,16 @@ final class DeploymentChecks {
     return missing;
   }
 
-  /** The {@code dev.distillery} classes the text names that are not on the classpath. */
-  /** The files (by name) that set ONEDNN_MAX_CPU_ISA, which would override DjlRuntime's probed choice. */
+  /**
+   * The files (by name) that set ONEDNN_MAX_CPU_ISA (as {@code X=v}, {@code X: v}, {@code <X>v},
+   * {@code ENV X v} or a Kubernetes {@code name: X}): it would override DjlRuntime's probed choice.
+   */
   static List<String> oneDnnCaps(Map<String, String> files) {
-    return files.entrySet().stream()
-        .filter(f -> Pattern.compile("ONEDNN_MAX_CPU_ISA\\s*[=:>]|name:\\s*ONEDNN_MAX_CPU_ISA").matcher(f.getValue()).find())
-        .map(Map.Entry::getKey).toList();
+    Pattern cap = Pattern.compile("ONEDNN_MAX_CPU_ISA\\s*[=:>]|ENV\\s+ONEDNN_MAX_CPU_ISA\\s|name:\\s*ONEDNN_MAX_CPU_ISA");
+    return files.entrySet().stream().filter(f -> cap.matcher(f.getValue()).find()).map(Map.Entry::getKey).toList();
   }
 
+  /** The {@code dev.distillery} classes the text names that are not on the classpath. */
   static List<String> missingClasses(String text) {
     List<String> missing = new ArrayList<>();
     Matcher m = MAIN_CLASS.matcher(text);

@@ -16,6 +16,7 @@ import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.KernelParity;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.Preprocessing;
@@ -94,8 +95,10 @@ class OddChannelInferenceTest {
         }
         System.out.printf("%s: gradient off PyTorch's by %.2e of its largest %.2e, kernels %s%n",
             tensor.get("name").asText(), difference / scale, scale, DjlRuntime.kernels());
+        // Max pooling's near-ties may route a gradient differently under another summation order
+        // (KernelParity.MODEL_GRADIENT_TOLERANCE); here the gradients agree to a few 1e-6.
         assertThat(difference / scale).as("%s, kernels %s", tensor.get("name").asText(), DjlRuntime.kernels())
-            .isLessThan(1e-4);
+            .isLessThan(KernelParity.MODEL_GRADIENT_TOLERANCE);
       }
     }
   }

@@ -38,8 +38,10 @@ public final class IdxReader {
     raw.mark(2);
     boolean gzip = raw.read() == 0x1f && raw.read() == 0x8b;
     raw.reset();
-    DataInputStream in = new DataInputStream(gzip ? new GZIPInputStream(raw, 1 << 16) : raw);
-    return read(in, file);
+    // Closing releases the inflater's native memory now; it also closes stream, as callers expect.
+    try (DataInputStream in = new DataInputStream(gzip ? new GZIPInputStream(raw, 1 << 16) : raw)) {
+      return read(in, file);
+    }
   }
 
   private static IdxArray read(DataInputStream in, String file) throws IOException {

@@ -31,7 +31,7 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class TrainingLoop {
   /** DJL allows one active GradientCollector per JVM (a static flag), so trainings take turns. */
-  static final ReentrantLock ONE_TRAINING_PER_JVM = new ReentrantLock(true);
+  static final ReentrantLock ONE_GRADIENT_COLLECTOR_PER_JVM = new ReentrantLock(true);
 
   /**
    * How long and how to train.
@@ -184,11 +184,11 @@ public final class TrainingLoop {
 
   /** Trains, waiting first while another training of this JVM runs. */
   public Outcome run() throws NonFiniteLossException, InterruptedException, IOException {
-    ONE_TRAINING_PER_JVM.lockInterruptibly();
+    ONE_GRADIENT_COLLECTOR_PER_JVM.lockInterruptibly();
     try {
       return runAlone();
     } finally {
-      ONE_TRAINING_PER_JVM.unlock();
+      ONE_GRADIENT_COLLECTOR_PER_JVM.unlock();
     }
   }
 

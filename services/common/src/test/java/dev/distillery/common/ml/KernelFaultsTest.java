@@ -12,26 +12,40 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 /**
  * The harness and the start-up probe in child JVMs, under configurations that must fail: what
  * this JVM cannot test of itself, because oneDNN reads its settings once per process.
  */
+@Timeout(value = 10, unit = TimeUnit.MINUTES)
 class KernelFaultsTest {
 
   private record Run(int exitCode, String output) {}
 
+  /**
+   * A child JVM with this test's classpath; the kernel knobs of the developer's shell are removed,
+   * so each test sets what it means to test.
+   */
   private static Run java(Map<String, String> env, String... args) throws IOException, InterruptedException {
     List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-        "-cp", System.getProperty("java.class.path"), "-Dai.djl.offline=true"));
+        "-Xmx512m", "-cp", System.getProperty("java.class.path"), "-Dai.djl.offline=true"));
     command.addAll(List.of(args));
-    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
+    Path output = Files.createTempFile("kernel-faults", ".log");
+    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(output.toFile());
+    builder.environment().keySet().removeAll(List.of("DISTILLERY_KERNELS", "DISTILLERY_KERNEL_PROBE",
+        "ONEDNN_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_VERBOSE"));
     builder.environment().putAll(env);
     Process process = builder.start();
-    String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertThat(process.waitFor(5, TimeUnit.MINUTES)).isTrue();
-    System.out.println(output);
-    return new Run(process.exitValue(), output);
+    try {
+      assertThat(process.waitFor(3, TimeUnit.MINUTES)).as("child JVM finished").isTrue();
+      String text = Files.readString(output, StandardCharsets.UTF_8);
+      System.out.println(text);
+      return new Run(process.exitValue(), text);
+    } finally {
+      process.destroyForcibly();
+      Files.deleteIfExists(output);
+    }
   }
 
   @Test
@@ -43,7 +57,7 @@ class KernelFaultsTest {
         .contains("kernel probe of onednn failed on this CPU")
         .contains("kernel probe of onednn-forward failed on this CPU")
         .contains("oneDNN implementations for conv 1->4 k3 s1 p1 w28 b64 FASHION_MNIST: [")
-        .contains("kernels: native (isa default, probe onednn failed: conv 1->4");
+        .containsPattern("kernels: native \\(isa \\S+, probe onednn failed: conv 1->4");
   }
 
   /**
@@ -56,12 +70,13 @@ class KernelFaultsTest {
     String cpu = Files.readString(Path.of("/proc/cpuinfo"));
     assumeTrue(cpu.contains("avx512_bf16") || cpu.contains("amx_bf16"), "this CPU has no bfloat16 arithmetic");
     Run harness = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16", "DISTILLERY_KERNEL_PROBE", "off"),
-        "-Ddistillery.kernels=onednn", KernelParity.class.getName(), "--design", "probe", "--threads", "1,2");
+        "-Ddistillery.kernels=onednn", KernelParity.class.getName(), "--design", "probe", "--threads", "1,2",
+        "--no-trace");
     assertThat(harness.exitCode()).isEqualTo(1);
-    assertThat(harness.output()).contains("FAIL conv 1->4 k3 s1 p1 w28 b64 FASHION_MNIST threads=1 pass=1: forward relative error")
-        .containsPattern("oneDNN for conv 1->4 k3 s1 p1 w28 b64 FASHION_MNIST: \\[.*convolution \\S+ forward_training");
+    assertThat(harness.output()).containsPattern("FAIL conv \\S+ k\\d .* forward relative error \\d");
     Run service = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16"), DjlRuntime.class.getName());
     assertThat(service.output()).contains("kernel probe of onednn failed on this CPU")
+        .containsPattern("oneDNN implementations for \\S+.*: \\[.*convolution \\S+ forward_training")
         .contains("kernel probe of onednn-forward failed on this CPU").contains("kernels: native");
   }
 }
