@@ -73,7 +73,8 @@ class OddChannelInferenceTest {
         GOLDEN.resolve("convnet_6_6_13_13_51.params"));
         NDManager manager = model.getNDManager().newSubManager()) {
       int[] first = ImageDataset.range(0, images);
-      NDArray x = test.images(manager, first, Preprocessing.BUILT_IN);
+      // The training path's images (NCHW), as TrainingLoop builds them.
+      NDArray x = test.images(manager, first, test.batchBuffer(images));
       List<Parameter> parameters = model.getBlock().getParameters().values();
       // A loaded checkpoint's parameters carry no gradient until a trainer (here: we) asks for one.
       parameters.forEach(p -> p.getArray().setRequiresGradient(true));

@@ -87,15 +87,35 @@ public final class ImageDataset {
     return subset;
   }
 
-  /** Images preprocessed for a model that expects {@code input}. */
+  /**
+   * Images preprocessed for a model that expects {@code input}, for inference: the built-in
+   * preprocessing gives a channels-last view ({@link #channelsLast}).
+   */
   public NDArray images(NDManager manager, int[] indices, Preprocessing input) {
     float[] batch = new float[indices.length * rows * cols];
     fill(FloatBuffer.wrap(batch), indices, input);
-    return manager.create(batch, shape(indices.length, input));
+    return input.shape().length == 0
+        ? channelsLast(manager.create(batch, new Shape(indices.length, rows, cols, 1)))
+        : manager.create(batch, shape(indices.length, input));
   }
 
   /**
-   * Images {@code [indices.length, 1, rows, cols]} written into {@code buffer} (direct, native
+   * {@code [N, H, W, C]} seen as {@code [N, C, H, W]} with channels-last strides, the layout of
+   * images for inference (for one channel, the same bytes as NCHW). From such an input libtorch
+   * runs oneDNN's convolutions in NHWC throughout, instead of reordering every activation between
+   * NCHW and oneDNN's blocked layout (31% of oneDNN's time in convnet inference at batch 256):
+   * convnet inference 1.55x faster (bench/README.md, "Kernels"). Training keeps NCHW: backward in
+   * NHWC was 1.2x faster too, but oneDNN 3.7.1's 1x1 backward-weights kernel crashed the JVM
+   * (SIGSEGV) on NHWC inputs in KernelParity's design (uxlfoundation/oneDNN#6035). KernelParity
+   * checks NHWC forward passes and NCHW forward and backward passes, as they are used.
+   */
+  public static NDArray channelsLast(NDArray nhwc) {
+    return nhwc.transpose(0, 3, 1, 2);
+  }
+
+  /**
+   * Images {@code [indices.length, 1, rows, cols]} for training (NCHW, see {@link #channelsLast})
+   * written into {@code buffer} (direct, native
    * order, room for the batch) and returned as an array that shares it: DJL wraps a direct buffer
    * without copying. The array is valid until the buffer is filled again. Reusing one buffer per
    * training run saves a fresh, zeroed and page-faulted direct buffer per step, which is only freed

@@ -107,29 +107,35 @@ public final class KernelParity {
 
   /**
    * One layer shape. For {@link Layer#LINEAR}, {@code in} and {@code out} are features and the
-   * spatial fields are unused (1, 1, 0, 1).
+   * spatial fields are unused (1, 1, 0, 1). {@code channelsLast}: the input is a channels-last
+   * view (ImageDataset.channelsLast), as images for inference are, which makes libtorch run
+   * oneDNN's NHWC kernels; such a case is an inference and checks the forward pass only.
    */
   public record Case(Layer layer, int in, int out, int kernel, int stride, int padding, int width, int batch,
-      Source source) {
+      Source source, boolean channelsLast) {
     private static final Pattern CONV = Pattern.compile(
-        "conv (\\d+)->(\\d+) k(\\d+) s(\\d+) p(\\d+) w(\\d+) b(\\d+) (\\w+)");
+        "conv (\\d+)->(\\d+) k(\\d+) s(\\d+) p(\\d+) w(\\d+) b(\\d+) ([A-Z_]+)( nhwc)?");
     private static final Pattern LINEAR = Pattern.compile("linear (\\d+)->(\\d+) b(\\d+) (\\w+)");
-    private static final Pattern MODEL = Pattern.compile("([a-z0-9-]+) b(\\d+) (\\w+)");
+    private static final Pattern MODEL = Pattern.compile("([a-z0-9-]+) b(\\d+) ([A-Z_]+)( nhwc)?");
 
-    public static Case conv(int in, int out, int kernel, int stride, int padding, int width, int batch, Source source) {
-      return new Case(Layer.CONV, in, out, kernel, stride, padding, width, batch, source);
+    public static Case conv(int in, int out, int kernel, int stride, int padding, int width, int batch, Source source,
+        boolean channelsLast) {
+      return new Case(Layer.CONV, in, out, kernel, stride, padding, width, batch, source, channelsLast);
     }
 
     public static Case linear(int in, int out, int batch, Source source) {
-      return new Case(Layer.LINEAR, in, out, 1, 1, 0, 1, batch, source);
+      return new Case(Layer.LINEAR, in, out, 1, 1, 0, 1, batch, source, false);
     }
 
-    /** A whole built-in model on 28x28 single-channel images. */
-    public static Case model(Layer model, int batch, Source source) {
+    /**
+     * A whole built-in model on 28x28 single-channel images: trained (NCHW, forward and backward)
+     * or, {@code channelsLast}, run for inference (forward only), as the services use them.
+     */
+    public static Case model(Layer model, int batch, Source source, boolean channelsLast) {
       if (!model.isModel()) {
         throw new IllegalArgumentException(model + " is a single layer");
       }
-      return new Case(model, 1, 10, 1, 1, 0, IMAGE_SIDE, batch, source);
+      return new Case(model, 1, 10, 1, 1, 0, IMAGE_SIDE, batch, source, channelsLast);
     }
 
     /** Reads {@link #label()} back. */
@@ -140,7 +146,7 @@ public final class KernelParity {
         for (int i = 0; i < 7; i++) {
           v[i] = Integer.parseInt(conv.group(i + 1));
         }
-        return conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], Source.valueOf(conv.group(8)));
+        return conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], Source.valueOf(conv.group(8)), conv.group(9) != null);
       }
       Matcher linear = LINEAR.matcher(label.trim());
       if (linear.matches()) {
@@ -151,7 +157,8 @@ public final class KernelParity {
       if (model.matches()) {
         for (Layer layer : Layer.values()) {
           if (layer.isModel() && layer.id().equals(model.group(1))) {
-            return model(layer, Integer.parseInt(model.group(2)), Source.valueOf(model.group(3)));
+            return model(layer, Integer.parseInt(model.group(2)), Source.valueOf(model.group(3)),
+                model.group(4) != null);
           }
         }
       }
@@ -160,10 +167,10 @@ public final class KernelParity {
 
     public String label() {
       return switch (layer) {
-        case CONV -> String.format("conv %d->%d k%d s%d p%d w%d b%d %s", in, out, kernel, stride, padding, width,
-            batch, source);
+        case CONV -> String.format("conv %d->%d k%d s%d p%d w%d b%d %s%s", in, out, kernel, stride, padding, width,
+            batch, source, channelsLast ? " nhwc" : "");
         case LINEAR -> String.format("linear %d->%d b%d %s", in, out, batch, source);
-        default -> String.format("%s b%d %s", layer.id(), batch, source);
+        default -> String.format("%s b%d %s%s", layer.id(), batch, source, channelsLast ? " nhwc" : "");
       };
     }
 
@@ -423,25 +430,38 @@ public final class KernelParity {
       poison(parent, c);
     }
     try (NDManager manager = parent.newSubManager()) {
-      NDArray x = manager.create(inputs[0], c.inputShape()).toType(type, false);
+      NDArray x = input(manager, c, inputs[0]).toType(type, false);
       NDArray gradient = manager.create(inputs[3], c.outputShape()).toType(type, false);
       if (c.layer().isModel()) {
         return computeModel(manager, c, inputs, x, gradient, type);
       }
-      x.setRequiresGradient(true);
       NDArray w = manager.create(inputs[1], c.weightShape()).toType(type, false);
       NDArray b = manager.create(inputs[2], new Shape(c.out())).toType(type, false);
+      if (c.channelsLast()) {
+        // The inference layout: a forward pass without autograd, as Evaluation runs it.
+        boolean gradMode = DjlRuntime.inferenceMode();
+        try {
+          return new Outputs(doubles(layer(c, x, w, b)), new double[0], new double[0], new double[0]);
+        } finally {
+          DjlRuntime.restoreGradMode(gradMode);
+        }
+      }
+      x.setRequiresGradient(true);
       w.setRequiresGradient(true);
       b.setRequiresGradient(true);
       try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
-        NDArray y = c.layer() == Layer.CONV
-            ? Conv2d.conv2d(x, w, b, new Shape(c.stride(), c.stride()), new Shape(c.padding(), c.padding()),
-                new Shape(1, 1)).singletonOrThrow()
-            : Linear.linear(x, w, b).singletonOrThrow();
+        NDArray y = layer(c, x, w, b);
         DjlRuntime.backward(collector, y.mul(gradient).sum());
         return new Outputs(doubles(y), doubles(x.getGradient()), doubles(w.getGradient()), doubles(b.getGradient()));
       }
     }
+  }
+
+  private static NDArray layer(Case c, NDArray x, NDArray w, NDArray b) {
+    return c.layer() == Layer.CONV
+        ? Conv2d.conv2d(x, w, b, new Shape(c.stride(), c.stride()), new Shape(c.padding(), c.padding()),
+            new Shape(1, 1)).singletonOrThrow()
+        : Linear.linear(x, w, b).singletonOrThrow();
   }
 
   /**
@@ -456,6 +476,25 @@ public final class KernelParity {
       }
       manager.full(new Shape(4 * c.inputShape().size() + 4 * c.outputShape().size()), Float.NaN);
     }
+  }
+
+  /** The case's input, NCHW or as a channels-last view of the same values. */
+  private static NDArray input(NDManager manager, Case c, float[] nchw) {
+    if (!c.channelsLast()) {
+      return manager.create(nchw, c.inputShape());
+    }
+    int n = c.batch();
+    int channels = c.in();
+    int plane = c.width() * c.width();
+    float[] nhwc = new float[nchw.length];
+    for (int i = 0; i < n; i++) {
+      for (int ch = 0; ch < channels; ch++) {
+        for (int p = 0; p < plane; p++) {
+          nhwc[(i * plane + p) * channels + ch] = nchw[(i * channels + ch) * plane + p];
+        }
+      }
+    }
+    return ImageDataset.channelsLast(manager.create(nhwc, new Shape(n, c.width(), c.width(), channels)));
   }
 
   /**
@@ -475,6 +514,15 @@ public final class KernelParity {
       return m.create(values, shape).toType(dataType, false);
     }, parameter -> true);
     block.initialize(manager, type, c.inputShape());
+    if (c.channelsLast()) {
+      boolean gradMode = DjlRuntime.inferenceMode();
+      try {
+        NDArray logits = block.forward(new ParameterStore(manager, false), new NDList(x), false).singletonOrThrow();
+        return new Outputs(doubles(logits), new double[0], new double[0], new double[0]);
+      } finally {
+        DjlRuntime.restoreGradMode(gradMode);
+      }
+    }
     try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
       NDArray logits = block.forward(new ParameterStore(manager, false), new NDList(x), true).singletonOrThrow();
       DjlRuntime.backward(collector, logits.mul(gradient).sum());
@@ -646,28 +694,37 @@ public final class KernelParity {
   public static List<Case> probeDesign() {
     Source real = Source.FASHION_MNIST;
     return List.of(
-        Case.conv(1, 4, 3, 1, 1, 28, 64, real),
-        Case.conv(4, 8, 3, 1, 1, 28, 32, real),
-        Case.conv(1, 6, 5, 1, 2, 28, 32, real),
-        Case.conv(6, 16, 5, 1, 0, 14, 32, real),
-        Case.conv(1, 6, 3, 1, 1, 28, 32, real),
-        Case.conv(6, 6, 3, 1, 1, 28, 32, real),
-        Case.conv(6, 13, 3, 1, 1, 14, 32, real),
-        Case.conv(13, 13, 3, 1, 1, 14, 32, real),
-        Case.conv(32, 32, 3, 1, 1, 14, 8, Source.RANDOM),
-        Case.conv(3, 8, 1, 2, 0, 27, 16, Source.RANDOM),
-        Case.conv(8, 16, 3, 2, 1, 13, 16, Source.RANDOM),
+        // Training shapes in NCHW with backward passes; inference ones channels-last, forward only.
+        Case.conv(1, 4, 3, 1, 1, 28, 64, real, false),
+        Case.conv(4, 8, 3, 1, 1, 28, 32, real, false),
+        Case.conv(1, 6, 5, 1, 2, 28, 32, real, false),
+        Case.conv(6, 16, 5, 1, 0, 14, 32, real, false),
+        Case.conv(6, 16, 5, 1, 0, 14, 32, real, true),
+        Case.conv(1, 6, 3, 1, 1, 28, 32, real, false),
+        Case.conv(6, 6, 3, 1, 1, 28, 32, real, false),
+        Case.conv(6, 6, 3, 1, 1, 28, 32, real, true),
+        Case.conv(6, 13, 3, 1, 1, 14, 32, real, false),
+        Case.conv(6, 13, 3, 1, 1, 14, 32, real, true),
+        Case.conv(13, 13, 3, 1, 1, 14, 32, real, false),
+        Case.conv(32, 32, 3, 1, 1, 14, 8, Source.RANDOM, false),
+        Case.conv(32, 32, 3, 1, 1, 28, 16, Source.RANDOM, true),
+        Case.conv(3, 8, 1, 2, 0, 27, 16, Source.RANDOM, false),
+        Case.conv(8, 16, 3, 2, 1, 13, 16, Source.RANDOM, false),
         Case.linear(637, 51, 32, real),
         Case.linear(400, 120, 32, real),
-        Case.model(Layer.LENET5, 32, real),
-        Case.model(Layer.CONVNET, 4, real),
-        Case.model(Layer.CONVNET_ODD, 16, real));
+        Case.model(Layer.LENET5, 32, real, false),
+        Case.model(Layer.CONVNET, 4, real, false),
+        Case.model(Layer.CONVNET_ODD, 16, real, false),
+        Case.model(Layer.LENET5, 32, real, true),
+        Case.model(Layer.CONVNET, 16, real, true),
+        Case.model(Layer.CONVNET_ODD, 16, real, true));
   }
 
   /**
    * The convolution dimensions, each value list least demanding first (see {@link Pairwise}): input
    * channels, output channels, kernel, stride, padding (0: none, 1: same, kernel / 2), width
-   * (divisible by stride 2 or not), batch, source (index into {@link Source}).
+   * (divisible by stride 2 or not), batch, source (index into {@link Source}), layout (1:
+   * channels-last).
    */
   static final List<int[]> CONV_FACTORS = List.of(
       new int[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 32, 33, 51, 64},
@@ -677,6 +734,7 @@ public final class KernelParity {
       new int[] {0, 1},
       new int[] {7, 13, 14, 27, 28},
       new int[] {1, 16, 255, 256},
+      new int[] {0, 1},
       new int[] {0, 1});
   /** Dense layer dimensions: input features, output features, batch, source. */
   static final List<int[]> DENSE_FACTORS = List.of(
@@ -704,12 +762,14 @@ public final class KernelParity {
       cases.add(Case.linear(row[0], row[1], row[2], Source.values()[row[3]]));
     }
     for (Source source : Source.values()) {
-      for (int batch : new int[] {1, 16, 255, 256}) {
-        cases.add(Case.model(Layer.LENET5, batch, source));
-      }
-      for (int batch : new int[] {1, 16, 64}) {
-        cases.add(Case.model(Layer.CONVNET, batch, source));
-        cases.add(Case.model(Layer.CONVNET_ODD, batch, source));
+      for (boolean inference : new boolean[] {false, true}) {
+        for (int batch : new int[] {1, 16, 255, 256}) {
+          cases.add(Case.model(Layer.LENET5, batch, source, inference));
+        }
+        for (int batch : new int[] {1, 16, 64}) {
+          cases.add(Case.model(Layer.CONVNET, batch, source, inference));
+          cases.add(Case.model(Layer.CONVNET_ODD, batch, source, inference));
+        }
       }
     }
     return cases;
@@ -717,7 +777,7 @@ public final class KernelParity {
 
   /** A row of CONV_FACTORS as a case; "same" padding of a 1x1 kernel is none. */
   static Case conv(int[] v) {
-    return Case.conv(v[0], v[1], v[2], v[3], v[4] * (v[2] / 2), v[5], v[6], Source.values()[v[7]]);
+    return Case.conv(v[0], v[1], v[2], v[3], v[4] * (v[2] / 2), v[5], v[6], Source.values()[v[7]], v[8] == 1);
   }
 
   /**
