@@ -179,56 +179,55 @@ public final class DjlRuntime {
     String requested = setting("distillery.kernels", "DISTILLERY_KERNELS", "auto");
     List<Kernels> candidates = "auto".equals(requested) ? AUTO : List.of(Kernels.parse(requested), Kernels.NATIVE);
     // Off (benchmarks, image builds): the first candidate is trusted unchecked, onednn under auto.
-    boolean probe = !"off".equals(setting("distillery.kernels.probe", "DISTILLERY_KERNEL_PROBE", "on"));
+    boolean probing = !"off".equals(setting("distillery.kernels.probe", "DISTILLERY_KERNEL_PROBE", "on"));
     // A tolerance below float32's rounding makes the probe fail for real: how the fallback is
     // tested. It can only be tightened, never loosened into accepting wrong kernels.
     double tolerance = Math.min(KernelParity.TOLERANCE, Double.parseDouble(System.getProperty(
         "distillery.kernels.probe.tolerance", String.valueOf(KernelParity.TOLERANCE))));
     int[] threads = IntStream.of(1, torchThreads).distinct().sorted().toArray();
-    List<String> outcomes = new ArrayList<>();
+    List<String> failures = new ArrayList<>();
     for (Kernels candidate : candidates) {
+      // The harness's backward passes follow kernels.active(): set before the probe runs.
       kernels = new KernelStatus(requested, candidate, "running", isa);
       setOneDnn(candidate != Kernels.NATIVE);
-      if (candidate == Kernels.NATIVE || !probe) {
-        String outcome = candidate == Kernels.NATIVE ? "not needed" : "off";
-        kernels = new KernelStatus(requested, candidate, outcomes.isEmpty() ? outcome : String.join("; ", outcomes), isa);
-        break;
-      }
-      KernelParity.Report report;
-      try {
-        report = probe(tolerance, threads);
-      } catch (RuntimeException e) {
-        // oneDNN may refuse a shape ("could not create a primitive") rather than compute it wrongly.
-        outcomes.add(candidate.id() + " failed: " + e);
-        LOG.warn("kernel probe of {} threw on this CPU, trying the next configuration", candidate.id(), e);
+      String verdict = candidate == Kernels.NATIVE ? "not needed" : probing ? probe(candidate, tolerance, threads) : "off";
+      if (verdict.startsWith("failed")) {
+        failures.add(candidate.id() + " " + verdict);
         continue;
       }
-      if (report.passed()) {
-        outcomes.add(candidate.id() + " passed");
-        kernels = new KernelStatus(requested, candidate, outcomes.size() == 1 ? "passed" : String.join("; ", outcomes), isa);
-        LOG.info("kernel probe of {} passed: {}", candidate.id(), report.summary());
-        break;
-      }
-      outcomes.add(candidate.id() + " failed: " + report.failures().get(0));
-      LOG.warn("kernel probe of {} failed on this CPU, trying the next configuration: {}; {}", candidate.id(),
-          report.summary(), report.failures().stream().limit(5).map(String::valueOf).toList());
-      // A child JVM per case: the first three say enough, and keep a failing start short.
-      KernelParity.explain(report, 3).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
+      kernels = new KernelStatus(requested, candidate,
+          failures.isEmpty() ? verdict : String.join("; ", failures) + "; " + candidate.id() + " " + verdict, isa);
+      break;
     }
-    if (kernels.active() == Kernels.NATIVE && !outcomes.isEmpty()) {
-      LOG.warn("kernels: {}: libtorch's own kernels, slower, because oneDNN failed the probe", kernels);
+    if (!failures.isEmpty()) {
+      LOG.warn("kernels: {}: oneDNN failed the probe on this CPU", kernels);
     } else {
       LOG.info("kernels: {}", kernels);
     }
   }
 
-  private static KernelParity.Report probe(double tolerance, int[] threads) {
+  /** "passed", or "failed: <first failure>" after logging the failures and oneDNN's implementations. */
+  private static String probe(Kernels candidate, double tolerance, int[] threads) {
+    KernelParity.Report report;
     try {
-      return KernelParity.withShippedImages().withTolerance(tolerance).run(KernelParity.probeDesign(), threads);
+      report = KernelParity.withShippedImages().withTolerance(tolerance).run(KernelParity.probeDesign(), threads);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted during the kernel probe", e);
+    } catch (RuntimeException e) {
+      // oneDNN may refuse a shape ("could not create a primitive") rather than compute it wrongly.
+      LOG.warn("kernel probe of {} threw on this CPU", candidate.id(), e);
+      return "failed: " + e;
     }
+    if (report.passed()) {
+      LOG.info("kernel probe of {} passed: {}", candidate.id(), report.summary());
+      return "passed";
+    }
+    LOG.warn("kernel probe of {} failed on this CPU, trying the next configuration: {}; {}", candidate.id(),
+        report.summary(), report.failures().stream().limit(5).map(String::valueOf).toList());
+    // A child JVM per case: the first three say enough, and keep a failing start short.
+    KernelParity.explain(report, 3).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
+    return "failed: " + report.failures().get(0);
   }
 
   private static String setting(String property, String variable, String fallback) {

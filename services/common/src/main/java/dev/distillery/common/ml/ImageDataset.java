@@ -94,9 +94,22 @@ public final class ImageDataset {
   public NDArray images(NDManager manager, int[] indices, Preprocessing input) {
     float[] batch = new float[indices.length * rows * cols];
     fill(FloatBuffer.wrap(batch), indices, input);
-    return input.shape().length == 0
-        ? channelsLast(manager.create(batch, new Shape(indices.length, rows, cols, 1)))
-        : manager.create(batch, shape(indices.length, input));
+    NDArray images = manager.create(batch, shape(indices.length, input));
+    // The built-in models only: a user's TorchScript module may view() its input, which a
+    // channels-last view refuses.
+    return input.shape().length == 0 ? forInference(images) : images;
+  }
+
+  /**
+   * Contiguous single-channel images {@code [N, 1, H, W]} for a built-in model's inference: the
+   * same bytes seen as channels-last ({@link #channelsLast}); anything else as it is.
+   */
+  public static NDArray forInference(NDArray images) {
+    Shape shape = images.getShape();
+    if (shape.dimension() != 4 || shape.get(1) != 1) {
+      return images;
+    }
+    return channelsLast(images.reshape(shape.get(0), shape.get(2), shape.get(3), 1));
   }
 
   /**
@@ -139,7 +152,7 @@ public final class ImageDataset {
     for (int index : indices) {
       int offset = index * imageSize;
       for (int p = 0; p < imageSize; p++) {
-        out.put(((pixels[offset + p] & 0xff) * input.scale() - input.mean()) / input.std());
+        out.put(input.apply(pixels[offset + p] & 0xff));
       }
     }
   }

@@ -79,10 +79,8 @@ public final class InferenceCost {
    */
   private static long forwardNanos(Model model, ParameterStore parameters, Shape shape, NDManager scope) {
     try (NDManager pass = scope.newSubManager()) {
-      // The layout the images have in service (ImageDataset.channelsLast) for [1, H, W] images.
-      NDArray input = shape.dimension() == 4 && shape.get(1) == 1
-          ? ImageDataset.channelsLast(pass.randomNormal(new Shape(shape.get(0), shape.get(2), shape.get(3), 1)))
-          : pass.randomNormal(shape);
+      // The layout a built-in model's images have in service.
+      NDArray input = ImageDataset.forInference(pass.randomNormal(shape));
       long start = System.nanoTime();
       model.getBlock().forward(parameters, new NDList(input), false).singletonOrThrow().toFloatArray();
       return System.nanoTime() - start;

@@ -16,9 +16,7 @@ import ai.djl.training.ParameterStore;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -28,7 +26,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -261,10 +258,9 @@ public final class KernelParity {
         throw new IllegalStateException(PROBE_IMAGES + " is missing from the classpath");
       }
       IdxReader.IdxArray array = IdxReader.read(in, PROBE_IMAGES);
-      Preprocessing p = Preprocessing.BUILT_IN;
       float[] images = new float[array.data().length];
       for (int i = 0; i < images.length; i++) {
-        images[i] = ((array.data()[i] & 0xff) * p.scale() - p.mean()) / p.std();
+        images[i] = Preprocessing.BUILT_IN.apply(array.data()[i] & 0xff);
       }
       return new KernelParity(images, array.count(), TOLERANCE);
     } catch (IOException e) {
@@ -408,7 +404,7 @@ public final class KernelParity {
   private void realGradient(Case c, float[] gradient, Random random) {
     int offset = random.nextInt(imageCount);
     int plane = c.outWidth() * c.outWidth();
-    float background = -Preprocessing.BUILT_IN.mean() / Preprocessing.BUILT_IN.std();
+    float background = Preprocessing.BUILT_IN.apply(0);
     for (int i = 0; i < gradient.length; i++) {
       int image = (offset + i / plane) % imageCount;
       int r = (i % plane) / c.outWidth() * IMAGE_SIDE / c.outWidth();
@@ -786,59 +782,36 @@ public final class KernelParity {
    * as "kind implementation propagation", or why they could not be read.
    */
   public static List<String> oneDnnImplementations(Case c, int threads) {
-    // A small heap: a container's JAVA_TOOL_OPTIONS (MaxRAMPercentage) would size it for a service.
-    List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-        "-Xmx512m", "-cp", System.getProperty("java.class.path")));
-    for (String key : List.of("ai.djl.offline", "DJL_CACHE_DIR")) {
-      if (System.getProperty(key) != null) {
-        command.add("-D" + key + "=" + System.getProperty(key));
-      }
-    }
     // The configuration under test (while DjlRuntime probes, the candidate), not the one requested.
-    command.add("-Ddistillery.kernels=" + DjlRuntime.kernels().active().id());
-    command.addAll(List.of(KernelParity.class.getName(), "--case", c.label(), "--threads", String.valueOf(threads),
-        "--no-trace"));
-    Process process = null;
-    Path output = null;
+    List<String> args = List.of("-Ddistillery.kernels=" + DjlRuntime.kernels().active().id(),
+        KernelParity.class.getName(), "--case", c.label(), "--threads", String.valueOf(threads), "--no-trace");
+    // The child checks only the case; its own probe at start would add unrelated primitives.
+    Map<String, String> env = Map.of("ONEDNN_VERBOSE", "1", "DISTILLERY_KERNEL_PROBE", "off");
+    ChildJvm.Result run;
     try {
-      output = Files.createTempFile("onednn-verbose", ".log");
-      ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(output.toFile());
-      builder.environment().put("ONEDNN_VERBOSE", "1");
-      // The child checks only the case; its own probe at start would add unrelated primitives.
-      builder.environment().put("DISTILLERY_KERNEL_PROBE", "off");
-      process = builder.start();
-      if (!process.waitFor(2, TimeUnit.MINUTES)) {
-        return List.of("(the verbose rerun did not finish in 2 minutes)");
-      }
-      List<String> lines = Files.readAllLines(output, StandardCharsets.UTF_8);
-      // 0: the case passed in the child, 1: it failed there too; anything else is a crash.
-      if (process.exitValue() > 1) {
-        return List.of("(the verbose rerun exited with " + process.exitValue() + ": "
-            + String.join(" | ", lines.subList(Math.max(0, lines.size() - 3), lines.size())) + ")");
-      }
-      Set<String> implementations = new LinkedHashSet<>();
-      for (String line : lines) {
-        String[] fields = line.split(",");
-        int exec = Arrays.asList(fields).indexOf("exec");
-        if (line.startsWith("onednn_verbose") && exec > 0 && fields.length > exec + 4) {
-          implementations.add(fields[exec + 2] + " " + fields[exec + 3] + " " + fields[exec + 4]);
-        }
-      }
-      return implementations.isEmpty() ? List.of("(no oneDNN primitive ran: libtorch's own kernels)")
-          : List.copyOf(implementations);
+      run = ChildJvm.run(env, List.of(), Duration.ofMinutes(2), args);
     } catch (IOException e) {
-      return List.of("(the verbose rerun could not run: " + e.getMessage() + ")");
+      return List.of("(the verbose rerun failed: " + e.getMessage() + ")");
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return List.of("(interrupted)");
-    } finally {
-      if (process != null) {
-        process.destroyForcibly();
-      }
-      if (output != null) {
-        output.toFile().delete();
+    }
+    List<String> lines = run.lines();
+    // 0: the case passed in the child, 1: it failed there too; anything else is a crash.
+    if (run.exitCode() > 1) {
+      return List.of("(the verbose rerun exited with " + run.exitCode() + ": "
+          + String.join(" | ", lines.subList(Math.max(0, lines.size() - 3), lines.size())) + ")");
+    }
+    Set<String> implementations = new LinkedHashSet<>();
+    for (String line : lines) {
+      String[] fields = line.split(",");
+      int exec = Arrays.asList(fields).indexOf("exec");
+      if (line.startsWith("onednn_verbose") && exec > 0 && fields.length > exec + 4) {
+        implementations.add(fields[exec + 2] + " " + fields[exec + 3] + " " + fields[exec + 4]);
       }
     }
+    return implementations.isEmpty() ? List.of("(no oneDNN primitive ran: libtorch's own kernels)")
+        : List.copyOf(implementations);
   }
 
   /**

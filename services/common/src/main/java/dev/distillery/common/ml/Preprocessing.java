@@ -15,6 +15,11 @@ public record Preprocessing(float scale, float mean, float std, long[] shape) {
   /** What the built-in architectures are trained with: Fashion-MNIST's mean and deviation. */
   public static final Preprocessing BUILT_IN = new Preprocessing(1 / 255f, 0.2860f, 0.3530f, new long[0]);
 
+  /** A raw pixel (0..255) as the model's input value. */
+  public float apply(int pixel) {
+    return (pixel * scale - mean) / std;
+  }
+
   public static Preprocessing of(InputSpec spec) {
     return new Preprocessing((float) spec.getPixelScale(), (float) spec.getMean(), (float) spec.getStd(),
         spec.getShape().stream().mapToLong(Integer::longValue).toArray());

@@ -4,10 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -21,37 +20,21 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 10, unit = TimeUnit.MINUTES)
 class KernelFaultsTest {
 
-  private record Run(int exitCode, String output) {}
-
   /**
    * A child JVM with this test's classpath; the kernel knobs of the developer's shell are removed,
    * so each test sets what it means to test.
    */
-  private static Run java(Map<String, String> env, String... args) throws IOException, InterruptedException {
-    List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-        "-Xmx512m", "-cp", System.getProperty("java.class.path"), "-Dai.djl.offline=true"));
-    command.addAll(List.of(args));
-    Path output = Files.createTempFile("kernel-faults", ".log");
-    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(output.toFile());
-    builder.environment().keySet().removeAll(List.of("DISTILLERY_KERNELS", "DISTILLERY_KERNEL_PROBE",
-        "ONEDNN_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_VERBOSE"));
-    builder.environment().putAll(env);
-    Process process = builder.start();
-    try {
-      assertThat(process.waitFor(3, TimeUnit.MINUTES)).as("child JVM finished").isTrue();
-      String text = Files.readString(output, StandardCharsets.UTF_8);
-      System.out.println(text);
-      return new Run(process.exitValue(), text);
-    } finally {
-      process.destroyForcibly();
-      Files.deleteIfExists(output);
-    }
+  private static ChildJvm.Result java(Map<String, String> env, String... args) throws IOException, InterruptedException {
+    ChildJvm.Result run = ChildJvm.run(env, List.of("DISTILLERY_KERNELS", "DISTILLERY_KERNEL_PROBE",
+        "ONEDNN_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_VERBOSE"), Duration.ofMinutes(3), List.of(args));
+    System.out.println(run.output());
+    return run;
   }
 
   @Test
   void aServiceWhoseProbeFailsStartsOnLibtorchsOwnKernelsAndSaysSo() throws Exception {
     // A tolerance below float32's rounding: every configuration's probe fails for real.
-    Run run = java(Map.of(), "-Ddistillery.kernels.probe.tolerance=1e-12", DjlRuntime.class.getName());
+    ChildJvm.Result run = java(Map.of(), "-Ddistillery.kernels.probe.tolerance=1e-12", DjlRuntime.class.getName());
     assertThat(run.exitCode()).isZero();
     assertThat(run.output())
         .contains("kernel probe of onednn failed on this CPU")
@@ -69,12 +52,12 @@ class KernelFaultsTest {
   void oneDnnInBfloat16IsReportedAndRefused() throws Exception {
     String cpu = Files.readString(Path.of("/proc/cpuinfo"));
     assumeTrue(cpu.contains("avx512_bf16") || cpu.contains("amx_bf16"), "this CPU has no bfloat16 arithmetic");
-    Run harness = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16", "DISTILLERY_KERNEL_PROBE", "off"),
+    ChildJvm.Result harness = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16", "DISTILLERY_KERNEL_PROBE", "off"),
         "-Ddistillery.kernels=onednn", KernelParity.class.getName(), "--design", "probe", "--threads", "1,2",
         "--no-trace");
     assertThat(harness.exitCode()).isEqualTo(1);
     assertThat(harness.output()).containsPattern("FAIL conv \\S+ k\\d .* forward relative error \\d");
-    Run service = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16"), DjlRuntime.class.getName());
+    ChildJvm.Result service = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16"), DjlRuntime.class.getName());
     assertThat(service.output()).contains("kernel probe of onednn failed on this CPU")
         .containsPattern("oneDNN implementations for \\S+.*: \\[.*convolution \\S+ forward_training")
         .contains("kernel probe of onednn-forward failed on this CPU").contains("kernels: native");
