@@ -54,7 +54,7 @@ public final class PruningBench {
           .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture(arch).setWidth(1.0)
               .setCheckpointUri(model.toUri().toString()).build())
           .setDataset(data)
-          .setStudent(new StudentSpec(arch, 1.0))
+          .setStudent(StudentSpec.newBuilder().setArchitecture(arch).setWidth(1.0).build())
           .setDistillation(DistillationSettings.newBuilder().setBatchSize(128).build())
           .setPruning(pruning)
           .setStages(List.of(Stage.PRUNING))

@@ -95,7 +95,8 @@ public final class StudentTrainingBench {
         .setAlpha(Double.parseDouble(o.getOrDefault("alpha", "0.9")))
         .setHardLabelBaseline(true);
     CompressionRequest request = request("distill", teacher, data, training.build())
-        .setStudent(new StudentSpec("lenet5", Double.parseDouble(o.getOrDefault("width", "1.0"))))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5")
+            .setWidth(Double.parseDouble(o.getOrDefault("width", "1.0"))).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
         .build();
     JobResult result = runThroughPipeline(request);
@@ -123,7 +124,7 @@ public final class StudentTrainingBench {
         .setSchedule(LearningRateSchedule.COSINE)
         .build();
     CompressionRequest request = request("transfer", pretrained, lastFive, training)
-        .setStudent(new StudentSpec("convnet", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("convnet").setWidth(1.0).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(5)
             .setFreezeBackbone(Boolean.parseBoolean(o.getOrDefault("freeze", "false")))
             .setBackboneLearningRateFactor(Double.parseDouble(o.getOrDefault("backbone-factor", "0.1"))).build())
@@ -174,7 +175,7 @@ public final class StudentTrainingBench {
         for (int job = 1; job <= jobs; job++) {
           CompressionRequest request = request("memory-" + job, teacher, data,
               DistillationSettings.newBuilder().setEpochs(1).setHardLabelBaseline(true).build())
-              .setStudent(new StudentSpec("lenet5", 1.0))
+              .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
               .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION)).build();
           long start = System.nanoTime();
           events.send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);

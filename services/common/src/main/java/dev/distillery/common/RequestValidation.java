@@ -5,6 +5,7 @@ import dev.distillery.common.ml.Architectures;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetFormat;
 import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.OptimizerKind;
@@ -46,17 +47,8 @@ public final class RequestValidation {
     } else if (teacher.getFormat() == ModelFormat.BUILT_IN
         && (teacher.getArchitecture() == null || !Architectures.isKnown(teacher.getArchitecture()))) {
       problems.add(new Violation("teacher.architecture", unknownArchitecture(teacher.getArchitecture())));
-    } else if (teacher.getFormat() == ModelFormat.TORCHSCRIPT && !request.getStages().contains(Stage.DISTILLATION)) {
-      problems.add(new Violation(request.getStages().contains(Stage.TRANSFER) ? "teacher.format" : "stages",
-          "a TORCHSCRIPT teacher can only be distilled: add DISTILLATION"));
     }
-    var input = teacher.getInput();
-    if (!(input.getStd() > 0) || !Double.isFinite(input.getPixelScale()) || !Double.isFinite(input.getMean())) {
-      problems.add(new Violation("teacher.input", "pixelScale and mean must be finite and std positive"));
-    }
-    if (input.getShape().stream().anyMatch(d -> d < 1)) {
-      problems.add(new Violation("teacher.input.shape", "dimensions must be positive, was " + input.getShape()));
-    }
+    input(problems, "teacher.input", teacher.getInput());
     width(problems, "teacher.width", teacher.getWidth());
     localFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri(), false);
 
@@ -76,10 +68,20 @@ public final class RequestValidation {
       problems.add(new Violation("dataset.classes", "must be distinct labels within [0, 255], was " + classes));
     }
 
-    if (!Architectures.isKnown(request.getStudent().getArchitecture())) {
-      problems.add(new Violation("student.architecture", unknownArchitecture(request.getStudent().getArchitecture())));
+    var student = request.getStudent();
+    if (student.getFormat() == ModelFormat.UNSUPPORTED) {
+      problems.add(new Violation("student.format", "not supported by this version; supported: BUILT_IN, TORCHSCRIPT"));
+    } else if (student.getFormat() == ModelFormat.TORCHSCRIPT) {
+      if (student.getCheckpointUri() == null) {
+        problems.add(new Violation("student.checkpointUri", "a TORCHSCRIPT student needs its module's file: URI"));
+      } else {
+        localFile(problems, "student.checkpointUri", student.getCheckpointUri(), false);
+      }
+      input(problems, "student.input", student.getInput());
+    } else if (!Architectures.isKnown(student.getArchitecture()) && !request.getStages().contains(Stage.TRANSFER)) {
+      problems.add(new Violation("student.architecture", unknownArchitecture(student.getArchitecture())));
     }
-    width(problems, "student.width", request.getStudent().getWidth());
+    width(problems, "student.width", student.getWidth());
 
     DistillationSettings d = request.getDistillation();
     within(problems, "distillation.temperature", d.getTemperature(), 0.01, 100);
@@ -128,6 +130,11 @@ public final class RequestValidation {
     if (p.getMethod() == PruningMethod.GLOBAL_UNSTRUCTURED && !p.getLayerSparsity().isEmpty()) {
       problems.add(new Violation("pruning.layerSparsity", "GLOBAL_UNSTRUCTURED has one target for all layers"));
     }
+    if (request.getStages().contains(Stage.PRUNING) && p.getMethod() == PruningMethod.LN_STRUCTURED
+        && prunedFormat(request) == ModelFormat.TORCHSCRIPT) {
+      problems.add(new Violation("pruning.method", "LN_STRUCTURED removes channels, which needs a built-in "
+          + "architecture: Java cannot rewrite a TorchScript module's graph; use L1_UNSTRUCTURED or GLOBAL_UNSTRUCTURED"));
+    }
 
     List<Stage> stages = request.getStages();
     if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
@@ -147,14 +154,41 @@ public final class RequestValidation {
     return problems;
   }
 
-  /** TRANSFER fine-tunes the pretrained teacher itself: no soft labels, the same architecture. */
+  /** The format of the model the pruner gets: the student's after DISTILLATION, else the teacher's. */
+  private static ModelFormat prunedFormat(CompressionRequest request) {
+    return request.getStages().contains(Stage.DISTILLATION)
+        ? request.getStudent().getFormat() : request.getTeacher().getFormat();
+  }
+
+  private static void input(List<Violation> problems, String field, InputSpec input) {
+    if (!(input.getStd() > 0) || !Double.isFinite(input.getPixelScale()) || !Double.isFinite(input.getMean())) {
+      problems.add(new Violation(field, "pixelScale and mean must be finite and std positive"));
+    }
+    if (input.getShape().stream().anyMatch(d -> d < 1)) {
+      problems.add(new Violation(field + ".shape", "dimensions must be positive, was " + input.getShape()));
+    }
+  }
+
+  /**
+   * TRANSFER fine-tunes the pretrained teacher itself: no soft labels, the same architecture. A
+   * TorchScript one names its head's parameters; a built-in one's head is its last layer.
+   */
   private static void transfer(List<Violation> problems, CompressionRequest request) {
     if (request.getStages().contains(Stage.TEACHER_INFERENCE) || request.getStages().contains(Stage.DISTILLATION)) {
       problems.add(new Violation("stages", "TRANSFER replaces TEACHER_INFERENCE and DISTILLATION, was " + request.getStages()));
     }
     var teacher = request.getTeacher();
     var student = request.getStudent();
-    if (!student.getArchitecture().equals(teacher.getArchitecture()) || student.getWidth() != teacher.getWidth()) {
+    List<String> head = request.getTransfer().getHeadParameters();
+    if (teacher.getFormat() == ModelFormat.TORCHSCRIPT) {
+      if (head.isEmpty()) {
+        problems.add(new Violation("transfer.headParameters",
+            "a TORCHSCRIPT pretrained model needs its head's parameters named, e.g. [\"fc.weight\", \"fc.bias\"]"));
+      }
+    } else if (!head.isEmpty()) {
+      problems.add(new Violation("transfer.headParameters", "only for a TORCHSCRIPT pretrained model: a built-in "
+          + "architecture's head is its last layer"));
+    } else if (!student.getArchitecture().equals(teacher.getArchitecture()) || student.getWidth() != teacher.getWidth()) {
       problems.add(new Violation("student.architecture", "TRANSFER keeps the pretrained architecture: student must be "
           + teacher.getArchitecture() + " width " + teacher.getWidth() + ", was " + student.getArchitecture()
           + " width " + student.getWidth()));

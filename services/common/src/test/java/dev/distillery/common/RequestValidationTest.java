@@ -31,7 +31,7 @@ class RequestValidationTest {
         .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(DatasetSpec.newBuilder().setLocation(dir.toString()).setTrainLimit(0).setTestLimit(0).build())
-        .setStudent(new StudentSpec("lenet5", 0.5))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(0.5).build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.9).setEpochs(3).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.5).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING))
@@ -47,7 +47,7 @@ class RequestValidationTest {
   void eachProblemNamesItsField() throws Exception {
     CompressionRequest request = CompressionRequest.newBuilder(valid())
         .setJobId("../etc")
-        .setStudent(new StudentSpec("resnet-9000", 0.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("resnet-9000").setWidth(0.0).build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(1.5).setEpochs(0).setBatchSize(64).setLearningRate(0.001).setSeed(42L).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.UNSUPPORTED).setTargetSparsity(1.2).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.DISTILLATION))
@@ -73,14 +73,14 @@ class RequestValidationTest {
   @Test
   void transferKeepsThePretrainedArchitectureAndNeedsNoTeacherStages() throws Exception {
     CompressionRequest transfer = CompressionRequest.newBuilder(valid())
-        .setStudent(new StudentSpec("convnet", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("convnet").setWidth(1.0).build())
         .setDataset(DatasetSpec.newBuilder(valid().getDataset()).setClasses(List.of(5, 6, 7, 8, 9)).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(5).build())
         .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
         .build();
     assertThat(RequestValidation.validate(transfer)).isEmpty();
     CompressionRequest wrong = CompressionRequest.newBuilder(transfer)
-        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(0).setBackboneLearningRateFactor(-1).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.TRANSFER))
         .build();

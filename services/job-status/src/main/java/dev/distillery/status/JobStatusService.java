@@ -160,7 +160,7 @@ public final class JobStatusService implements AutoCloseable {
           .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet")
               .setCheckpointUri("file:///var/lib/distillery/artifacts/teachers/teacher.params").build())
           .setDataset(DatasetSpec.newBuilder().setLocation("/var/lib/distillery/datasets/fashion-mnist-subset").build())
-          .setStudent(new StudentSpec("lenet5", 1.0))
+          .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(PruningSettings.newBuilder().build())
           .build());

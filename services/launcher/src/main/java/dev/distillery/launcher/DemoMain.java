@@ -138,7 +138,7 @@ public final class DemoMain {
         .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri(teacher.toUri().toString()).build())
         .setDataset(data)
-        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setEpochs(3)
             .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setSchedule(LearningRateSchedule.COSINE)
             .setHardLabelBaseline(true).build())

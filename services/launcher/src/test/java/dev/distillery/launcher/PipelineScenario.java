@@ -81,7 +81,7 @@ final class PipelineScenario {
             .setSteps(2).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .build();
     CompressionRequest unknownStudent = CompressionRequest.newBuilder(good)
-        .setJobId("bad-arch-" + suffix).setStudent(new StudentSpec("resnet-9000", 1.0)).build();
+        .setJobId("bad-arch-" + suffix).setStudent(StudentSpec.newBuilder().setArchitecture("resnet-9000").setWidth(1.0).build()).build();
     CompressionRequest diverging = CompressionRequest.newBuilder(good)
         .setJobId("diverging-" + suffix)
         .setDistillation(DistillationSettings.newBuilder(good.getDistillation()).setHardLabelBaseline(false)
@@ -92,7 +92,7 @@ final class PipelineScenario {
     // every hidden layer's channels are then removed, and the smaller model fine-tuned twice.
     CompressionRequest transfer = CompressionRequest.newBuilder(good)
         .setJobId("transfer-" + suffix)
-        .setStudent(new StudentSpec("convnet", 0.5))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("convnet").setWidth(0.5).build())
         .setDataset(DatasetSpec.newBuilder(data).setClasses(List.of(9, 8, 7, 6, 5)).setTrainLimit(1000).build())
         .setDistillation(DistillationSettings.newBuilder(good.getDistillation()).setEpochs(3).setLearningRate(0.005).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(10).build())

@@ -88,7 +88,7 @@ class WatchingJobsTest {
         .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet").setWidth(0.5)
             .setCheckpointUri(teacher.checkpoint().toUri().toString()).build())
         .setDataset(data)
-        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
         .setDistillation(DistillationSettings.newBuilder().setEpochs(2).setBatchSize(64).setLearningRate(0.002)
             .setHardLabelBaseline(true).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)

@@ -1,6 +1,5 @@
 package dev.distillery.pruner;
 
-import ai.djl.Model;
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
@@ -10,6 +9,7 @@ import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.InferenceCost;
 import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingLoop;
@@ -63,11 +63,11 @@ final class Pruner {
     }
     PruningSettings settings = request.getPruning();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
-    try (Model model = load(event, data)) {
+    try (JobModel model = load(event, data)) {
       // The stage that produced this checkpoint measured it on the same test set: not again here.
       double before = (context.getStudent() != null ? context.getStudent() : context.getTeacher()).getTestAccuracy();
       Shape image = data.train().imageShape();
-      InferenceCost.Macs macsBefore = InferenceCost.macs(model, image);
+      InferenceCost.Macs macsBefore = macs(model, image);
       double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
       double batch256Before = InferenceCost.latencyMillis(model, image, 256, 20);
       Pruned pruned = pruneGradually(model, data, request, before, jobId);
@@ -76,30 +76,33 @@ final class Pruner {
         layers = masks.counts();
       }
       boolean structured = settings.getMethod() == PruningMethod.LN_STRUCTURED;
-      try (Model smaller = structured
-          ? ChannelRemoval.removeZeroChannels(model, event.getArchitecture(), data.numClasses(), image) : null) {
-        Model output = structured ? smaller : model;
+      try (JobModel smaller = structured ? JobModel.builtIn(ChannelRemoval.removeZeroChannels(model.model(),
+          event.getArchitecture(), data.numClasses(), image), event.getArchitecture(), event.getWidth()) : null) {
+        JobModel output = structured ? smaller : model;
         ArtifactStore artifacts = store.forOutput(request.getOutputUri());
-        ArtifactRef checkpoint = Models.save(output, artifacts, jobId, "pruned.params");
+        ArtifactRef checkpoint = output.save(artifacts, jobId, "pruned");
         result.setSafetensors(artifacts.write(jobId, "pruned.safetensors", out -> Safetensors.write(output, out)))
-            .setSparseCheckpoint(artifacts.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(output, out)));
+            .setSparseCheckpoint(artifacts.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(output.model(), out)));
         long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
         long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
-        double after = Evaluation.accuracy(output, data.test());
-        InferenceCost.Macs macsAfter = InferenceCost.macs(output, image);
+        double after = Evaluation.accuracy(output.model(), data.test(), output.input());
+        InferenceCost.Macs macsAfter = macs(output, image);
+        long parameters = Models.parameterCount(output.model());
         result.setPruning(PruningReport.newBuilder()
             .setAccuracyBefore(before).setAccuracyPruned(pruned.accuracy()).setAccuracyFineTuned(after)
             .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
             .setLatencyMsBatch1Before(batch1Before)
             .setLatencyMsBatch1After(InferenceCost.latencyMillis(output, image, 1, 50))
             .setLatencyMsBatch256Before(batch256Before)
-            .setLatencyMsBatch256After(InferenceCost.latencyMillis(output, image, 256, 20)).build());
+            .setLatencyMsBatch256After(InferenceCost.latencyMillis(output, image, 256, 20))
+            .setUnprunedParameters(structured ? 0 : parameters - weights).build());
         result.setPruned(ModelMetrics.newBuilder()
                 .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
-                .setHiddenUnits(structured ? Models.hiddenUnits(output) : List.of())
+                .setHiddenUnits(structured ? Models.hiddenUnits(output.model()) : List.of())
                 .setTestAccuracy(after)
-                .setParameters(Models.parameterCount(output)).setNonZeroParameters(Models.nonZeroCount(output))
+                .setParameters(parameters).setNonZeroParameters(Models.nonZeroCount(output.model()))
                 .setCheckpointBytes(checkpoint.getSizeBytes()).build())
+            .setFinalFormat(output.format())
             .setTargetSparsity(settings.getTargetSparsity())
             .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
             .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
@@ -117,7 +120,7 @@ final class Pruner {
    * the masks re-applied after every optimizer step, then fine-tunes once more with an annealed rate
    * if the request asks for it.
    */
-  private Pruned pruneGradually(Model model, Datasets.TrainTest data, CompressionRequest request, double before,
+  private Pruned pruneGradually(JobModel model, Datasets.TrainTest data, CompressionRequest request, double before,
       String jobId) throws Exception {
     PruningSettings settings = request.getPruning();
     int steps = settings.getSteps();
@@ -129,9 +132,9 @@ final class Pruner {
         if (masks != null) {
           masks.close();
         }
-        masks = PruningMasks.compute(model, settings, step);
+        masks = PruningMasks.compute(model.model(), settings, step);
         double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
-        accuracyPruned = Evaluation.accuracy(model, data.test());
+        accuracyPruned = Evaluation.accuracy(model.model(), data.test(), model.input());
         long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
         events.progress(jobId, STAGE, progress, progressSteps,
             "step " + step + "/" + steps + ": pruned to " + sparsity,
@@ -159,13 +162,14 @@ final class Pruner {
         OptimizerKind.ADAM, 0, 0, schedule, 1, 1, request.getDistillation().getSeed());
   }
 
-  private void fineTune(Model model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
+  private void fineTune(JobModel model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
       String jobId, long progressBefore, long progressSteps, String phase, TrainingLoop.Plan plan)
       throws JobFailedException, InterruptedException, IOException {
     ImageDataset train = data.train();
     try {
-      new TrainingLoop(model, train, plan,
+      new TrainingLoop(model.model(), train, plan,
           (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
+          .input(model.input())
           .afterStep(masks::apply)
           .onEpoch(e -> events.progress(jobId, STAGE, progressBefore + e.epoch(), progressSteps,
               phase + " epoch " + e.epoch() + "/" + e.epochs(),
@@ -176,13 +180,24 @@ final class Pruner {
     }
   }
 
-  private static Model load(CheckpointReady event, Datasets.TrainTest data) throws JobFailedException {
+  private static JobModel load(CheckpointReady event, Datasets.TrainTest data) throws JobFailedException {
+    Path path;
     try {
-      Path path = ArtifactStore.open(event.getCheckpoint());
-      return Models.load(event.getArchitecture(), event.getWidth(), data.numClasses(), data.train().imageShape(), path);
+      path = ArtifactStore.open(event.getCheckpoint());
     } catch (IOException e) {
+      throw new JobFailedException(null, "cannot open the checkpoint to prune: " + e.getMessage(), e);
+    }
+    try {
+      return JobModel.load(JobModel.Source.of(event, path.toUri().toString()), data.numClasses(),
+          data.train().imageShape());
+    } catch (JobFailedException e) {
       throw new JobFailedException(null, "cannot load the checkpoint to prune: " + e.getMessage(), e);
     }
+  }
+
+  /** A TorchScript module's layers are not visible from Java: its MACs are reported as 0. */
+  private static InferenceCost.Macs macs(JobModel model, Shape image) {
+    return model.isTorchScript() ? new InferenceCost.Macs(0, 0) : InferenceCost.macs(model.model(), image);
   }
 
   private CompletableFuture<?> publish(JobResult.Builder result, JobContext context, long start) {

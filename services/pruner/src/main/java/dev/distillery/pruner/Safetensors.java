@@ -1,6 +1,7 @@
 package dev.distillery.pruner;
 
 import ai.djl.Model;
+import dev.distillery.common.ml.JobModel;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.nn.Parameter;
@@ -18,7 +19,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Exports a built-in model's weights as a safetensors file with PyTorch's parameter names, so a
+ * Exports a model's parameters as a safetensors file with PyTorch's names. A TorchScript module's
+ * keep their own ({@code layer1.0.conv1.weight}; its buffers, such as batch-norm statistics, are in
+ * the module itself). A built-in model's are written with the names that make a
  * PyTorch user loads them with {@code safetensors.torch.load_file} and
  * {@code model.load_state_dict} into the same architecture written as an {@code nn.Sequential}.
  * DJL names a sequential block's parameters {@code 01Conv2d_weight}, counting layers from 1; the
@@ -42,7 +45,8 @@ final class Safetensors {
     return (Integer.parseInt(m.group(1)) - 1) + "." + m.group(2);
   }
 
-  static void write(Model model, OutputStream out) throws IOException {
+  static void write(JobModel job, OutputStream out) throws IOException {
+    Model model = job.model();
     JsonObject header = new JsonObject().put("__metadata__", new JsonObject().put("format", "pt"));
     List<float[]> data = new ArrayList<>();
     long offset = 0;
@@ -53,7 +57,7 @@ final class Safetensors {
       }
       float[] values = array.toFloatArray();
       long end = offset + (long) values.length * Float.BYTES;
-      header.put(torchName(p.getKey()), new JsonObject().put("dtype", "F32")
+      header.put(job.isTorchScript() ? p.getKey() : torchName(p.getKey()), new JsonObject().put("dtype", "F32")
           .put("shape", new JsonArray(java.util.Arrays.stream(array.getShape().getShape()).boxed().toList()))
           .put("data_offsets", new JsonArray().add(offset).add(end)));
       data.add(values);

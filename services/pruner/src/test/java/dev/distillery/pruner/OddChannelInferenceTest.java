@@ -74,7 +74,7 @@ class OddChannelInferenceTest {
         NDManager manager = model.getNDManager().newSubManager()) {
       int[] first = ImageDataset.range(0, images);
       // The training path's images (NCHW), as TrainingLoop builds them.
-      NDArray x = test.images(manager, first, test.batchBuffer(images));
+      NDArray x = test.images(manager, first, test.batchBuffer(images), Preprocessing.BUILT_IN);
       List<Parameter> parameters = model.getBlock().getParameters().values();
       // A loaded checkpoint's parameters carry no gradient until a trainer (here: we) asks for one.
       parameters.forEach(p -> p.getArray().setRequiresGradient(true));

@@ -7,6 +7,7 @@ import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
 import dev.distillery.schemas.PruningSettings;
 import java.io.ByteArrayOutputStream;
@@ -38,7 +39,7 @@ class SafetensorsTest {
     try (Model model = Models.create("lenet5", 1.0, 10, new Shape(1, 28, 28), 3);
         PruningMasks masks = PruningMasks.compute(model, PruningSettings.newBuilder().setTargetSparsity(0.9).build(), 1)) {
       ByteArrayOutputStream out = new ByteArrayOutputStream();
-      Safetensors.write(model, out);
+      Safetensors.write(JobModel.builtIn(model, "lenet5", 1.0), out);
       ByteBuffer file = ByteBuffer.wrap(out.toByteArray()).order(ByteOrder.LITTLE_ENDIAN);
       long headerLength = file.getLong();
       JsonNode header = new ObjectMapper().readTree(new String(out.toByteArray(), 8, (int) headerLength,

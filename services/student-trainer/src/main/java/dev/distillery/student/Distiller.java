@@ -1,6 +1,5 @@
 package dev.distillery.student;
 
-import ai.djl.Model;
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
@@ -8,11 +7,12 @@ import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
-import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.kafka.Topics;
@@ -20,6 +20,7 @@ import dev.distillery.common.ml.Losses;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -61,20 +62,18 @@ final class Distiller {
     return training.handOn(() -> {
       JobContext.Builder next = JobContext.newBuilder(context);
       if (baseline) {
-        try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
-            settings.getSeed())) {
-          next.setBaseline(training.train("baseline", student, spec.getArchitecture(), spec.getWidth(),
+        try (JobModel student = newStudent(spec, classes, train.imageShape(), settings.getSeed())) {
+          next.setBaseline(training.train("baseline", student,
               (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
-              Map.of()).metrics());
+              Map.of(), Set.of()).metrics());
         }
       }
       StudentTraining.Trained distilled;
-      try (Model student = Models.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(),
-          settings.getSeed())) {
-        distilled = training.train("distilled", student, spec.getArchitecture(), spec.getWidth(),
+      try (JobModel student = newStudent(spec, classes, train.imageShape(), settings.getSeed())) {
+        distilled = training.train("distilled", student,
             (logits, indices, manager) -> distillation.compute(logits,
                 manager.create(labels.rows(indices), new Shape(indices.length, classes)), train.labels(manager, indices)),
-            Map.of());
+            Map.of(), Set.of());
       }
       Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
       seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
@@ -84,7 +83,19 @@ final class Distiller {
           .setStageKernels(DjlRuntime.withKernelsOf(context.getStageKernels(), STAGE.name()));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(next.build())
-              .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(distilled.checkpoint()).build());
+              .setFormat(spec.getFormat()).setArchitecture(distilled.metrics().getArchitecture()).setWidth(spec.getWidth())
+              .setInput(spec.getInput()).setCheckpoint(distilled.checkpoint()).build());
     });
+  }
+
+  /**
+   * The student before training: a built-in architecture initialised from the seed, or the user's
+   * TorchScript module with the weights it was exported with (the seed still orders the data).
+   */
+  private static JobModel newStudent(StudentSpec spec, int classes, Shape imageShape, long seed)
+      throws JobFailedException {
+    return spec.getFormat() == ModelFormat.TORCHSCRIPT
+        ? JobModel.load(JobModel.Source.of(spec), classes, imageShape)
+        : JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, imageShape, seed);
   }
 }

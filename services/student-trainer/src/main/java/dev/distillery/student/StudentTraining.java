@@ -1,12 +1,12 @@
 package dev.distillery.student;
 
-import ai.djl.Model;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingCheckpoint;
 import dev.distillery.common.ml.TrainingLoop;
@@ -21,6 +21,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import org.slf4j.Logger;
@@ -74,16 +75,21 @@ final class StudentTraining {
 
   /**
    * Trains {@code model} as run {@code run} (its name in progress and on disk), keeps its best
-   * epoch, measures it on the test set and stores it.
+   * epoch, measures it on the test set and stores it in the model's own format.
+   *
+   * @param learningRateFactors step-size factors by parameter name
+   * @param frozen names of the parameters left untrained
    */
-  Trained train(String run, Model model, String architecture, double width, TrainingLoop.BatchLoss loss,
-      Map<String, Float> learningRateFactors) throws Exception {
+  Trained train(String run, JobModel model, TrainingLoop.BatchLoss loss, Map<String, Float> learningRateFactors,
+      Set<String> frozen) throws Exception {
     DistillationSettings settings = request.getDistillation();
     int epochs = settings.getEpochs();
     int stepsBefore = runsDone * epochs;
-    TrainingLoop loop = new TrainingLoop(model, data.train(), TrainingLoop.Plan.of(settings), loss)
+    TrainingLoop loop = new TrainingLoop(model.model(), data.train(), TrainingLoop.Plan.of(settings), loss)
+        .input(model.input())
         .samples(trainSamples)
         .learningRateFactors(learningRateFactors)
+        .frozen(frozen)
         .checkpoint(new TrainingCheckpoint(stateDir.resolve(run), fingerprint(run)))
         .onEpoch(e -> {
           Map<String, Double> figures = new HashMap<>(Map.of("loss", e.meanLoss(),
@@ -98,7 +104,7 @@ final class StudentTraining {
               run + " epoch " + e.epoch() + "/" + e.epochs() + (e.resumedAfter() > 0 ? " (resumed)" : ""), figures);
         });
     if (validation != null) {
-      loop.validation(trained -> Evaluation.accuracy(trained, validation));
+      loop.validation(trained -> Evaluation.accuracy(trained, validation, model.input()));
     }
     TrainingLoop.Outcome outcome;
     try {
@@ -107,11 +113,11 @@ final class StudentTraining {
       throw new JobFailedException("distillation.learningRate", run + ": " + e.getMessage(), e);
     }
     runsDone++;
-    ArtifactRef checkpoint = Models.save(model, output, request.getJobId(), run + ".params");
+    ArtifactRef checkpoint = model.save(output, request.getJobId(), run);
     ModelMetrics.Builder metrics = ModelMetrics.newBuilder()
-        .setArchitecture(architecture).setWidth(width)
-        .setTestAccuracy(Evaluation.accuracy(model, data.test()))
-        .setParameters(Models.parameterCount(model)).setNonZeroParameters(Models.nonZeroCount(model))
+        .setArchitecture(model.architecture()).setWidth(model.width())
+        .setTestAccuracy(Evaluation.accuracy(model.model(), data.test(), model.input()))
+        .setParameters(Models.parameterCount(model.model())).setNonZeroParameters(Models.nonZeroCount(model.model()))
         .setCheckpointBytes(checkpoint.getSizeBytes())
         .setBestEpoch(outcome.bestEpoch());
     if (!Double.isNaN(outcome.validationAccuracy())) {

@@ -1,6 +1,6 @@
 package dev.distillery.student;
 
-import ai.djl.Model;
+import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Parameter;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
@@ -8,27 +8,35 @@ import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.TransferSettings;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.HashMap;
+import java.util.Collection;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * Transfer learning: the request's pretrained model (its {@code teacher}) gets a new head for the
- * dataset's classes and is fine-tuned, its backbone frozen or at a lower learning rate; when
- * asked, the same architecture is also trained from scratch on the same data as the baseline.
+ * Transfer learning: the request's pretrained model (its {@code teacher}, built-in or TorchScript)
+ * gets a new head for the dataset's classes and is fine-tuned, its backbone frozen or at a lower
+ * learning rate; when asked, the same architecture is also trained from scratch on the same data
+ * as the baseline.
  */
 final class TransferLearning {
   private static final Stage STAGE = Stage.TRANSFER;
@@ -49,60 +57,148 @@ final class TransferLearning {
     String jobId = request.getJobId();
     TeacherSpec pretrained = request.getTeacher();
     TransferSettings settings = request.getTransfer();
-    String architecture = pretrained.getArchitecture();
-    double width = pretrained.getWidth();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     ImageDataset train = data.train();
     TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
         Losses.crossEntropy(logits, train.labels(manager, indices));
     long seed = request.getDistillation().getSeed();
     boolean baseline = settings.getScratchBaseline();
-    StudentTraining training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
+    // Loaded and checked (head names and size) before any training.
+    JobModel student = loadWithNewHead(request, data.numClasses(), train);
+    StudentTraining training;
+    try {
+      training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
+    } catch (JobFailedException | RuntimeException e) {
+      student.close();
+      throw e;
+    }
     return training.handOn(() -> {
       JobContext.Builder context = JobContext.newBuilder().setRequest(request);
-      if (baseline) {
-        try (Model scratch = Models.create(architecture, width, data.numClasses(), train.imageShape(), seed)) {
-          context.setBaseline(training.train("scratch", scratch, architecture, width, crossEntropy, Map.of()).metrics());
-        }
-      }
       StudentTraining.Trained transferred;
-      try (Model student = Models.create(architecture, width, data.numClasses(), train.imageShape(), seed)) {
-        try (Model source = loadPretrained(request, train)) {
-          Models.copyBackbone(source, student);
+      try (student) {
+        if (baseline) {
+          try (JobModel scratch = fromScratch(request, data.numClasses(), train, seed)) {
+            context.setBaseline(training.train("scratch", scratch, crossEntropy, Map.of(), Set.of()).metrics());
+          }
         }
-        transferred = training.train("transferred", student, architecture, width, crossEntropy,
-            backboneRates(student, settings));
+        Set<String> backbone = backbone(student, settings.getHeadParameters());
+        transferred = settings.getFreezeBackbone()
+            ? training.train("transferred", student, crossEntropy, Map.of(), backbone)
+            : training.train("transferred", student, crossEntropy,
+                backbone.stream().collect(Collectors.toMap(name -> name,
+                    name -> (float) settings.getBackboneLearningRateFactor())), Set.of());
       }
       context.setStudent(transferred.metrics())
           .setStageSeconds(Map.of(STAGE.name(), (System.nanoTime() - start) / 1e9))
           .setStageKernels(DjlRuntime.withKernelsOf(Map.of(), STAGE.name()));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
               .setJobId(jobId).setProducedBy(STAGE).setContext(context.build())
-              .setArchitecture(architecture).setWidth(width).setCheckpoint(transferred.checkpoint()).build());
+              .setFormat(pretrained.getFormat()).setArchitecture(transferred.metrics().getArchitecture())
+              .setWidth(pretrained.getWidth()).setInput(pretrained.getInput())
+              .setCheckpoint(transferred.checkpoint()).build());
     });
   }
 
-  /** A frozen backbone takes no gradients; otherwise it learns at the request's fraction of the rate. */
-  private static Map<String, Float> backboneRates(Model student, TransferSettings settings) {
-    List<Parameter> head = Models.head(student);
-    Map<String, Float> factors = new HashMap<>();
-    student.getBlock().getParameters().forEach(p -> {
-      if (!head.contains(p.getValue())) {
-        if (settings.getFreezeBackbone()) {
-          p.getValue().freeze(true);
-        } else {
-          factors.put(p.getValue().getId(), (float) settings.getBackboneLearningRateFactor());
+  /**
+   * The pretrained model with a new head for {@code classes} classes. A built-in model's backbone
+   * is copied into a new model of its architecture; a TorchScript module keeps its graph, and the
+   * parameters the request names as its head are drawn anew (its head must already have one
+   * output per class: Java cannot add layers to a TorchScript graph).
+   */
+  private static JobModel loadWithNewHead(CompressionRequest request, int classes, ImageDataset train)
+      throws JobFailedException {
+    TeacherSpec spec = request.getTeacher();
+    long seed = request.getDistillation().getSeed();
+    if (spec.getFormat() == ModelFormat.TORCHSCRIPT) {
+      JobModel module = JobModel.load(JobModel.Source.of(spec), classes, train.imageShape());
+      try {
+        module.reinitialise(checkedHead(module, request.getTransfer().getHeadParameters(), classes)::contains, seed);
+        return module;
+      } catch (JobFailedException | RuntimeException e) {
+        module.close();
+        throw e;
+      }
+    }
+    JobModel student = JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(), seed);
+    try (JobModel source = loadBuiltIn(request, train)) {
+      Models.copyBackbone(source.model(), student.model());
+      return student;
+    } catch (JobFailedException | RuntimeException e) {
+      student.close();
+      throw e;
+    }
+  }
+
+  /** The same architecture, every parameter drawn anew: what the pretrained weights are worth is measured against it. */
+  private static JobModel fromScratch(CompressionRequest request, int classes, ImageDataset train, long seed)
+      throws JobFailedException {
+    TeacherSpec spec = request.getTeacher();
+    if (spec.getFormat() != ModelFormat.TORCHSCRIPT) {
+      return JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(), seed);
+    }
+    JobModel module = JobModel.load(JobModel.Source.of(spec), classes, train.imageShape());
+    module.reinitialise(name -> true, seed);
+    return module;
+  }
+
+  /** The names a TorchScript head is given by: existing parameters, the first a [classes, features] matrix. */
+  private static Set<String> checkedHead(JobModel module, List<String> names, int classes) throws JobFailedException {
+    Map<String, Parameter> parameters = new LinkedHashMap<>();
+    module.model().getBlock().getParameters().forEach(p -> parameters.put(p.getKey(), p.getValue()));
+    if (names.isEmpty()) {
+      throw new JobFailedException("transfer.headParameters", "a TORCHSCRIPT pretrained model needs its head's "
+          + "parameters named, e.g. [\"fc.weight\", \"fc.bias\"]; its last parameters are "
+          + lastOf(parameters.keySet(), 4));
+    }
+    for (String name : names) {
+      if (!parameters.containsKey(name)) {
+        throw new JobFailedException("transfer.headParameters", "the module has no parameter '" + name
+            + "'; its last parameters are " + lastOf(parameters.keySet(), 4));
+      }
+    }
+    Shape weight = parameters.get(names.get(0)).getArray().getShape();
+    if (weight.dimension() != 2 || weight.get(0) != classes) {
+      throw new JobFailedException("transfer.headParameters", names.get(0) + " is " + weight
+          + "; the head's weight must be a [classes, features] matrix with one row per class of the dataset ("
+          + classes + "): export the network with its head sized for the new task");
+    }
+    if (names.size() == parameters.size()) {
+      throw new JobFailedException("transfer.headParameters", "names every parameter: nothing is left to transfer");
+    }
+    return new LinkedHashSet<>(names);
+  }
+
+  private static List<String> lastOf(Collection<String> names, int count) {
+    List<String> all = List.copyOf(names);
+    return all.subList(Math.max(0, all.size() - count), all.size());
+  }
+
+  /** Every parameter of the student outside its head. */
+  private static Set<String> backbone(JobModel student, List<String> headNames) {
+    Set<String> head = new HashSet<>(headNames);
+    if (!student.isTorchScript()) {
+      List<Parameter> builtInHead = Models.head(student.model());
+      student.model().getBlock().getParameters().forEach(p -> {
+        if (builtInHead.contains(p.getValue())) {
+          head.add(p.getKey());
         }
+      });
+    }
+    Set<String> backbone = new LinkedHashSet<>();
+    student.model().getBlock().getParameters().forEach(p -> {
+      if (!head.contains(p.getKey())) {
+        backbone.add(p.getKey());
       }
     });
-    return factors;
+    return backbone;
   }
 
-  private static Model loadPretrained(CompressionRequest request, ImageDataset train) throws JobFailedException {
+  private static JobModel loadBuiltIn(CompressionRequest request, ImageDataset train) throws JobFailedException {
     TeacherSpec spec = request.getTeacher();
     try {
-      return Models.load(spec.getArchitecture(), spec.getWidth(), request.getTransfer().getPretrainedClasses(),
-          train.imageShape(), ArtifactStore.localPath(spec.getCheckpointUri()));
+      return JobModel.builtIn(Models.load(spec.getArchitecture(), spec.getWidth(),
+          request.getTransfer().getPretrainedClasses(), train.imageShape(), ArtifactStore.localPath(spec.getCheckpointUri())),
+          spec.getArchitecture(), spec.getWidth());
     } catch (IOException e) {
       throw new JobFailedException("teacher.checkpointUri", "cannot load the pretrained model: " + e.getMessage()
           + " (is transfer.pretrainedClasses right?)", e);

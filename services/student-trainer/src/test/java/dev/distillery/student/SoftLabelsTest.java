@@ -25,7 +25,7 @@ class SoftLabelsTest {
           .setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet").setWidth(1.0)
             .setCheckpointUri("/t").build())
           .setDataset(DatasetSpec.newBuilder().setLocation("/d").setTrainLimit(0).setTestLimit(0).build())
-          .setStudent(new StudentSpec("lenet5", 1.0))
+          .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.5).setFineTuneEpochs(1).setLearningRate(0.001).build())
           .setStages(List.of()).build())

@@ -6,6 +6,7 @@ import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.Models;
@@ -94,7 +95,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
         + " " + request.getDataset().getTestLimit() + " " + request.getDataset().getClasses();
     ModelMetrics teacherMetrics = evaluated.get(evaluationKey);
     if (teacherMetrics == null) {
-      try (Teacher teacher = Teacher.load(spec, data.numClasses(), data.train().imageShape())) {
+      try (JobModel teacher = JobModel.load(JobModel.Source.of(spec), data.numClasses(), data.train().imageShape())) {
         events.progress(jobId, STAGE, 0, data.train().size(), "evaluating teacher", Map.of());
         teacherMetrics = ModelMetrics.newBuilder()
             .setArchitecture(teacher.architecture()).setWidth(spec.getWidth())
@@ -112,7 +113,8 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
       ArtifactRef ref = new ArtifactRef(checkpoint.toUri().toString(), sha256, Files.size(checkpoint));
       return events.send(Topics.CHECKPOINTS, jobId, CheckpointReady.newBuilder()
           .setJobId(jobId).setProducedBy(STAGE).setContext(context)
-          .setArchitecture(spec.getArchitecture()).setWidth(spec.getWidth()).setCheckpoint(ref).build());
+          .setFormat(spec.getFormat()).setArchitecture(teacherMetrics.getArchitecture()).setWidth(spec.getWidth())
+          .setInput(spec.getInput()).setCheckpoint(ref).build());
     }
     int samples = data.train().size();
     int shards = (samples + shardSize - 1) / shardSize;

@@ -4,6 +4,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.service.JobOutcomes;
 import dev.distillery.common.service.StageMetrics;
@@ -32,7 +33,7 @@ final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
   private static final Stage STAGE = Stage.TEACHER_INFERENCE;
 
   /** The job whose teacher and data a worker thread holds, so its next shard skips loading them. */
-  private record Loaded(String jobId, Teacher teacher, Datasets.TrainTest data) {}
+  private record Loaded(String jobId, JobModel teacher, Datasets.TrainTest data) {}
 
   private final ThreadLocal<Loaded> loaded = new ThreadLocal<>();
   private final JobEvents events;
@@ -95,7 +96,7 @@ final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
       throw new JobFailedException("dataset.location", "the training set has " + data.train().size()
           + " samples here, the job was planned for " + shard.getTotalSamples());
     }
-    Loaded fresh = new Loaded(shard.getJobId(), Teacher.load(request.getTeacher(), data.numClasses(),
+    Loaded fresh = new Loaded(shard.getJobId(), JobModel.load(JobModel.Source.of(request.getTeacher()), data.numClasses(),
         data.train().imageShape()), data);
     loaded.set(fresh);
     return fresh;

@@ -10,6 +10,7 @@ import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.service.StageService;
@@ -145,7 +146,7 @@ class TeacherReplicasTest {
 
   private static void assertEqualToDirect(float[] vectors, TeacherSpec spec) throws Exception {
     float[] direct = new float[vectors.length];
-    try (Teacher teacher = Teacher.load(spec, 10, train.imageShape())) {
+    try (JobModel teacher = JobModel.load(JobModel.Source.of(spec), 10, train.imageShape())) {
       Evaluation.forEachBatch(teacher.model(), train, teacher.input(), 0, train.size(), 200,
           (first, logits, count, classes) -> {
             for (int i = 0; i < logits.length; i++) {
@@ -166,7 +167,7 @@ class TeacherReplicasTest {
         .setJobId(jobId + "-" + System.nanoTime())
         .setTeacher(teacher)
         .setDataset(DatasetSpec.newBuilder().setLocation(TorchScriptTeacherTest.SUBSET.toAbsolutePath().toString()).setTrainLimit(0).setTestLimit(0).build())
-        .setStudent(new StudentSpec("lenet5", 1.0))
+        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(TEMPERATURE).build())
         .setPruning(PruningSettings.newBuilder().build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))

@@ -7,6 +7,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.ModelFormat;
@@ -48,8 +49,8 @@ class TorchScriptTeacherTest {
     int count = golden.getInteger("count");
     JsonArray expected = golden.getJsonArray("logits");
     float[] actual = new float[count * 10];
-    try (Teacher teacher = Teacher.load(spec(golden, golden.getJsonArray("input_shape").getList()), 10, train.imageShape())) {
-      assertThat(teacher.architecture()).isEqualTo(Teacher.TORCHSCRIPT);
+    try (JobModel teacher = JobModel.load(JobModel.Source.of(spec(golden, golden.getJsonArray("input_shape").getList())), 10, train.imageShape())) {
+      assertThat(teacher.architecture()).isEqualTo(JobModel.TORCHSCRIPT);
       Evaluation.forEachBatch(teacher.model(), train, teacher.input(), 0, count, 16,
           (first, logits, n, classes) -> System.arraycopy(logits, 0, actual, first * classes, logits.length));
     }
@@ -63,7 +64,7 @@ class TorchScriptTeacherTest {
   @Test
   void aShapeThatDoesNotFitTheImagesNamesTheField() throws Exception {
     JsonObject cnn = golden().getJsonArray("cases").getJsonObject(0);
-    assertThatThrownBy(() -> Teacher.load(spec(cnn, List.of(1, 28, 27)), 10, train.imageShape()))
+    assertThatThrownBy(() -> JobModel.load(JobModel.Source.of(spec(cnn, List.of(1, 28, 27))), 10, train.imageShape()))
         .isInstanceOf(JobFailedException.class)
         .satisfies(e -> assertThat(((JobFailedException) e).field()).isEqualTo("teacher.input.shape"));
   }
@@ -74,7 +75,7 @@ class TorchScriptTeacherTest {
     Files.writeString(notAModel, "hello");
     TeacherSpec spec = TeacherSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture(null)
         .setCheckpointUri(notAModel.toUri().toString()).build();
-    assertThatThrownBy(() -> Teacher.load(spec, 10, train.imageShape()))
+    assertThatThrownBy(() -> JobModel.load(JobModel.Source.of(spec), 10, train.imageShape()))
         .isInstanceOf(JobFailedException.class)
         .satisfies(e -> assertThat(((JobFailedException) e).field()).isEqualTo("teacher.checkpointUri"));
   }

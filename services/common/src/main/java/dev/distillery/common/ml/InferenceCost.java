@@ -11,7 +11,10 @@ import ai.djl.nn.core.Linear;
 import ai.djl.training.ParameterStore;
 import java.util.Arrays;
 
-/** What one inference of a built-in (sequential) model costs: multiply-accumulates and latency. */
+/**
+ * What one inference costs: multiply-accumulates (of a built-in, sequential model, whose layers
+ * DJL sees) and latency (of any model).
+ */
 public final class InferenceCost {
   private static final int WARM_UP_PASSES = 10;
   private static final long WARM_UP_NANOS = 1_000_000_000L;
@@ -50,20 +53,22 @@ public final class InferenceCost {
    * The median wall time in milliseconds of one forward pass over a batch of {@code batch} images,
    * over {@code repeats} passes that follow a warm-up.
    */
-  public static double latencyMillis(Model model, Shape imageShape, int batch, int repeats) {
+  public static double latencyMillis(JobModel job, Shape imageShape, int batch, int repeats) {
+    Model model = job.model();
     boolean gradMode = DjlRuntime.inferenceMode();
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
-      Shape shape = new Shape(batch).addAll(imageShape);
+      Shape shape = job.inputShape(batch, imageShape);
+      boolean channelsLast = !job.isTorchScript();
       // Untimed passes first (at least 10, and a second): kernel selection, first-touch memory;
       // with 0.3 s the first measurement of a process still came out 35% high.
       long warmUntil = System.nanoTime() + WARM_UP_NANOS;
       for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
-        forwardNanos(model, parameters, shape, scope);
+        forwardNanos(model, parameters, shape, channelsLast, scope);
       }
       double[] millis = new double[repeats];
       for (int i = 0; i < repeats; i++) {
-        millis[i] = forwardNanos(model, parameters, shape, scope) / 1e6;
+        millis[i] = forwardNanos(model, parameters, shape, channelsLast, scope) / 1e6;
       }
       Arrays.sort(millis);
       return millis[repeats / 2];
@@ -77,10 +82,12 @@ public final class InferenceCost {
    * the pass's own manager, so the activations derived from it are freed with it: kept until the
    * end, they made later passes 5x slower (fresh memory each time).
    */
-  private static long forwardNanos(Model model, ParameterStore parameters, Shape shape, NDManager scope) {
+  private static long forwardNanos(Model model, ParameterStore parameters, Shape shape, boolean channelsLast,
+      NDManager scope) {
     try (NDManager pass = scope.newSubManager()) {
-      // The layout a built-in model's images have in service.
-      NDArray input = ImageDataset.forInference(pass.randomNormal(shape));
+      // The layout the model's images have in service (see ImageDataset.images).
+      NDArray random = pass.randomNormal(shape);
+      NDArray input = channelsLast ? ImageDataset.forInference(random) : random;
       long start = System.nanoTime();
       model.getBlock().forward(parameters, new NDList(input), false).singletonOrThrow().toFloatArray();
       return System.nanoTime() - start;

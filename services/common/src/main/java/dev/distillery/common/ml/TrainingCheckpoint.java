@@ -2,6 +2,9 @@ package dev.distillery.common.ml;
 
 import ai.djl.MalformedModelException;
 import ai.djl.Model;
+import ai.djl.pytorch.engine.PtNDManager;
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.JniUtils;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
@@ -146,6 +149,16 @@ public final class TrainingCheckpoint {
 
   static void load(Model model, byte[] weights) throws IOException {
     try (DataInputStream in = new DataInputStream(new ByteArrayInputStream(weights))) {
+      if (model.getBlock() instanceof PtSymbolBlock module) {
+        // A TorchScript module's loadParameters swaps in a new native module but keeps handing out
+        // the old one's parameter arrays (DJL caches them): training would update tensors the
+        // forward pass no longer reads. So the model gets a new block instead.
+        in.readByte(); // saveParameters' format version
+        PtSymbolBlock loaded = JniUtils.loadModule((PtNDManager) model.getNDManager(), in, true, true);
+        model.setBlock(loaded);
+        module.close();
+        return;
+      }
       model.getBlock().loadParameters(model.getNDManager(), in);
     } catch (MalformedModelException e) {
       throw new IOException("saved training weights do not fit the model: " + e.getMessage(), e);

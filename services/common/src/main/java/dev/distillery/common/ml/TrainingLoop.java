@@ -18,7 +18,9 @@ import dev.distillery.schemas.OptimizerKind;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.Random;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -138,6 +140,8 @@ public final class TrainingLoop {
   private EpochListener listener = epoch -> {};
   private TrainingCheckpoint checkpoint;
   private Map<String, Float> learningRateFactors = Map.of();
+  private Set<String> frozen = Set.of();
+  private Preprocessing input = Preprocessing.BUILT_IN;
 
   /** Trains {@code model} in place on all of {@code data}, scoring batches with {@code loss}. */
   public TrainingLoop(Model model, ImageDataset data, Plan plan, BatchLoss loss) {
@@ -176,9 +180,21 @@ public final class TrainingLoop {
     return this;
   }
 
-  /** Scales the step size of the parameters with these ids (a lower rate for a pretrained backbone). */
-  public TrainingLoop learningRateFactors(Map<String, Float> factorsByParameterId) {
-    this.learningRateFactors = Map.copyOf(factorsByParameterId);
+  /** Scales the step size of the parameters with these names (a lower rate for a pretrained backbone). */
+  public TrainingLoop learningRateFactors(Map<String, Float> factorsByParameterName) {
+    this.learningRateFactors = Map.copyOf(factorsByParameterName);
+    return this;
+  }
+
+  /** Leaves the parameters with these names as they are (a frozen backbone). */
+  public TrainingLoop frozen(Set<String> parameterNames) {
+    this.frozen = Set.copyOf(parameterNames);
+    return this;
+  }
+
+  /** How images become the model's input; the built-in preprocessing unless set. */
+  public TrainingLoop input(Preprocessing preprocessing) {
+    this.input = preprocessing;
     return this;
   }
 
@@ -205,7 +221,16 @@ public final class TrainingLoop {
     double bestAccuracy = state.bestAccuracy();
     if (resumedAfter < plan.epochs()) {
       int stepsPerEpoch = (order.length + plan.batchSize() - 1) / plan.batchSize();
-      StepSize stepSize = new StepSize(learningRateFactors);
+      // By name, and only now: restoring a TorchScript module's state replaces its parameters.
+      Map<String, Float> factorsById = new HashMap<>();
+      for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+        p.getValue().freeze(frozen.contains(p.getKey()));
+        Float factor = learningRateFactors.get(p.getKey());
+        if (factor != null) {
+          factorsById.put(p.getValue().getId(), factor);
+        }
+      }
+      StepSize stepSize = new StepSize(factorsById);
       DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.softmaxCrossEntropyLoss()) // never called
           .optOptimizer(optimizer(stepSize));
       attachGradients(model);
@@ -252,7 +277,7 @@ public final class TrainingLoop {
       throws NonFiniteLossException {
     // The images share batchBuffer; they are closed with batchManager, after the optimizer step.
     try (NDManager batchManager = trainer.getManager().newSubManager()) {
-      NDArray images = data.images(batchManager, indices, batchBuffer);
+      NDArray images = data.images(batchManager, indices, batchBuffer, input);
       float scalar;
       try (GradientCollector collector = trainer.newGradientCollector()) {
         NDArray logits = trainer.forward(new NDList(images)).singletonOrThrow();

@@ -13,7 +13,9 @@ import dev.distillery.schemas.OptimizerKind;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -150,11 +152,17 @@ class TrainingLoopTest {
       Models.copyBackbone(pretrained, student);
       List<Parameter> head = Models.head(student);
       assertThat(head.get(0).getArray().getShape().get(0)).as("head outputs").isEqualTo(5);
-      student.getBlock().getParameters().forEach(p -> p.getValue().freeze(!head.contains(p.getValue())));
+      Set<String> backbone = new HashSet<>();
+      student.getBlock().getParameters().forEach(p -> {
+        if (!head.contains(p.getValue())) {
+          backbone.add(p.getKey());
+        }
+      });
       byte[] before = TrainingCheckpoint.weights(student);
       float[] headBefore = head.get(0).getArray().toFloatArray();
       new TrainingLoop(student, firstFive, TrainingLoop.Plan.adam(1, 64, 0.01, 3),
-          (logits, indices, manager) -> Losses.crossEntropy(logits, firstFive.labels(manager, indices))).run();
+          (logits, indices, manager) -> Losses.crossEntropy(logits, firstFive.labels(manager, indices)))
+          .frozen(backbone).run();
       for (var p : student.getBlock().getParameters()) {
         if (!head.contains(p.getValue())) {
           var source = pretrained.getBlock().getParameters().get(p.getKey()).getArray().toFloatArray();
