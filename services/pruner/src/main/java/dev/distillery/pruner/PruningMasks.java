@@ -7,13 +7,12 @@ import ai.djl.nn.Parameter;
 import ai.djl.util.Pair;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * The masks of a pruned model, one per prunable weight tensor. They are applied once when pruning
@@ -42,6 +41,7 @@ final class PruningMasks implements AutoCloseable {
    * masks, at a higher sparsity, keep them pruned.
    */
   static PruningMasks compute(Model model, PruningSettings settings, int step) throws JobFailedException {
+    JobModel.checkLayerNames(Models.prunableWeights(model), settings);
     List<Pair<String, Parameter>> layers = layers(model, settings);
     NDManager manager = model.getNDManager().newSubManager();
     List<Masked> masks = new ArrayList<>();
@@ -80,24 +80,9 @@ final class PruningMasks implements AutoCloseable {
     return weight.replaceFirst("_weight$", "_bias");
   }
 
-  /**
-   * The prunable weights the request does not skip, without the head for structured pruning;
-   * overrides and skips must name real layers.
-   */
+  /** The prunable weights the request does not skip, without the head for structured pruning. */
   private static List<Pair<String, Parameter>> layers(Model model, PruningSettings settings) throws JobFailedException {
     List<Pair<String, Parameter>> all = Models.prunableWeights(model);
-    Set<String> names = new LinkedHashSet<>();
-    all.forEach(p -> names.add(p.getKey()));
-    for (String name : settings.getLayerSparsity().keySet()) {
-      if (!names.contains(name)) {
-        throw new JobFailedException("pruning.layerSparsity", "no prunable layer '" + name + "'; layers: " + names);
-      }
-    }
-    for (String name : settings.getSkipLayers()) {
-      if (!names.contains(name)) {
-        throw new JobFailedException("pruning.skipLayers", "no prunable layer '" + name + "'; layers: " + names);
-      }
-    }
     if (settings.getMethod() == PruningMethod.LN_STRUCTURED) {
       String head = all.get(all.size() - 1).getKey();
       if (settings.getLayerSparsity().containsKey(head)) {

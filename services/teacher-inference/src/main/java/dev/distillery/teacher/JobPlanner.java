@@ -1,14 +1,15 @@
 package dev.distillery.teacher;
 
+import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
-import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
+import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.service.JobOutcomes;
 import dev.distillery.common.service.StageMetrics;
@@ -17,8 +18,10 @@ import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobContext;
+import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherShard;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.kafka.Topics;
@@ -82,11 +85,35 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
         events, metrics);
   }
 
+  /**
+   * What the later stages will find wrong with the models a request names, found before any
+   * compute: a TorchScript student that does not take the input or give one logit per class, and
+   * pruning targets naming layers the model to prune lacks.
+   */
+  private static void checkModelsAhead(CompressionRequest request, Datasets.TrainTest data) throws JobFailedException {
+    boolean distilled = request.getStages().contains(Stage.DISTILLATION);
+    boolean pruned = request.getStages().contains(Stage.PRUNING);
+    StudentSpec student = request.getStudent();
+    if (!(distilled && student.getFormat() == ModelFormat.TORCHSCRIPT) && !pruned) {
+      return;
+    }
+    int classes = data.numClasses();
+    Shape image = data.train().imageShape();
+    try (JobModel model = !distilled ? JobModel.load(JobModel.Source.of(request.getTeacher()), classes, image)
+        : student.getFormat() == ModelFormat.TORCHSCRIPT ? JobModel.load(JobModel.Source.of(student), classes, image)
+        : JobModel.create(student.getArchitecture(), student.getWidth(), classes, image, 0)) {
+      if (pruned) {
+        model.checkLayerNames(request.getPruning());
+      }
+    }
+  }
+
   /** Runs on a worker thread; the future completes when every shard (or the checkpoint) is acknowledged. */
   private CompletableFuture<?> plan(CompressionRequest request) throws Exception {
     long start = System.nanoTime();
     String jobId = request.getJobId();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
+    checkModelsAhead(request, data);
     TeacherSpec spec = request.getTeacher();
     Path checkpoint = ArtifactStore.localPath(spec.getCheckpointUri());
     String sha256 = ArtifactStore.sha256Of(checkpoint);

@@ -17,6 +17,7 @@ import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import java.io.IOException;
@@ -24,9 +25,11 @@ import java.io.OutputStream;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.function.Predicate;
 
 /**
@@ -202,6 +205,31 @@ public final class JobModel implements AutoCloseable {
    */
   public List<Pair<String, Parameter>> prunableWeights() {
     return Models.prunableWeights(model);
+  }
+
+  /**
+   * Checks that the layers {@code settings} name (per-layer targets, skipped layers) are prunable
+   * weights of this model, whose names the failure lists.
+   */
+  public void checkLayerNames(PruningSettings settings) throws JobFailedException {
+    checkLayerNames(prunableWeights(), settings);
+  }
+
+  /** {@link #checkLayerNames(PruningSettings)} against these prunable weights. */
+  public static void checkLayerNames(List<Pair<String, Parameter>> prunable, PruningSettings settings)
+      throws JobFailedException {
+    Set<String> names = new LinkedHashSet<>();
+    prunable.forEach(p -> names.add(p.getKey()));
+    for (String name : settings.getLayerSparsity().keySet()) {
+      if (!names.contains(name)) {
+        throw new JobFailedException("pruning.layerSparsity", "no prunable layer '" + name + "'; layers: " + names);
+      }
+    }
+    for (String name : settings.getSkipLayers()) {
+      if (!names.contains(name)) {
+        throw new JobFailedException("pruning.skipLayers", "no prunable layer '" + name + "'; layers: " + names);
+      }
+    }
   }
 
   /**
