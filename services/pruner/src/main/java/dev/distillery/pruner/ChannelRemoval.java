@@ -5,7 +5,8 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Parameter;
-import ai.djl.util.Pair;
+import dev.distillery.common.ml.Architectures;
+import dev.distillery.common.ml.ChannelGraph;
 import dev.distillery.common.ml.Models;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -13,36 +14,38 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Turns a model whose pruned output channels are all zero (weights and bias, as {@code
- * LN_STRUCTURED}'s masks leave them) into a smaller dense model of the same architecture without
- * them: each hidden layer loses its zero channels and the next layer the inputs they fed. A zero
- * channel's activation is zero after ReLU and pooling, so it adds nothing to the next layer and the
- * smaller model computes the same outputs, up to the order of float additions.
+ * Turns a model whose pruned channels are all zero (as {@code LN_STRUCTURED}'s masks leave them)
+ * into a smaller dense model of the same architecture without them, by its {@link ChannelGraph}:
+ * each channel group loses its zero channels, in every layer that writes it (rows of weights,
+ * biases, batch-norm parameters and statistics) and every layer that reads it (input columns; for a
+ * dense layer after a flattened convolution, the positions of each channel). A zero channel adds
+ * nothing to what reads it (zero after ReLU, pooling and the residual sum of zeros), so the smaller
+ * model computes the same outputs, up to the order of float additions.
  */
 final class ChannelRemoval {
   private ChannelRemoval() {}
 
   /** The smaller model; {@code masked} is left as it was. */
   static Model removeZeroChannels(Model masked, String architecture, int classes, Shape imageShape) {
-    List<Pair<String, Parameter>> layers = Models.prunableWeights(masked);
+    ChannelGraph graph = Architectures.graph(architecture);
     Map<String, Parameter> parameters = parameterMap(masked);
     List<int[]> kept = new ArrayList<>();
-    for (int i = 0; i < layers.size(); i++) {
-      boolean head = i == layers.size() - 1;
-      NDArray weight = layers.get(i).getValue().getArray();
-      kept.add(head ? all(weight.getShape().get(0)) : nonZeroChannels(weight, bias(parameters, layers.get(i)).getArray()));
+    for (int group = 0; group < graph.groups().size(); group++) {
+      kept.add(nonZeroChannels(graph.producers(group), parameters));
     }
-    List<Integer> hidden = kept.subList(0, kept.size() - 1).stream().map(k -> k.length).toList();
-    Model small = Models.create(architecture, hidden, classes, imageShape);
+    Model small = Models.create(architecture, kept.stream().map(k -> k.length).toList(), classes, imageShape);
     Map<String, Parameter> target = parameterMap(small);
     try (NDManager scope = masked.getNDManager().newSubManager()) {
-      for (int i = 0; i < layers.size(); i++) {
-        NDArray weight = layers.get(i).getValue().getArray();
-        int[] inputs = i == 0 ? all(weight.getShape().get(1))
-            : expand(kept.get(i - 1), weight.getShape().get(1) / layers.get(i - 1).getValue().getArray().getShape().get(0));
-        copy(select(weight, kept.get(i), inputs), target.get(layers.get(i).getKey()), scope);
-        copy(select(bias(parameters, layers.get(i)).getArray(), kept.get(i), new int[] {0}),
-            target.get(PruningMasks.biasOf(layers.get(i).getKey())), scope);
+      for (ChannelGraph.Layer layer : graph.layers()) {
+        for (String name : layer.perOutputChannel()) {
+          NDArray tensor = parameters.get(name).getArray();
+          int[] rows = layer.out() == ChannelGraph.OUTSIDE ? all(tensor.getShape().get(0)) : kept.get(layer.out());
+          boolean readsInput = name.equals(layer.weight()) && layer.hasWeights();
+          int[] columns = !readsInput ? new int[] {0}
+              : layer.in() == ChannelGraph.OUTSIDE ? all(tensor.getShape().get(1))
+              : expand(kept.get(layer.in()), tensor.getShape().get(1) / groupSize(graph, layer.in(), parameters));
+          copy(select(tensor, rows, columns), target.get(name), scope);
+        }
       }
     } catch (RuntimeException e) {
       small.close();
@@ -51,39 +54,42 @@ final class ChannelRemoval {
     return small;
   }
 
+  private static long groupSize(ChannelGraph graph, int group, Map<String, Parameter> parameters) {
+    return parameters.get(graph.groups().get(group)).getArray().getShape().get(0);
+  }
+
   private static Map<String, Parameter> parameterMap(Model model) {
     Map<String, Parameter> map = new HashMap<>();
     model.getBlock().getParameters().forEach(p -> map.put(p.getKey(), p.getValue()));
     return map;
   }
 
-  private static Parameter bias(Map<String, Parameter> parameters, Pair<String, Parameter> weight) {
-    Parameter bias = parameters.get(PruningMasks.biasOf(weight.getKey()));
-    if (bias == null) {
-      throw new IllegalStateException("layer " + weight.getKey() + " has no bias");
-    }
-    return bias;
-  }
-
-  /** The output channels with a non-zero weight or bias; at least one, so every layer keeps a shape. */
-  private static int[] nonZeroChannels(NDArray weight, NDArray bias) {
-    int channels = Math.toIntExact(weight.getShape().get(0));
-    int size = Math.toIntExact(weight.size() / channels);
-    float[] w = weight.toFloatArray();
-    float[] b = bias.toFloatArray();
-    List<Integer> kept = new ArrayList<>();
-    for (int c = 0; c < channels; c++) {
-      boolean zero = b[c] == 0;
-      for (int i = c * size; zero && i < (c + 1) * size; i++) {
-        zero = w[i] == 0;
+  /**
+   * The channels of a group with a non-zero entry in any producer's masked parameters; at least
+   * one, so every layer keeps a shape.
+   */
+  private static int[] nonZeroChannels(List<ChannelGraph.Layer> producers, Map<String, Parameter> parameters) {
+    boolean[] used = null;
+    for (ChannelGraph.Layer producer : producers) {
+      for (String name : producer.masked()) {
+        NDArray tensor = parameters.get(name).getArray();
+        int channels = Math.toIntExact(tensor.getShape().get(0));
+        int size = Math.toIntExact(tensor.size() / channels);
+        float[] values = tensor.toFloatArray();
+        used = used == null ? new boolean[channels] : used;
+        for (int i = 0; i < values.length; i++) {
+          used[i / size] |= values[i] != 0;
+        }
       }
-      if (!zero) {
+    }
+    List<Integer> kept = new ArrayList<>();
+    for (int c = 0; c < used.length; c++) {
+      if (used[c]) {
         kept.add(c);
       }
     }
     return kept.isEmpty() ? new int[] {0} : kept.stream().mapToInt(Integer::intValue).toArray();
   }
-
   /**
    * The input positions fed by the kept channels of the layer before, each feeding {@code block}
    * consecutive positions: 1 for a convolution or dense layer after its like, height x width for a

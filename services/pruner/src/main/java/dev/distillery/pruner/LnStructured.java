@@ -19,18 +19,30 @@ public final class LnStructured {
   public static NDArray mask(NDArray weight, double amount, int n, NDManager manager) {
     int channels = Math.toIntExact(weight.getShape().get(0));
     int channelSize = Math.toIntExact(weight.size() / channels);
-    int keep = channels - Math.toIntExact(L1Unstructured.prunedCount(amount, channels));
     float[] mask = new float[Math.toIntExact(weight.size())];
-    if (keep > 0) {
-      try (NDManager scope = manager.newSubManager()) {
-        NDArray copy = weight.duplicate();
-        copy.attach(scope); // everything derived from it is freed with the scope
-        NDArray norms = copy.reshape(channels, channelSize).norm(n, new int[] {1}, false);
-        for (long channel : norms.topK(keep, 0, true, true).get(1).toLongArray()) {
-          Arrays.fill(mask, (int) channel * channelSize, ((int) channel + 1) * channelSize, 1f);
-        }
+    try (NDManager scope = manager.newSubManager()) {
+      for (long channel : keptChannels(channelNorms(weight, n, scope), amount)) {
+        Arrays.fill(mask, (int) channel * channelSize, ((int) channel + 1) * channelSize, 1f);
       }
     }
     return manager.create(mask, weight.getShape());
+  }
+
+  /** The L{@code n} norm of each output channel of {@code weight}, in {@code scope}. */
+  static NDArray channelNorms(NDArray weight, int n, NDManager scope) {
+    int channels = Math.toIntExact(weight.getShape().get(0));
+    NDArray copy = weight.duplicate();
+    copy.attach(scope); // everything derived from it is freed with the scope
+    return copy.reshape(channels, -1).norm(n, new int[] {1}, false);
+  }
+
+  /**
+   * The channels kept when {@code amount} of them are pruned by {@code scores}: the {@code channels -
+   * round(amount * channels)} largest, by {@code topk(largest=True)} as PyTorch chooses them.
+   */
+  static long[] keptChannels(NDArray scores, double amount) {
+    int channels = Math.toIntExact(scores.size());
+    int keep = channels - Math.toIntExact(L1Unstructured.prunedCount(amount, channels));
+    return keep == 0 ? new long[0] : scores.topK(keep, 0, true, true).get(1).toLongArray();
   }
 }

@@ -3,29 +3,41 @@ package dev.distillery.pruner;
 import ai.djl.Model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Parameter;
 import ai.djl.util.Pair;
 import dev.distillery.common.JobFailedException;
+import dev.distillery.common.ml.Architectures;
+import dev.distillery.common.ml.ChannelGraph;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
-import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
- * The masks of a pruned model, one per prunable weight tensor. They are applied once when pruning
- * and again after every optimizer step of fine-tuning; without that, pruned weights grow back.
+ * The masks of a pruned model, one per pruned tensor. They are applied once when pruning and again
+ * after every optimizer step of fine-tuning; without that, pruned weights grow back.
  *
- * <p>{@code LN_STRUCTURED} differs from {@code ln_structured} in two ways, both because its
- * channels are then removed ({@link ChannelRemoval}): it also masks the bias of each pruned channel,
- * so the channel's output is exactly zero rather than a constant that removal would drop; and it
- * leaves the head alone, whose output channels are the classes.
+ * <p>{@code LN_STRUCTURED} prunes the channel groups of the architecture's {@link ChannelGraph}
+ * rather than each tensor alone, as Torch-Pruning does: a group's channels are scored by the sum of
+ * the Ln norms of each producer's output channel (for a group of one layer, {@code ln_structured}'s
+ * own score and choice), and a pruned channel is zeroed in every producer, with the bias and the
+ * batch norm's scale and shift, so its output is exactly zero everywhere and {@link ChannelRemoval}
+ * can remove it. The head, whose output channels are the classes, is in no group.
  */
 final class PruningMasks implements AutoCloseable {
-  /** A masked weight tensor and, for structured pruning, the bias of its channels with their mask. */
-  private record Masked(String name, Parameter parameter, NDArray mask, Parameter bias, NDArray biasMask) {}
+  /**
+   * A masked tensor.
+   *
+   * @param reported whether {@link #counts()} lists it: weight tensors, not the biases and batch-norm
+   *     parameters structured pruning zeroes with them
+   */
+  private record Masked(String name, Parameter parameter, NDArray mask, boolean reported) {}
 
   private final NDManager manager;
   private final List<Masked> masks;
@@ -42,56 +54,100 @@ final class PruningMasks implements AutoCloseable {
    */
   static PruningMasks compute(Model model, PruningSettings settings, int step) throws JobFailedException {
     JobModel.checkLayerNames(Models.prunableWeights(model), settings);
-    List<Pair<String, Parameter>> layers = layers(model, settings);
     NDManager manager = model.getNDManager().newSubManager();
     List<Masked> masks = new ArrayList<>();
-    if (settings.getMethod() == PruningMethod.GLOBAL_UNSTRUCTURED) {
-      double amount = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
-      List<NDArray> global = GlobalMagnitude.masks(
-          layers.stream().map(p -> p.getValue().getArray()).toList(), amount, manager);
-      for (int i = 0; i < layers.size(); i++) {
-        masks.add(new Masked(layers.get(i).getKey(), layers.get(i).getValue(), global.get(i), null, null));
-      }
-    } else {
-      for (Pair<String, Parameter> layer : layers) {
-        double amount = SparsitySchedule.at(step, settings,
-            settings.getLayerSparsity().getOrDefault(layer.getKey(), settings.getTargetSparsity()));
-        NDArray weight = layer.getValue().getArray();
-        masks.add(switch (settings.getMethod()) {
-          case L1_UNSTRUCTURED -> new Masked(layer.getKey(), layer.getValue(),
-              L1Unstructured.mask(weight, amount, manager), null, null);
-          case LN_STRUCTURED -> {
-            NDArray mask = LnStructured.mask(weight, amount, settings.getNorm(), manager);
-            Parameter bias = model.getBlock().getParameters().get(biasOf(layer.getKey()));
-            yield new Masked(layer.getKey(), layer.getValue(), mask, bias,
-                mask.reshape(weight.getShape().get(0), -1).max(new int[] {1}));
+    try {
+      switch (settings.getMethod()) {
+        case GLOBAL_UNSTRUCTURED -> {
+          List<Pair<String, Parameter>> layers = unskipped(model, settings);
+          double amount = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
+          List<NDArray> global = GlobalMagnitude.masks(layers.stream().map(p -> p.getValue().getArray()).toList(),
+              amount, manager);
+          for (int i = 0; i < layers.size(); i++) {
+            masks.add(new Masked(layers.get(i).getKey(), layers.get(i).getValue(), global.get(i), true));
           }
-          default -> throw new JobFailedException("pruning.method", "not supported: " + settings.getMethod());
-        });
+        }
+        case L1_UNSTRUCTURED -> {
+          for (Pair<String, Parameter> layer : unskipped(model, settings)) {
+            double amount = SparsitySchedule.at(step, settings,
+                settings.getLayerSparsity().getOrDefault(layer.getKey(), settings.getTargetSparsity()));
+            masks.add(new Masked(layer.getKey(), layer.getValue(),
+                L1Unstructured.mask(layer.getValue().getArray(), amount, manager), true));
+          }
+        }
+        case LN_STRUCTURED -> masks.addAll(channelGroups(model, settings, step, manager));
+        default -> throw new JobFailedException("pruning.method", "not supported: " + settings.getMethod());
       }
+    } catch (JobFailedException | RuntimeException e) {
+      manager.close();
+      throw e;
     }
     PruningMasks result = new PruningMasks(manager, masks);
     result.apply();
     return result;
   }
 
-  /** The bias of the layer whose weight is named {@code weight}, e.g. {@code 01Conv2d_bias}. */
-  static String biasOf(String weight) {
-    return weight.replaceFirst("_weight$", "_bias");
+  /** The prunable weights the request does not skip. */
+  private static List<Pair<String, Parameter>> unskipped(Model model, PruningSettings settings) {
+    return Models.prunableWeights(model).stream().filter(p -> !settings.getSkipLayers().contains(p.getKey())).toList();
   }
 
-  /** The prunable weights the request does not skip, without the head for structured pruning. */
-  private static List<Pair<String, Parameter>> layers(Model model, PruningSettings settings) throws JobFailedException {
-    List<Pair<String, Parameter>> all = Models.prunableWeights(model);
-    if (settings.getMethod() == PruningMethod.LN_STRUCTURED) {
-      String head = all.get(all.size() - 1).getKey();
-      if (settings.getLayerSparsity().containsKey(head)) {
-        throw new JobFailedException("pruning.layerSparsity",
-            "the head '" + head + "' cannot be pruned structurally: its output channels are the classes");
-      }
-      all = all.subList(0, all.size() - 1);
+  /**
+   * LN_STRUCTURED's masks: per channel group, the channels of smallest summed Ln norm. A group is
+   * named (in {@code layerSparsity} and {@code skipLayers}) by any of its producers' weights.
+   */
+  private static List<Masked> channelGroups(Model model, PruningSettings settings, int step, NDManager manager)
+      throws JobFailedException {
+    ChannelGraph graph = Architectures.graph(model.getName());
+    String head = graph.layers().get(graph.layers().size() - 1).weight();
+    if (settings.getLayerSparsity().containsKey(head)) {
+      throw new JobFailedException("pruning.layerSparsity",
+          "the head '" + head + "' cannot be pruned structurally: its output channels are the classes");
     }
-    return all.stream().filter(p -> !settings.getSkipLayers().contains(p.getKey())).toList();
+    Map<String, Parameter> parameters = new HashMap<>();
+    model.getBlock().getParameters().forEach(p -> parameters.put(p.getKey(), p.getValue()));
+    List<Masked> masks = new ArrayList<>();
+    for (int group = 0; group < graph.groups().size(); group++) {
+      List<ChannelGraph.Layer> producers = graph.producers(group);
+      List<String> weights = producers.stream().filter(ChannelGraph.Layer::hasWeights)
+          .map(ChannelGraph.Layer::weight).toList();
+      if (weights.stream().anyMatch(settings.getSkipLayers()::contains)) {
+        continue;
+      }
+      double target = weights.stream().filter(settings.getLayerSparsity()::containsKey).findFirst()
+          .map(settings.getLayerSparsity()::get).orElse(settings.getTargetSparsity());
+      double amount = SparsitySchedule.at(step, settings, target);
+      int channels = Math.toIntExact(parameters.get(weights.get(0)).getArray().getShape().get(0));
+      float[] kept = new float[channels];
+      try (NDManager scope = manager.newSubManager()) {
+        NDArray scores = null;
+        for (String weight : weights) {
+          NDArray norms = LnStructured.channelNorms(parameters.get(weight).getArray(), settings.getNorm(), scope);
+          scores = scores == null ? norms : scores.add(norms);
+        }
+        for (long channel : LnStructured.keptChannels(scores, amount)) {
+          kept[(int) channel] = 1;
+        }
+      }
+      for (ChannelGraph.Layer producer : producers) {
+        for (String name : producer.masked()) {
+          Parameter parameter = parameters.get(name);
+          masks.add(new Masked(name, parameter, channelMask(kept, parameter.getArray().getShape(), manager),
+              producer.hasWeights() && name.equals(producer.weight())));
+        }
+      }
+    }
+    return masks;
+  }
+
+  /** A mask of {@code shape} (output channels first) keeping the channels {@code kept} marks. */
+  private static NDArray channelMask(float[] kept, Shape shape, NDManager manager) {
+    int size = Math.toIntExact(shape.size() / kept.length);
+    float[] mask = new float[Math.toIntExact(shape.size())];
+    for (int c = 0; c < kept.length; c++) {
+      Arrays.fill(mask, c * size, (c + 1) * size, kept[c]);
+    }
+    return manager.create(mask, shape);
   }
 
   /** Zeroes the pruned weights in place. */
@@ -101,21 +157,20 @@ final class PruningMasks implements AutoCloseable {
     try {
       for (Masked m : masks) {
         m.parameter().getArray().muli(m.mask());
-        if (m.bias() != null) {
-          m.bias().getArray().muli(m.biasMask());
-        }
       }
     } finally {
       DjlRuntime.restoreGradMode(gradMode);
     }
   }
 
-  /** Per-layer weights and zeros of the masked layers, in model order. */
+  /** Per-layer weights and zeros of the masked weight tensors, in model order. */
   List<LayerCount> counts() {
     List<LayerCount> counts = new ArrayList<>();
     for (Masked m : masks) {
-      NDArray array = m.parameter().getArray();
-      counts.add(new LayerCount(m.name(), array.size(), array.size() - Models.nonZero(array)));
+      if (m.reported()) {
+        NDArray array = m.parameter().getArray();
+        counts.add(new LayerCount(m.name(), array.size(), array.size() - Models.nonZero(array)));
+      }
     }
     return counts;
   }

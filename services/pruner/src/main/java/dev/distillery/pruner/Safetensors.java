@@ -15,34 +15,50 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
  * Exports a model's parameters as a safetensors file with PyTorch's names. A TorchScript module's
  * keep their own ({@code layer1.0.conv1.weight}; its buffers, such as batch-norm statistics, are in
- * the module itself). A built-in model's are written with the names that make a
- * PyTorch user loads them with {@code safetensors.torch.load_file} and
- * {@code model.load_state_dict} into the same architecture written as an {@code nn.Sequential}.
- * DJL names a sequential block's parameters {@code 01Conv2d_weight}, counting layers from 1; the
- * same layer of an {@code nn.Sequential} is {@code 0.weight}. Both store convolution kernels as
- * (out, in, height, width) and dense weights as (out, in), so values are written as they are.
+ * the module itself). A built-in model's get the names of the same architecture written with
+ * {@code nn.Sequential} (see {@link #torchName}), so a PyTorch user loads them with {@code
+ * safetensors.torch.load_file} and {@code model.load_state_dict}. DJL and PyTorch both store
+ * convolution kernels as (out, in, height, width) and dense weights as (out, in), so values are
+ * written as they are.
  *
  * <p>Format: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
  * shape and byte range, then the tensors' little-endian bytes back to back.
  */
 final class Safetensors {
-  private static final Pattern DJL_NAME = Pattern.compile("(\\d+)[A-Za-z0-9]*_(weight|bias)");
+  private static final Pattern DJL_BLOCK = Pattern.compile("(\\d+)[A-Za-z0-9]*");
+  /** DJL's parameter names and PyTorch's: batch norm's scale and shift are its weight and bias. */
+  private static final Map<String, String> TORCH_PARAMETER = Map.of("weight", "weight", "bias", "bias",
+      "gamma", "weight", "beta", "bias", "runningMean", "running_mean", "runningVar", "running_var");
 
   private Safetensors() {}
 
-  /** PyTorch's name for a parameter of a built-in (sequential) architecture. */
+  /**
+   * PyTorch's name for a parameter of a built-in architecture: each block on the path counted from
+   * 0, as {@code nn.Sequential} (and a residual block's branches, as an {@code nn.ModuleList})
+   * number them: {@code 04ParallelBlock_01SequentialBlock_02BatchNorm_gamma} is {@code 3.0.1.weight}.
+   */
   static String torchName(String djlName) {
-    Matcher m = DJL_NAME.matcher(djlName);
-    if (!m.matches()) {
-      throw new IllegalArgumentException("not a parameter of a sequential built-in model: " + djlName);
+    String[] parts = djlName.split("_");
+    StringBuilder name = new StringBuilder();
+    for (int i = 0; i < parts.length - 1; i++) {
+      Matcher m = DJL_BLOCK.matcher(parts[i]);
+      if (!m.matches()) {
+        throw new IllegalArgumentException("not a parameter of a built-in model: " + djlName);
+      }
+      name.append(Integer.parseInt(m.group(1)) - 1).append('.');
     }
-    return (Integer.parseInt(m.group(1)) - 1) + "." + m.group(2);
+    String parameter = TORCH_PARAMETER.get(parts[parts.length - 1]);
+    if (parts.length < 2 || parameter == null) {
+      throw new IllegalArgumentException("not a parameter of a built-in model: " + djlName);
+    }
+    return name.append(parameter).toString();
   }
 
   static void write(JobModel job, OutputStream out) throws IOException {

@@ -10,6 +10,7 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.training.ParameterStore;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.ml.Architectures;
+import dev.distillery.common.ml.ChannelGraph;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Models;
 import dev.distillery.schemas.ArtifactRef;
@@ -19,6 +20,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -41,7 +43,11 @@ class ChannelRemovalTest {
   @CsvSource({
       "mlp, 02Linear_weight, '75, 50'",
       "lenet5, 04Conv2d_weight, '3, 4, 60, 42'",
-      "convnet, 06Conv2d_weight, '16, 16, 16, 32, 128'"})
+      "convnet, 06Conv2d_weight, '16, 16, 16, 32, 128'",
+      "simplecnn, 04Conv2d_weight, '5, 5, 25'",
+      // Stage 1's residual stream, named by the second block's last convolution: all of its writers
+      // (the stem, each block's second convolution, their batch norms) lose the same channels.
+      "resnet20, 06ParallelBlock_01SequentialBlock_04Conv2d_weight, '4, 16, 32, 8, 8, 8, 16, 16, 16, 32, 32, 32'"})
   void removesTheZeroChannelsAndComputesTheSameOutputs(String architecture, String thinnedLayer, String expected)
       throws Exception {
     // Half of every hidden layer's channels, three quarters of one, the head kept whole.
@@ -70,14 +76,47 @@ class ChannelRemovalTest {
     }
   }
 
-  /** DJL starts biases at zero: random ones make a pruned channel's bias matter. */
+  /**
+   * Why the channels of a residual stream are one group: pruned layer by layer (ln_structured on
+   * each writer alone, as a per-tensor pruner does), stage 1's writers choose different channels,
+   * and hardly a channel is zero in all of them, so hardly one could be removed.
+   */
+  @Test
+  void perLayerChoicesOnAResidualStreamLeaveLittleToRemove() throws Exception {
+    ChannelGraph graph = Architectures.graph("resnet20");
+    try (Model model = Models.create("resnet20", 1.0, 10, IMAGE, 7); NDManager scope = NDManager.newBaseManager()) {
+      boolean[] zeroEverywhere = new boolean[16];
+      java.util.Arrays.fill(zeroEverywhere, true);
+      List<ChannelGraph.Layer> writers = graph.producers(0).stream().filter(ChannelGraph.Layer::hasWeights).toList();
+      assertThat(writers).hasSize(4); // the stem and the second convolution of each of the three blocks
+      for (ChannelGraph.Layer writer : writers) {
+        float[] mask = LnStructured.mask(model.getBlock().getParameters().get(writer.weight()).getArray(), 0.5, 2, scope)
+            .toFloatArray();
+        for (int c = 0; c < 16; c++) {
+          zeroEverywhere[c] &= mask[c * (mask.length / 16)] == 0;
+        }
+      }
+      int removable = 0;
+      for (boolean zero : zeroEverywhere) {
+        removable += zero ? 1 : 0;
+      }
+      assertThat(removable).as("channels of stage 1 pruned by all four writers alone").isLessThan(8);
+    }
+  }
+
+  /**
+   * DJL starts biases and batch-norm shifts at zero, scales and variances at one: random ones make
+   * a pruned channel's bias or batch norm matter.
+   */
   private static Model withRandomBiases(Model model) {
     boolean gradMode = DjlRuntime.inferenceMode();
     try {
       for (var p : model.getBlock().getParameters()) {
-        if (p.getKey().endsWith("_bias")) {
-          NDArray bias = p.getValue().getArray();
-          bias.getManager().randomUniform(-0.2f, 0.2f, bias.getShape()).copyTo(bias);
+        NDArray array = p.getValue().getArray();
+        if (p.getKey().endsWith("_bias") || p.getKey().endsWith("_beta") || p.getKey().endsWith("_runningMean")) {
+          array.getManager().randomUniform(-0.2f, 0.2f, array.getShape()).copyTo(array);
+        } else if (p.getKey().endsWith("_gamma") || p.getKey().endsWith("_runningVar")) {
+          array.getManager().randomUniform(0.5f, 1.5f, array.getShape()).copyTo(array);
         }
       }
     } finally {

@@ -6,6 +6,8 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Block;
+import ai.djl.nn.ParallelBlock;
+import ai.djl.nn.SequentialBlock;
 import ai.djl.nn.convolutional.Conv2d;
 import ai.djl.nn.core.Linear;
 import ai.djl.training.ParameterStore;
@@ -31,22 +33,35 @@ public final class InferenceCost {
 
   /** Counts the MACs of the convolutions and dense layers for one image of {@code imageShape}. */
   public static Macs macs(Model model, Shape imageShape) {
-    Shape[] shape = {new Shape(1).addAll(imageShape)};
-    long dense = 0;
-    long nonZero = 0;
-    for (var child : model.getBlock().getChildren()) {
-      Block layer = child.getValue();
-      Shape[] out = layer.getOutputShapes(shape);
-      if (layer instanceof Conv2d || layer instanceof Linear) {
-        NDArray weight = layer.getParameters().get("weight").getArray();
-        // Each weight is used once per output position (Conv2d) or once (Linear).
-        long positions = layer instanceof Conv2d ? out[0].get(2) * out[0].get(3) : 1;
-        dense += weight.size() * positions;
-        nonZero += Models.nonZero(weight) * positions;
+    long[] counts = new long[2];
+    count(model.getBlock(), new Shape[] {new Shape(1).addAll(imageShape)}, counts);
+    return new Macs(counts[0], counts[1]);
+  }
+
+  /** Adds the MACs of {@code block} on {@code input} to {@code counts} (dense, non-zero); returns its output shapes. */
+  private static Shape[] count(Block block, Shape[] input, long[] counts) {
+    if (block instanceof SequentialBlock sequence) {
+      Shape[] shape = input;
+      for (var child : sequence.getChildren()) {
+        shape = count(child.getValue(), shape, counts);
       }
-      shape = out;
+      return shape;
     }
-    return new Macs(dense, nonZero);
+    if (block instanceof ParallelBlock parallel) { // every branch reads the same input (a residual block)
+      for (var branch : parallel.getChildren()) {
+        count(branch.getValue(), input, counts);
+      }
+      return block.getOutputShapes(input);
+    }
+    Shape[] out = block.getOutputShapes(input);
+    if (block instanceof Conv2d || block instanceof Linear) {
+      NDArray weight = block.getParameters().get("weight").getArray();
+      // Each weight is used once per output position (Conv2d) or once (Linear).
+      long positions = block instanceof Conv2d ? out[0].get(2) * out[0].get(3) : 1;
+      counts[0] += weight.size() * positions;
+      counts[1] += Models.nonZero(weight) * positions;
+    }
+    return out;
   }
 
   /**

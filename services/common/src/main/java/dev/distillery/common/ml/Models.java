@@ -97,11 +97,15 @@ public final class Models {
     return weights;
   }
 
-  /** The sizes of the model's hidden layers (see {@link Architectures#hiddenUnits}), read from its weights. */
+  /**
+   * The sizes of a built-in model's channel groups (see {@link Architectures#hiddenUnits}), read
+   * from its weights. A built-in model is named after its architecture ({@link #create}).
+   */
   public static List<Integer> hiddenUnits(Model model) {
-    List<Pair<String, Parameter>> weights = prunableWeights(model);
-    return weights.subList(0, weights.size() - 1).stream()
-        .map(p -> Math.toIntExact(p.getValue().getArray().getShape().get(0))).toList();
+    ChannelGraph graph = Architectures.graph(model.getName());
+    var parameters = model.getBlock().getParameters();
+    return graph.groups().stream()
+        .map(weight -> Math.toIntExact(parameters.get(weight).getArray().getShape().get(0))).toList();
   }
 
   /** The parameters of the model's last layer: the head that maps its features to classes. */
@@ -131,20 +135,26 @@ public final class Models {
     }
   }
 
+  /** Learnt parameters: without batch norm's running statistics, which PyTorch keeps as buffers. */
   public static long parameterCount(Model model) {
     long count = 0;
     for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
-      count += p.getValue().getArray().size();
+      count += isStatistic(p.getValue()) ? 0 : p.getValue().getArray().size();
     }
     return count;
   }
 
+  /** The non-zero ones among {@link #parameterCount}'s. */
   public static long nonZeroCount(Model model) {
     long count = 0;
     for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
-      count += nonZero(p.getValue().getArray());
+      count += isStatistic(p.getValue()) ? 0 : nonZero(p.getValue().getArray());
     }
     return count;
+  }
+
+  private static boolean isStatistic(Parameter p) {
+    return p.getType() == Parameter.Type.RUNNING_MEAN || p.getType() == Parameter.Type.RUNNING_VAR;
   }
 
   public static long nonZero(NDArray array) {
