@@ -3,6 +3,7 @@
 #   bench/run.sh <throughput|replicas|publish|memory> [options]        teacher inference
 #   bench/run.sh student <distill|transfer|memory> [--option value]    student trainer
 #   bench/run.sh prune [--option value]                                pruner: accuracy against sparsity
+#   bench/run.sh user <distil|prune|transfer> [--option value]         the user's TorchScript ResNet-18
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ if [[ "${1:-}" == student ]]; then
   shift
 elif [[ "${1:-}" == prune ]]; then
   MAIN=dev.distillery.bench.PruningBench
+  shift
+elif [[ "${1:-}" == user ]]; then
+  MAIN=dev.distillery.bench.UserModelBench
   shift
 fi
 exec ./mvnw -q -B -pl bench exec:exec -Dexec.executable=java -Dexec.workingdir="$PWD" \

@@ -52,7 +52,7 @@ function render(job) {
 function head(job) {
   const r = job.request;
   const what = r
-    ? `${r.teacher.architecture || 'TorchScript'} → ${r.student.architecture} · ${r.stages.join(', ')}`
+    ? `${modelName(r.teacher)} → ${r.stages.includes('TRANSFER') ? 'new head' : modelName(r.student)} · ${r.stages.join(', ')}`
     : '';
   return el('div', { class: 'job-head' },
     el('span', { class: 'job-id' }, job.jobId),
@@ -132,6 +132,11 @@ function failure(job) {
     `Failed in ${f.stage}` + (f.field ? ` (field ${f.field})` : '') + `: ${f.reason}`);
 }
 
+/** A requested model as a person names it: its architecture, and whether it is the user's TorchScript. */
+function modelName(spec) {
+  return spec.format === 'TORCHSCRIPT' ? `${spec.architecture || 'user model'} (TorchScript)` : spec.architecture;
+}
+
 /** The result side by side with the teacher: accuracy, size, sparsity, speed. */
 function results(job) {
   const r = job.result;
@@ -160,9 +165,11 @@ function results(job) {
     lines.push(`pruning: ${fmt.pct(p.accuracyBefore)} before, ${fmt.pct(p.accuracyPruned)} pruned, ${fmt.pct(p.accuracyFineTuned)} fine-tuned`);
     lines.push(`speed-up at batch 256: ${fmt.ratio(p.latencyMsBatch256Before / p.latencyMsBatch256After)}`
       + ` (${p.latencyMsBatch256Before.toFixed(2)} → ${p.latencyMsBatch256After.toFixed(2)} ms),`
-      + ` batch 1: ${fmt.ratio(p.latencyMsBatch1Before / p.latencyMsBatch1After)};`
-      + ` multiply-accumulates ${fmt.int(p.macsBefore)} → ${fmt.int(p.macsAfter)}`);
+      + ` batch 1: ${fmt.ratio(p.latencyMsBatch1Before / p.latencyMsBatch1After)}`
+      + (r.finalFormat === 'TORCHSCRIPT' ? '' : `; multiply-accumulates ${fmt.int(p.macsBefore)} → ${fmt.int(p.macsAfter)}`));
+    if (p.unprunedParameters > 0) lines.push(`left dense: ${fmt.int(p.unprunedParameters)} parameters outside the pruned weights (biases, batch norm)`);
   }
+  if (r.finalFormat === 'TORCHSCRIPT') lines.push('final model: TorchScript, opens with torch.jit.load');
   return el('div', { class: 'results-box' }, table, ...lines.map(l => el('p', { class: 'summary' }, l)));
 }
 

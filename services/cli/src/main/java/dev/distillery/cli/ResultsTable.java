@@ -1,6 +1,7 @@
 package dev.distillery.cli;
 
 import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.PruningReport;
 import java.util.Map;
@@ -34,8 +35,16 @@ public final class ResultsTable {
     if (p != null) {
       out.append(String.format("pruning: accuracy %.4f before, %.4f pruned, %.4f fine-tuned%n",
           p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned()));
-      out.append(String.format("multiply-accumulates per image: %d before, %d after (%d with a non-zero weight)%n",
-          p.getMacsBefore(), p.getMacsAfter(), p.getNonZeroMacsAfter()));
+      if (result.getFinalFormat() == ModelFormat.TORCHSCRIPT) {
+        out.append("multiply-accumulates: not counted for a TorchScript module\n");
+      } else {
+        out.append(String.format("multiply-accumulates per image: %d before, %d after (%d with a non-zero weight)%n",
+            p.getMacsBefore(), p.getMacsAfter(), p.getNonZeroMacsAfter()));
+      }
+      if (p.getUnprunedParameters() > 0) {
+        out.append(String.format("left dense: %d parameters outside the pruned weights (biases, batch norm)%n",
+            p.getUnprunedParameters()));
+      }
       out.append(String.format("latency: batch 1 %.3f -> %.3f ms, batch 256 %.2f -> %.2f ms%n",
           p.getLatencyMsBatch1Before(), p.getLatencyMsBatch1After(),
           p.getLatencyMsBatch256Before(), p.getLatencyMsBatch256After()));
@@ -54,7 +63,9 @@ public final class ResultsTable {
           .append('\n');
     });
     out.append("final checkpoint: ").append(result.getFinalCheckpoint().getUri())
-        .append(" (sha256 ").append(result.getFinalCheckpoint().getSha256(), 0, 16).append("...)\n");
+        .append(" (sha256 ").append(result.getFinalCheckpoint().getSha256(), 0, 16).append("...)")
+        .append(result.getFinalFormat() == ModelFormat.TORCHSCRIPT ? ", TorchScript: torch.jit.load(path)" : "")
+        .append('\n');
     if (result.getSparseCheckpoint() != null) {
       out.append(String.format("sparse encoding: %d bytes, %.1fx smaller than the dense checkpoint%n",
           result.getSparseCheckpoint().getSizeBytes(),

@@ -122,6 +122,68 @@ class TorchScriptStudentTest {
     }
   }
 
+  /**
+   * A TorchScript student's run stopped after epoch 1 resumes from its saved module and ends where
+   * the uninterrupted run ends (SGD without momentum keeps no optimizer state): the restored module
+   * is the one trained afterwards. And the best validation epoch's module is the one kept.
+   */
+  @Test
+  void aStoppedRunResumesAndTheBestEpochIsKept(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+    ImageDataset few = train.subset(ImageDataset.range(0, 192));
+    TrainingLoop.Plan plan = new TrainingLoop.Plan(3, 64, 0.05, OptimizerKind.SGD, 0, 0, LearningRateSchedule.CONSTANT,
+        1, 1, 5);
+    TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
+        dev.distillery.common.ml.Losses.crossEntropy(logits, few.labels(manager, indices));
+    float[] uninterrupted;
+    try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
+      new TrainingLoop(model.model(), few, plan, crossEntropy).input(model.input()).run();
+      uninterrupted = logits(model, few);
+    }
+    dev.distillery.common.ml.TrainingCheckpoint state = new dev.distillery.common.ml.TrainingCheckpoint(
+        dir.resolve("run"), "ts");
+    try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
+      assertThatThrownBy(() -> new TrainingLoop(model.model(), few, plan, crossEntropy).input(model.input())
+          .checkpoint(state).onEpoch(e -> {
+            if (e.epoch() == 1) {
+              throw new IllegalStateException("process killed");
+            }
+          }).run()).hasMessage("process killed");
+    }
+    try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
+      TrainingLoop.Outcome outcome = new TrainingLoop(model.model(), few, plan, crossEntropy).input(model.input())
+          .checkpoint(state).run();
+      assertThat(outcome.resumedAfter()).isEqualTo(1);
+      float[] resumed = logits(model, few);
+      for (int i = 0; i < resumed.length; i++) {
+        assertThat(resumed[i]).as("logit %d", i).isCloseTo(uninterrupted[i], org.assertj.core.data.Offset.offset(1e-5f));
+      }
+    }
+    float[] afterOneEpoch;
+    try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
+      new TrainingLoop(model.model(), few, new TrainingLoop.Plan(1, 64, 0.05, OptimizerKind.SGD, 0, 0,
+          LearningRateSchedule.CONSTANT, 1, 1, 5), crossEntropy).input(model.input()).run();
+      afterOneEpoch = logits(model, few);
+    }
+    try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
+      double[] scores = {0.9, 0.5, 0.4};
+      int[] epoch = {0};
+      TrainingLoop.Outcome outcome = new TrainingLoop(model.model(), few, plan, crossEntropy).input(model.input())
+          .validation(m -> scores[epoch[0]++]).run();
+      assertThat(outcome.bestEpoch()).isEqualTo(1);
+      float[] kept = logits(model, few);
+      for (int i = 0; i < kept.length; i++) {
+        assertThat(kept[i]).as("logit %d", i).isCloseTo(afterOneEpoch[i], org.assertj.core.data.Offset.offset(1e-5f));
+      }
+    }
+  }
+
+  private static float[] logits(JobModel model, ImageDataset data) throws Exception {
+    float[] all = new float[data.size() * 10];
+    Evaluation.forEachBatch(model.model(), data, model.input(), 0, data.size(), 64,
+        (first, logits, count, classes) -> System.arraycopy(logits, 0, all, first * classes, logits.length));
+    return all;
+  }
+
   private static float[] rows(float[] matrix, int[] indices) {
     float[] rows = new float[indices.length * 10];
     for (int i = 0; i < indices.length; i++) {
