@@ -68,20 +68,7 @@ public final class RequestValidation {
       problems.add(new Violation("dataset.classes", "must be distinct labels within [0, 255], was " + classes));
     }
 
-    var student = request.getStudent();
-    if (student.getFormat() == ModelFormat.UNSUPPORTED) {
-      problems.add(new Violation("student.format", "not supported by this version; supported: BUILT_IN, TORCHSCRIPT"));
-    } else if (student.getFormat() == ModelFormat.TORCHSCRIPT) {
-      if (student.getCheckpointUri() == null) {
-        problems.add(new Violation("student.checkpointUri", "a TORCHSCRIPT student needs its module's file: URI"));
-      } else {
-        localFile(problems, "student.checkpointUri", student.getCheckpointUri(), false);
-      }
-      input(problems, "student.input", student.getInput());
-    } else if (!Architectures.isKnown(student.getArchitecture()) && !request.getStages().contains(Stage.TRANSFER)) {
-      problems.add(new Violation("student.architecture", unknownArchitecture(student.getArchitecture())));
-    }
-    width(problems, "student.width", student.getWidth());
+    student(problems, request);
 
     DistillationSettings d = request.getDistillation();
     within(problems, "distillation.temperature", d.getTemperature(), 0.01, 100);
@@ -152,6 +139,27 @@ public final class RequestValidation {
       }
     }
     return problems;
+  }
+
+  /** The student, trained by DISTILLATION only (TRANSFER checks it against its teacher, below). */
+  private static void student(List<Violation> problems, CompressionRequest request) {
+    if (!request.getStages().contains(Stage.DISTILLATION)) {
+      return;
+    }
+    var student = request.getStudent();
+    if (student.getFormat() == ModelFormat.UNSUPPORTED) {
+      problems.add(new Violation("student.format", "not supported by this version; supported: BUILT_IN, TORCHSCRIPT"));
+    } else if (student.getFormat() == ModelFormat.TORCHSCRIPT) {
+      if (student.getCheckpointUri() == null) {
+        problems.add(new Violation("student.checkpointUri", "a TORCHSCRIPT student needs its module's file: URI"));
+      } else {
+        localFile(problems, "student.checkpointUri", student.getCheckpointUri(), false);
+      }
+      input(problems, "student.input", student.getInput());
+    } else if (!Architectures.isKnown(student.getArchitecture())) {
+      problems.add(new Violation("student.architecture", unknownArchitecture(student.getArchitecture())));
+    }
+    width(problems, "student.width", student.getWidth());
   }
 
   /** The format of the model the pruner gets: the student's after DISTILLATION, else the teacher's. */

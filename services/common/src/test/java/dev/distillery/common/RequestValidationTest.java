@@ -7,13 +7,13 @@ import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.OptimizerKind;
-import dev.distillery.schemas.TransferSettings;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
+import dev.distillery.schemas.TransferSettings;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -87,6 +87,37 @@ class RequestValidationTest {
     assertThat(RequestValidation.validate(wrong)).extracting(RequestValidation.Violation::field)
         .containsExactly("stages", "student.architecture", "transfer.pretrainedClasses",
             "transfer.backboneLearningRateFactor");
+  }
+
+  @Test
+  void torchScriptModelsAreCheckedWhereTheyAreUsed() throws Exception {
+    String file = valid().getTeacher().getCheckpointUri();
+    TeacherSpec module = TeacherSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture(null)
+        .setCheckpointUri(file).build();
+    // Pruning a TorchScript teacher: the student is not used, whatever it says.
+    CompressionRequest pruneOnly = CompressionRequest.newBuilder(valid()).setTeacher(module)
+        .setStudent(StudentSpec.newBuilder().setArchitecture("").setFormat(ModelFormat.UNSUPPORTED).build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.PRUNING)).build();
+    assertThat(RequestValidation.validate(pruneOnly)).isEmpty();
+    CompressionRequest structured = CompressionRequest.newBuilder(pruneOnly)
+        .setPruning(PruningSettings.newBuilder(valid().getPruning()).setMethod(PruningMethod.LN_STRUCTURED).build()).build();
+    assertThat(RequestValidation.validate(structured)).extracting(RequestValidation.Violation::field)
+        .containsExactly("pruning.method");
+    CompressionRequest noModule = CompressionRequest.newBuilder(valid())
+        .setStudent(StudentSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture("mine").build()).build();
+    assertThat(RequestValidation.validate(noModule)).extracting(RequestValidation.Violation::field)
+        .containsExactly("student.checkpointUri");
+    CompressionRequest transferWithoutHead = CompressionRequest.newBuilder(valid()).setTeacher(module)
+        .setStages(List.of(Stage.TRANSFER)).build();
+    assertThat(RequestValidation.validate(transferWithoutHead)).extracting(RequestValidation.Violation::field)
+        .containsExactly("transfer.headParameters");
+    CompressionRequest builtInWithHead = CompressionRequest.newBuilder(valid())
+        .setStudent(StudentSpec.newBuilder(valid().getStudent()).setArchitecture(valid().getTeacher().getArchitecture())
+            .setWidth(valid().getTeacher().getWidth()).build())
+        .setTransfer(TransferSettings.newBuilder().setHeadParameters(List.of("fc.weight")).build())
+        .setStages(List.of(Stage.TRANSFER)).build();
+    assertThat(RequestValidation.validate(builtInWithHead)).extracting(RequestValidation.Violation::field)
+        .containsExactly("transfer.headParameters");
   }
 
   @Test

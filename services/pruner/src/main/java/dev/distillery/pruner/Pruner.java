@@ -59,7 +59,7 @@ final class Pruner {
     JobResult.Builder result = JobResult.newBuilder().setJobId(jobId)
         .setTeacher(context.getTeacher()).setStudent(context.getStudent()).setBaseline(context.getBaseline());
     if (!request.getStages().contains(STAGE)) {
-      return publish(result.setFinalCheckpoint(event.getCheckpoint()), context, start);
+      return publish(result.setFinalCheckpoint(event.getCheckpoint()).setFinalFormat(event.getFormat()), context, start);
     }
     PruningSettings settings = request.getPruning();
     Datasets.TrainTest data = Datasets.load(request.getDataset());

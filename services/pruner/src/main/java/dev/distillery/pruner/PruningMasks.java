@@ -99,11 +99,6 @@ final class PruningMasks implements AutoCloseable {
   private static List<Masked> channelGroups(Model model, PruningSettings settings, int step, NDManager manager)
       throws JobFailedException {
     ChannelGraph graph = Architectures.graph(model.getName());
-    String head = graph.layers().get(graph.layers().size() - 1).weight();
-    if (settings.getLayerSparsity().containsKey(head)) {
-      throw new JobFailedException("pruning.layerSparsity",
-          "the head '" + head + "' cannot be pruned structurally: its output channels are the classes");
-    }
     Map<String, Parameter> parameters = new HashMap<>();
     model.getBlock().getParameters().forEach(p -> parameters.put(p.getKey(), p.getValue()));
     List<Masked> masks = new ArrayList<>();

@@ -11,6 +11,10 @@ import ai.djl.training.ParameterStore;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.ml.Architectures;
 import dev.distillery.common.ml.ChannelGraph;
+import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.ImageDataset;
+import dev.distillery.common.ml.Losses;
+import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Models;
 import dev.distillery.schemas.ArtifactRef;
@@ -72,6 +76,35 @@ class ChannelRemovalTest {
       ArtifactRef saved = Models.save(small, new ArtifactStore(dir), "job", "small.params");
       try (Model loaded = Models.load(architecture, hidden, 10, IMAGE, ArtifactStore.open(saved))) {
         assertClose(logits(loaded, images), dense);
+      }
+    }
+  }
+
+  /**
+   * A resnet20 fine-tuned with its channel-group masks held (batch norm in training mode, its
+   * statistics updated) keeps every pruned channel at zero, so removing them still gives the masked
+   * model's outputs.
+   */
+  @Test
+  void aFineTunedResidualNetworkStillLosesItsChannelsExactly() throws Exception {
+    ImageDataset train = Datasets.read(Path.of("../../datasets/fashion-mnist-subset"), "train")
+        .subset(ImageDataset.range(0, 256));
+    PruningSettings settings = PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
+        .build();
+    try (Model masked = Models.create("resnet20", 0.5, 10, IMAGE, 7);
+        PruningMasks masks = PruningMasks.compute(masked, settings, 1)) {
+      float[] before = masked.getBlock().getParameters().get("02BatchNorm_runningMean").getArray().toFloatArray();
+      new TrainingLoop(masked, train, TrainingLoop.Plan.adam(1, 64, 0.01, 3),
+          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
+          .afterStep(masks::apply).run();
+      assertThat(masked.getBlock().getParameters().get("02BatchNorm_runningMean").getArray().toFloatArray())
+          .as("batch-norm statistics after training").isNotEqualTo(before);
+      try (Model small = ChannelRemoval.removeZeroChannels(masked, "resnet20", 10, IMAGE);
+          NDManager manager = NDManager.newBaseManager()) {
+        assertThat(Models.hiddenUnits(small)).isEqualTo(List.of(4, 8, 16, 4, 4, 4, 8, 8, 8, 16, 16, 16));
+        manager.getEngine().setRandomSeed(3);
+        NDArray images = manager.randomUniform(0, 1, new Shape(32).addAll(IMAGE));
+        assertClose(logits(small, images), logits(masked, images));
       }
     }
   }

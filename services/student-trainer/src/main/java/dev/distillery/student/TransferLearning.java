@@ -109,19 +109,21 @@ final class TransferLearning {
       throws JobFailedException {
     TeacherSpec spec = request.getTeacher();
     long seed = request.getDistillation().getSeed();
-    if (spec.getFormat() == ModelFormat.TORCHSCRIPT) {
-      JobModel module = JobModel.load(JobModel.Source.of(spec), classes, train.imageShape());
-      try {
-        module.reinitialise(checkedHead(module, request.getTransfer().getHeadParameters(), classes)::contains, seed);
-        return module;
-      } catch (JobFailedException | RuntimeException e) {
-        module.close();
-        throw e;
+    JobModel student = spec.getFormat() == ModelFormat.TORCHSCRIPT
+        ? JobModel.load(JobModel.Source.of(spec), classes, train.imageShape())
+        : JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(), seed);
+    try {
+      if (student.isTorchScript()) {
+        student.checkTrainable("teacher.checkpointUri");
+        student.reinitialise(checkedHead(student, request.getTransfer().getHeadParameters(), classes)::contains, seed);
+      } else {
+        try (JobModel source = loadBuiltIn(request, train)) {
+          Models.copyBackbone(source.model(), student.model());
+        }
       }
-    }
-    JobModel student = JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(), seed);
-    try (JobModel source = loadBuiltIn(request, train)) {
-      Models.copyBackbone(source.model(), student.model());
+      if (request.getStages().contains(Stage.PRUNING)) {
+        student.checkLayerNames(request.getPruning()); // the pruner's names, checked before any training
+      }
       return student;
     } catch (JobFailedException | RuntimeException e) {
       student.close();
@@ -137,12 +139,19 @@ final class TransferLearning {
       return JobModel.create(spec.getArchitecture(), spec.getWidth(), classes, train.imageShape(), seed);
     }
     JobModel module = JobModel.load(JobModel.Source.of(spec), classes, train.imageShape());
-    module.reinitialise(name -> true, seed);
-    return module;
+    try {
+      module.reinitialise(name -> true, seed);
+      return module;
+    } catch (RuntimeException e) {
+      module.close();
+      throw e;
+    }
   }
 
-  /** The names a TorchScript head is given by: existing parameters, the first a [classes, features] matrix. */
-  private static Set<String> checkedHead(JobModel module, List<String> names, int classes) throws JobFailedException {
+  /** The names a TorchScript head is given by: existing parameters, one of them a [classes, features] matrix. */
+  private static Set<String> checkedHead(JobModel module, List<String> requested, int classes)
+      throws JobFailedException {
+    Set<String> names = new LinkedHashSet<>(requested);
     Map<String, Parameter> parameters = new LinkedHashMap<>();
     module.model().getBlock().getParameters().forEach(p -> parameters.put(p.getKey(), p.getValue()));
     if (names.isEmpty()) {
@@ -156,16 +165,17 @@ final class TransferLearning {
             + "'; its last parameters are " + lastOf(parameters.keySet(), 4));
       }
     }
-    Shape weight = parameters.get(names.get(0)).getArray().getShape();
-    if (weight.dimension() != 2 || weight.get(0) != classes) {
-      throw new JobFailedException("transfer.headParameters", names.get(0) + " is " + weight
-          + "; the head's weight must be a [classes, features] matrix with one row per class of the dataset ("
-          + classes + "): export the network with its head sized for the new task");
+    List<String> matrices = names.stream().filter(n -> parameters.get(n).getArray().getShape().dimension() == 2).toList();
+    if (matrices.size() != 1 || parameters.get(matrices.get(0)).getArray().getShape().get(0) != classes) {
+      throw new JobFailedException("transfer.headParameters", "the head must hold one [classes, features] matrix with "
+          + "one row per class of the dataset (" + classes + "), was " + names.stream()
+              .map(n -> n + " " + parameters.get(n).getArray().getShape()).toList()
+          + ": export the network with its head sized for the new task");
     }
     if (names.size() == parameters.size()) {
       throw new JobFailedException("transfer.headParameters", "names every parameter: nothing is left to transfer");
     }
-    return new LinkedHashSet<>(names);
+    return names;
   }
 
   private static List<String> lastOf(Collection<String> names, int count) {

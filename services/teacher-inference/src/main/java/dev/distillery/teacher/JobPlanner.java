@@ -102,6 +102,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     try (JobModel model = !distilled ? JobModel.load(JobModel.Source.of(request.getTeacher()), classes, image)
         : student.getFormat() == ModelFormat.TORCHSCRIPT ? JobModel.load(JobModel.Source.of(student), classes, image)
         : JobModel.create(student.getArchitecture(), student.getWidth(), classes, image, 0)) {
+      model.checkTrainable(distilled ? "student.checkpointUri" : "teacher.checkpointUri");
       if (pruned) {
         model.checkLayerNames(request.getPruning());
       }
@@ -118,7 +119,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     Path checkpoint = ArtifactStore.localPath(spec.getCheckpointUri());
     String sha256 = ArtifactStore.sha256Of(checkpoint);
     // The same teacher is usually distilled many times: measure it once per test set.
-    String evaluationKey = sha256 + " " + spec.getInput() + " " + request.getDataset().getLocation()
+    String evaluationKey = sha256 + " " + spec.getArchitecture() + " " + spec.getInput() + " " + request.getDataset().getLocation()
         + " " + request.getDataset().getTestLimit() + " " + request.getDataset().getClasses();
     ModelMetrics teacherMetrics = evaluated.get(evaluationKey);
     if (teacherMetrics == null) {

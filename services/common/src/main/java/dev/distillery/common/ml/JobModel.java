@@ -17,6 +17,7 @@ import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
@@ -159,8 +160,18 @@ public final class JobModel implements AutoCloseable {
       throw new JobFailedException(field + ".checkpointUri", "the TorchScript module gives outputs " + output
           + " for one image; the dataset has " + classes + " classes, so it must give (1, " + classes + ")");
     }
+  }
+
+  /**
+   * Checks that a stage that trains or prunes the model has weights to work on (a module exported
+   * with {@code torch.jit.freeze} has its weights as constants, fine for a teacher only).
+   *
+   * @param field the request field that named the model
+   */
+  public void checkTrainable(String field) throws JobFailedException {
     if (prunableWeights().isEmpty()) {
-      throw new JobFailedException(field + ".checkpointUri", "the TorchScript module has no trainable weight tensors");
+      throw new JobFailedException(field, "the model has no weight tensors to train or prune (parameters named "
+          + "*.weight of two or more dimensions); was it exported with torch.jit.freeze?");
     }
   }
 
@@ -223,6 +234,10 @@ public final class JobModel implements AutoCloseable {
     for (String name : settings.getLayerSparsity().keySet()) {
       if (!names.contains(name)) {
         throw new JobFailedException("pruning.layerSparsity", "no prunable layer '" + name + "'; layers: " + names);
+      }
+      if (settings.getMethod() == PruningMethod.LN_STRUCTURED && name.equals(prunable.get(prunable.size() - 1).getKey())) {
+        throw new JobFailedException("pruning.layerSparsity",
+            "the head '" + name + "' cannot be pruned structurally: its output channels are the classes");
       }
     }
     for (String name : settings.getSkipLayers()) {

@@ -86,11 +86,16 @@ public final class Models {
     return store.write(jobId, fileName, out -> model.getBlock().saveParameters(new DataOutputStream(out)));
   }
 
-  /** The weight tensors (convolution kernels and dense matrices) that pruning acts on. */
+  /**
+   * The weight tensors (convolution kernels and dense matrices) that pruning acts on: parameters
+   * named {@code *weight} (DJL's {@code 01Conv2d_weight}, PyTorch's {@code conv1.weight}) of two or
+   * more dimensions. By name, not by DJL's type, which DJL infers for a TorchScript module from
+   * substrings ({@code debias.fc.weight} would be a bias).
+   */
   public static List<Pair<String, Parameter>> prunableWeights(Model model) {
     List<Pair<String, Parameter>> weights = new ArrayList<>();
     for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
-      if (p.getValue().getType() == Parameter.Type.WEIGHT && p.getValue().getArray().getShape().dimension() >= 2) {
+      if (p.getKey().endsWith("weight") && p.getValue().getArray().getShape().dimension() >= 2) {
         weights.add(p);
       }
     }
@@ -153,7 +158,8 @@ public final class Models {
     return count;
   }
 
-  private static boolean isStatistic(Parameter p) {
+  /** Batch norm's running mean or variance: state, not a learnt parameter. */
+  static boolean isStatistic(Parameter p) {
     return p.getType() == Parameter.Type.RUNNING_MEAN || p.getType() == Parameter.Type.RUNNING_VAR;
   }
 

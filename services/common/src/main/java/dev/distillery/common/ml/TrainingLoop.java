@@ -224,6 +224,9 @@ public final class TrainingLoop {
       // By name, and only now: restoring a TorchScript module's state replaces its parameters.
       Map<String, Float> factorsById = new HashMap<>();
       for (Pair<String, Parameter> p : model.getBlock().getParameters()) {
+        if (Models.isStatistic(p.getValue())) {
+          continue; // batch norm's running statistics never take gradients: libtorch refuses them
+        }
         p.getValue().freeze(frozen.contains(p.getKey()));
         Float factor = learningRateFactors.get(p.getKey());
         if (factor != null) {
