@@ -104,9 +104,12 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="intra-op threads (Debian's torch 1.13 used one unless told)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     classes = [int(c) for c in args.classes.split(",")] if args.classes else []
     x, y = load(args.data, "train", classes, args.train_limit)

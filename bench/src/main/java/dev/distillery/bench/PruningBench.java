@@ -21,8 +21,8 @@ import java.util.TreeMap;
 /**
  * Accuracy, size and latency against sparsity for one pruning method, each sparsity a PRUNING job
  * through the real pipeline on the full Fashion-MNIST. The model to prune is trained once with
- * hard labels and cached under {@code var/bench}. Options: {@code --arch lenet5}, {@code --epochs 15}
- * (of that training), {@code --method L1_UNSTRUCTURED}, {@code --sparsities 0.5,0.8,0.9,0.95},
+ * hard labels and cached under {@code var/bench}, unless {@code --model} names a checkpoint of the
+ * architecture. Options: {@code --arch lenet5}, {@code --epochs 15} (of that training), {@code --method L1_UNSTRUCTURED}, {@code --sparsities 0.5,0.8,0.9,0.95},
  * {@code --steps 4}, {@code --fine-tune 2} (epochs after each step), {@code --final 0} (epochs of
  * annealed fine-tuning after the last step's), {@code --lr 0.0005}.
  */
@@ -38,7 +38,9 @@ public final class PruningBench {
     String arch = o.getOrDefault("arch", "lenet5");
     int epochs = Integer.parseInt(o.getOrDefault("epochs", "15"));
     DatasetSpec data = DatasetSpec.newBuilder().setLocation("/usr/share/datasets/fashion-mnist").build();
-    Path model = StudentTrainingBench.trained(arch, arch + "-full-" + epochs, data, epochs);
+    // --model: a checkpoint of arch trained elsewhere (a baseline of another benchmark, say).
+    Path model = o.containsKey("model") ? Path.of(o.get("model"))
+        : StudentTrainingBench.trained(arch, arch + "-full-" + epochs, data, epochs);
     List<String> rows = new ArrayList<>();
     for (String sparsity : o.getOrDefault("sparsities", "0.5,0.8,0.9,0.95").split(",")) {
       PruningSettings pruning = PruningSettings.newBuilder()
