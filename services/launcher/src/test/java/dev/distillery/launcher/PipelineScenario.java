@@ -103,16 +103,14 @@ final class PipelineScenario {
 
     try (LocalPipeline pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2);
         JobWatcher watcher = new JobWatcher(bootstrapServers);
-        KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("scenario", Map.of(
-            "kafka.bootstrap.servers", bootstrapServers, "artifacts.dir", store.root().toString(),
-            "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
+        KafkaProducer<String, byte[]> producer = producer(bootstrapServers, store)) {
       String malformedKey = "garbage-" + suffix;
       // All on one partition, bad inputs first: the good job proves the service went on.
       send(producer, malformedKey, "{\"jobId\": \"not avro\"}".getBytes(StandardCharsets.UTF_8));
-      send(producer, unknownStudent.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", unknownStudent));
-      send(producer, good.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", good));
-      send(producer, diverging.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", diverging));
-      send(producer, transfer.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", transfer));
+      send(producer, unknownStudent);
+      send(producer, good);
+      send(producer, diverging);
+      send(producer, transfer);
 
       ConsumerRecord<String, byte[]> deadLetter = awaitDeadLetter(bootstrapServers, malformedKey, Duration.ofMinutes(1));
       assertThat(new String(deadLetter.value(), StandardCharsets.UTF_8)).isEqualTo("{\"jobId\": \"not avro\"}");
@@ -251,6 +249,18 @@ final class PipelineScenario {
     assertThat(safetensors.getFileName().toString()).endsWith(".safetensors");
     assertThat(java.nio.file.Files.size(safetensors)).as("8-byte length, header, 4 bytes a parameter")
         .isGreaterThan(8 + 4 * result.getPruned().getParameters());
+  }
+
+  /** A producer of requests for the scenarios' jobs. */
+  static KafkaProducer<String, byte[]> producer(String bootstrapServers, ArtifactStore store) {
+    return KafkaClients.producer(ServiceConfig.fromKeys("scenario", Map.of(
+        "kafka.bootstrap.servers", bootstrapServers, "artifacts.dir", store.root().toString(),
+        "worker.threads", "1", "torch.threads", "1", "management.port", "0")));
+  }
+
+  /** Sends a request to partition 0, in order after those sent before it. */
+  static void send(KafkaProducer<String, byte[]> producer, CompressionRequest request) throws Exception {
+    send(producer, request.getJobId(), Topics.REQUESTS.valueSerde().serializer().serialize("", request));
   }
 
   private static void send(KafkaProducer<String, byte[]> producer, String key, byte[] value) throws Exception {

@@ -4,8 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.distillery.cli.JobWatcher;
 import dev.distillery.common.artifacts.ArtifactStore;
-import dev.distillery.common.config.ServiceConfig;
-import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.common.kafka.KafkaTopics;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
@@ -29,15 +27,11 @@ import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.TransferSettings;
-import dev.distillery.schemas.kafka.Topics;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerRecord;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
@@ -100,12 +94,9 @@ class UserModelPipelineTest {
 
     try (LocalPipeline pipeline = LocalPipeline.start(bootstrap, store.root(), 2);
         JobWatcher watcher = new JobWatcher(bootstrap);
-        KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("user-models", Map.of(
-            "kafka.bootstrap.servers", bootstrap, "artifacts.dir", store.root().toString(),
-            "worker.threads", "1", "torch.threads", "1", "management.port", "0")))) {
+        KafkaProducer<String, byte[]> producer = PipelineScenario.producer(bootstrap, store)) {
       for (CompressionRequest request : List.of(unusable, noSuchLayer, distil, transfer)) {
-        producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), 0, request.getJobId(),
-            Topics.REQUESTS.valueSerde().serializer().serialize("", request))).get(30, TimeUnit.SECONDS);
+        PipelineScenario.send(producer, request);
       }
       JobWatcher.Outcome refused = watcher.await(unusable.getJobId(), Duration.ofMinutes(1), p -> {});
       assertThat(refused.failure()).isNotNull();

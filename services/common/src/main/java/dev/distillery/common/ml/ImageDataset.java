@@ -158,9 +158,7 @@ public final class ImageDataset {
   }
 
   private Shape shape(int batch, Preprocessing input) {
-    return input.shape().length == 0
-        ? new Shape(batch, 1, rows, cols)
-        : new Shape(batch).addAll(new Shape(input.shape()));
+    return input.batchShape(batch, imageShape());
   }
 
   /** Labels {@code [indices.length]} as int64, the type cross-entropy expects. */

@@ -207,7 +207,7 @@ public final class JobModel implements AutoCloseable {
 
   /** The shape of a batch of {@code batch} inputs. */
   public Shape inputShape(int batch, Shape imageShape) {
-    return new Shape(batch).addAll(input.shape().length == 0 ? imageShape : new Shape(input.shape()));
+    return input.batchShape(batch, imageShape);
   }
 
   /**

@@ -1,5 +1,6 @@
 package dev.distillery.common.ml;
 
+import ai.djl.ndarray.types.Shape;
 import dev.distillery.schemas.InputSpec;
 
 /**
@@ -18,6 +19,11 @@ public record Preprocessing(float scale, float mean, float std, long[] shape) {
   /** A raw pixel (0..255) as the model's input value. */
   public float apply(int pixel) {
     return (pixel * scale - mean) / std;
+  }
+
+  /** The shape of a batch of {@code batch} inputs, for images of {@code imageShape}. */
+  public Shape batchShape(int batch, Shape imageShape) {
+    return new Shape(batch).addAll(shape.length == 0 ? imageShape : new Shape(shape));
   }
 
   public static Preprocessing of(InputSpec spec) {
