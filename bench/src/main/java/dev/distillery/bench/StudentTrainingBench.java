@@ -200,7 +200,11 @@ public final class StudentTrainingBench {
     Path work = Files.createTempDirectory("distillery-bench");
     try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
       KafkaTopics.ensure(broker.bootstrapServers(), 2);
-      try (LocalPipeline pipeline = LocalPipeline.start(broker.bootstrapServers(), work, THREADS);
+      // The bench's own request: its teacher's directory and its dataset are the roots.
+      Path teacherDir = ArtifactStore.localPath(request.getTeacher().getCheckpointUri()).getParent();
+      Path dataset = ArtifactStore.localPath(request.getDataset().getLocation());
+      try (LocalPipeline pipeline = LocalPipeline.start(LocalPipeline.keys(broker.bootstrapServers(), work, THREADS,
+              List.of(teacherDir), List.of(dataset)));
           JobWatcher watcher = new JobWatcher(broker.bootstrapServers());
           KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("bench",
               Map.of("kafka.bootstrap.servers", broker.bootstrapServers())));

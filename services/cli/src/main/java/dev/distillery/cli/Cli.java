@@ -124,7 +124,7 @@ public final class Cli {
       out.println("invalid request: " + e.getMessage());
       return 2;
     }
-    List<RequestValidation.Violation> problems = RequestValidation.validate(request);
+    List<RequestValidation.Violation> problems = new RequestValidation(ServiceConfig.load("distillery-cli").roots()).validate(request);
     if (!problems.isEmpty()) {
       out.println("invalid request:");
       problems.forEach(p -> out.println("  " + p));

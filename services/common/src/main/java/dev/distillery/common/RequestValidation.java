@@ -1,6 +1,6 @@
 package dev.distillery.common;
 
-import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.ml.Architectures;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetFormat;
@@ -14,11 +14,15 @@ import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.TransferSettings;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Pattern;
 
-/** Checks a request before any work starts, naming each field that is wrong and why. */
+/**
+ * Checks a request before any work starts, naming each field that is wrong and why. Paths must lie
+ * under the configured roots of their kind ({@link AllowedRoots}).
+ */
 public final class RequestValidation {
   /** Bounds that keep one job from holding a worker for days or allocating without limit. */
   private static final int MAX_EPOCHS = 1000;
@@ -34,9 +38,13 @@ public final class RequestValidation {
     }
   }
 
-  private RequestValidation() {}
+  private final AllowedRoots roots;
 
-  public static List<Violation> validate(CompressionRequest request) {
+  public RequestValidation(AllowedRoots roots) {
+    this.roots = roots;
+  }
+
+  public List<Violation> validate(CompressionRequest request) {
     List<Violation> problems = new ArrayList<>();
     if (!JOB_ID.matcher(request.getJobId()).matches()) {
       problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '" + request.getJobId() + "'"));
@@ -50,13 +58,13 @@ public final class RequestValidation {
     }
     input(problems, "teacher.input", teacher.getInput());
     width(problems, "teacher.width", teacher.getWidth());
-    localFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri(), false);
+    modelFile(problems, "teacher.checkpointUri", teacher.getCheckpointUri());
 
     var dataset = request.getDataset();
     if (dataset.getFormat() != DatasetFormat.IDX) {
       problems.add(new Violation("dataset.format", "only IDX is supported, was " + dataset.getFormat()));
     }
-    localFile(problems, "dataset.location", dataset.getLocation(), true);
+    datasetDirectory(problems, "dataset.location", dataset.getLocation());
     if (dataset.getTrainLimit() < 0) {
       problems.add(new Violation("dataset.trainLimit", "must be 0 (all) or positive, was " + dataset.getTrainLimit()));
     }
@@ -133,16 +141,19 @@ public final class RequestValidation {
     }
     if (request.getOutputUri() != null) {
       try {
-        ArtifactStore.localPath(request.getOutputUri());
-      } catch (IllegalArgumentException e) {
-        problems.add(new Violation("outputUri", e.getMessage()));
+        Path output = roots.artifact("outputUri", request.getOutputUri());
+        if (Files.exists(output) && !Files.isDirectory(output)) {
+          problems.add(new Violation("outputUri", "must name a directory, not a file"));
+        }
+      } catch (AllowedRoots.OutsideRootsException e) {
+        problems.add(new Violation(e.field(), e.getMessage()));
       }
     }
     return problems;
   }
 
   /** The student, trained by DISTILLATION only (TRANSFER checks it against its teacher, below). */
-  private static void student(List<Violation> problems, CompressionRequest request) {
+  private void student(List<Violation> problems, CompressionRequest request) {
     if (!request.getStages().contains(Stage.DISTILLATION)) {
       return;
     }
@@ -153,7 +164,7 @@ public final class RequestValidation {
       if (student.getCheckpointUri() == null) {
         problems.add(new Violation("student.checkpointUri", "a TORCHSCRIPT student needs its module's file: URI"));
       } else {
-        localFile(problems, "student.checkpointUri", student.getCheckpointUri(), false);
+        modelFile(problems, "student.checkpointUri", student.getCheckpointUri());
       }
       input(problems, "student.input", student.getInput());
     } else if (!Architectures.isKnown(student.getArchitecture())) {
@@ -232,14 +243,23 @@ public final class RequestValidation {
     }
   }
 
-  private static void localFile(List<Violation> problems, String field, String uri, boolean directory) {
+  private void modelFile(List<Violation> problems, String field, String uri) {
     try {
-      var path = ArtifactStore.localPath(uri);
-      if (directory ? !Files.isDirectory(path) : !Files.isRegularFile(path)) {
-        problems.add(new Violation(field, "no " + (directory ? "directory" : "file") + " at " + path));
+      if (!Files.isRegularFile(roots.model(field, uri))) {
+        problems.add(new Violation(field, "no file there"));
       }
-    } catch (IllegalArgumentException e) {
-      problems.add(new Violation(field, e.getMessage()));
+    } catch (AllowedRoots.OutsideRootsException e) {
+      problems.add(new Violation(e.field(), e.getMessage()));
+    }
+  }
+
+  private void datasetDirectory(List<Violation> problems, String field, String uri) {
+    try {
+      if (!Files.isDirectory(roots.dataset(field, uri))) {
+        problems.add(new Violation(field, "no directory there"));
+      }
+    } catch (AllowedRoots.OutsideRootsException e) {
+      problems.add(new Violation(e.field(), e.getMessage()));
     }
   }
 }

@@ -2,6 +2,7 @@ package dev.distillery.common;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
@@ -24,6 +25,10 @@ class RequestValidationTest {
   @TempDir
   Path dir;
 
+  private RequestValidation validation() {
+    return new RequestValidation(new AllowedRoots(List.of(dir), List.of(dir), List.of(dir.resolve("out"))));
+  }
+
   private CompressionRequest valid() throws Exception {
     Path teacher = Files.writeString(dir.resolve("teacher.params"), "weights");
     return CompressionRequest.newBuilder()
@@ -40,7 +45,7 @@ class RequestValidationTest {
 
   @Test
   void aValidRequestHasNoViolations() throws Exception {
-    assertThat(RequestValidation.validate(valid())).isEmpty();
+    assertThat(validation().validate(valid())).isEmpty();
   }
 
   @Test
@@ -52,7 +57,7 @@ class RequestValidationTest {
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.UNSUPPORTED).setTargetSparsity(1.2).setFineTuneEpochs(1).setLearningRate(0.0005).build())
         .setStages(List.of(Stage.DISTILLATION))
         .build();
-    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("jobId", "student.architecture", "student.width", "distillation.alpha",
             "distillation.epochs", "pruning.method", "pruning.targetSparsity", "stages");
   }
@@ -65,7 +70,7 @@ class RequestValidationTest {
             .setStepEpochs(0).setValidationSplit(0.9).build())
         .setDataset(DatasetSpec.newBuilder(valid().getDataset()).setClasses(List.of(3, 3)).build())
         .build();
-    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("dataset.classes", "distillation.optimizer", "distillation.momentum", "distillation.schedule",
             "distillation.stepEpochs", "distillation.validationSplit");
   }
@@ -78,13 +83,13 @@ class RequestValidationTest {
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(5).build())
         .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
         .build();
-    assertThat(RequestValidation.validate(transfer)).isEmpty();
+    assertThat(validation().validate(transfer)).isEmpty();
     CompressionRequest wrong = CompressionRequest.newBuilder(transfer)
         .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(0).setBackboneLearningRateFactor(-1).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.TRANSFER))
         .build();
-    assertThat(RequestValidation.validate(wrong)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(wrong)).extracting(RequestValidation.Violation::field)
         .containsExactly("stages", "student.architecture", "transfer.pretrainedClasses",
             "transfer.backboneLearningRateFactor");
   }
@@ -98,25 +103,25 @@ class RequestValidationTest {
     CompressionRequest pruneOnly = CompressionRequest.newBuilder(valid()).setTeacher(module)
         .setStudent(StudentSpec.newBuilder().setArchitecture("").setFormat(ModelFormat.UNSUPPORTED).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.PRUNING)).build();
-    assertThat(RequestValidation.validate(pruneOnly)).isEmpty();
+    assertThat(validation().validate(pruneOnly)).isEmpty();
     CompressionRequest structured = CompressionRequest.newBuilder(pruneOnly)
         .setPruning(PruningSettings.newBuilder(valid().getPruning()).setMethod(PruningMethod.LN_STRUCTURED).build()).build();
-    assertThat(RequestValidation.validate(structured)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(structured)).extracting(RequestValidation.Violation::field)
         .containsExactly("pruning.method");
     CompressionRequest noModule = CompressionRequest.newBuilder(valid())
         .setStudent(StudentSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture("mine").build()).build();
-    assertThat(RequestValidation.validate(noModule)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(noModule)).extracting(RequestValidation.Violation::field)
         .containsExactly("student.checkpointUri");
     CompressionRequest transferWithoutHead = CompressionRequest.newBuilder(valid()).setTeacher(module)
         .setStages(List.of(Stage.TRANSFER)).build();
-    assertThat(RequestValidation.validate(transferWithoutHead)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(transferWithoutHead)).extracting(RequestValidation.Violation::field)
         .containsExactly("transfer.headParameters");
     CompressionRequest builtInWithHead = CompressionRequest.newBuilder(valid())
         .setStudent(StudentSpec.newBuilder(valid().getStudent()).setArchitecture(valid().getTeacher().getArchitecture())
             .setWidth(valid().getTeacher().getWidth()).build())
         .setTransfer(TransferSettings.newBuilder().setHeadParameters(List.of("fc.weight")).build())
         .setStages(List.of(Stage.TRANSFER)).build();
-    assertThat(RequestValidation.validate(builtInWithHead)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(builtInWithHead)).extracting(RequestValidation.Violation::field)
         .containsExactly("transfer.headParameters");
   }
 
@@ -127,7 +132,7 @@ class RequestValidationTest {
             .setNorm(0).setSteps(0).setInitialSparsity(0.6).setLayerSparsity(java.util.Map.of("01Conv2d_weight", 0.3))
             .build())
         .build();
-    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("pruning.norm", "pruning.steps", "pruning.initialSparsity", "pruning.layerSparsity");
   }
 
@@ -138,7 +143,51 @@ class RequestValidationTest {
             .setCheckpointUri(dir.resolve("nope.params").toString()).build())
         .setDataset(DatasetSpec.newBuilder().setLocation(dir.resolve("no-data").toString()).setTrainLimit(0).setTestLimit(0).build())
         .build();
-    assertThat(RequestValidation.validate(request)).extracting(RequestValidation.Violation::field)
+    assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("teacher.checkpointUri", "dataset.location");
+  }
+
+  /** Outside the roots: the same answer whether the file exists or not, so nothing can be probed. */
+  @Test
+  void pathsOutsideTheRootsAreRefusedWithoutSayingWhetherTheyExist(@TempDir Path elsewhere) throws Exception {
+    Path secret = Files.writeString(elsewhere.resolve("secret.params"), "weights");
+    Files.createSymbolicLink(dir.resolve("link.params"), secret);
+    Files.createSymbolicLink(dir.resolve("linked-dir"), elsewhere);
+    List<String> outside = List.of(
+        secret.toString(),                                   // absolute, exists
+        elsewhere.resolve("missing.params").toString(),      // absolute, does not exist
+        secret.toUri().toString(),                           // file: URI
+        dir.resolve("../" + dir.relativize(secret.getParent().getParent()) + "/secret.params").toString(),
+        dir + "/nothing/../../" + elsewhere.getFileName() + "/secret.params", // .. through a missing directory
+        dir.resolve("link.params").toString(),               // a symbolic link out of the root
+        dir.resolve("linked-dir/secret.params").toString(),  // through a linked directory
+        "http://example.com/teacher.params", "jar:file:/x.jar!/a", "file://host/share/teacher.params");
+    for (String uri : outside) {
+      CompressionRequest request = CompressionRequest.newBuilder(valid())
+          .setTeacher(TeacherSpec.newBuilder(valid().getTeacher()).setCheckpointUri(uri).build()).build();
+      assertThat(validation().validate(request)).as(uri).extracting(Object::toString).singleElement()
+          .asString().startsWith("teacher.checkpointUri: ").doesNotContain("no file", uri);
+    }
+    Path inside = Files.writeString(dir.resolve("in.params"), "w");
+    for (String uri : List.of(inside.toString(), inside.toUri().toString(), dir + "/sub/../in.params")) {
+      CompressionRequest request = CompressionRequest.newBuilder(valid())
+          .setTeacher(TeacherSpec.newBuilder(valid().getTeacher()).setCheckpointUri(uri).build()).build();
+      assertThat(validation().validate(request)).as(uri).isEmpty();
+    }
+    CompressionRequest relative = CompressionRequest.newBuilder(valid())
+        .setDataset(DatasetSpec.newBuilder(valid().getDataset()).setLocation("datasets/fashion-mnist").build()).build();
+    assertThat(validation().validate(relative)).extracting(Object::toString)
+        .containsExactly("dataset.location: must be an absolute path or file: URI");
+  }
+
+  @Test
+  void outputsGoOnlyUnderTheArtifactRoots() throws Exception {
+    for (String uri : List.of("file:///tmp/anything", dir.toString(), dir.resolve("out/../elsewhere").toString())) {
+      CompressionRequest request = CompressionRequest.newBuilder(valid()).setOutputUri(uri).build();
+      assertThat(validation().validate(request)).as(uri).extracting(Object::toString)
+          .containsExactly("outputUri: outside the allowed roots");
+    }
+    CompressionRequest inside = CompressionRequest.newBuilder(valid()).setOutputUri(dir.resolve("out/mine").toUri().toString()).build();
+    assertThat(validation().validate(inside)).isEmpty();
   }
 }

@@ -59,6 +59,7 @@ final class Gateway {
   private final BooleanSupplier healthy;
   private final BooleanSupplier ready;
   private final JsonNode exampleRequest;
+  private final RequestValidation validation;
   private final AtomicLong submitted = new AtomicLong();
   private final AtomicLong rejected = new AtomicLong();
   private final AtomicLong streamsOpen = new AtomicLong();
@@ -75,13 +76,14 @@ final class Gateway {
    * submit is a new job.
    */
   Gateway(Vertx vertx, JobStore jobs, KafkaProducer<String, byte[]> producer, BooleanSupplier healthy,
-      BooleanSupplier ready, JsonNode exampleRequest) {
+      BooleanSupplier ready, JsonNode exampleRequest, RequestValidation validation) {
     this.vertx = vertx;
     this.jobs = jobs;
     this.producer = producer;
     this.healthy = healthy;
     this.ready = ready;
     this.exampleRequest = exampleRequest;
+    this.validation = validation;
   }
 
   /**
@@ -160,7 +162,7 @@ final class Gateway {
       reject(ctx, List.of(new RequestValidation.Violation("(the request)", "is not JSON: " + e.getMessage())));
       return;
     }
-    List<RequestValidation.Violation> problems = RequestValidation.validate(request);
+    List<RequestValidation.Violation> problems = validation.validate(request);
     if (!problems.isEmpty()) {
       reject(ctx, problems);
       return;

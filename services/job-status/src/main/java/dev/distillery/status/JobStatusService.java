@@ -1,5 +1,6 @@
 package dev.distillery.status;
 
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.KafkaClients;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -79,7 +80,7 @@ public final class JobStatusService implements AutoCloseable {
       // Alive until Streams gave up (ERROR, shutting down): then a restart is what helps.
       Gateway gateway = new Gateway(vertx, service.store(), service.producer,
           () -> streams.state().isRunningOrRebalancing() || streams.state() == KafkaStreams.State.CREATED,
-          () -> streams.state() == KafkaStreams.State.RUNNING, example);
+          () -> streams.state() == KafkaStreams.State.RUNNING, example, new RequestValidation(config.roots()));
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
       listening.set(gateway);
       return service;

@@ -78,7 +78,8 @@ public final class DemoMain {
         say("Kafka broker (KRaft, in-process) at %s", broker.bootstrapServers());
         int httpPort = Integer.parseInt(options.getOrDefault("http-port", "8080"));
         try (LocalPipeline pipeline =
-            LocalPipeline.start(broker.bootstrapServers(), store.root(), threads, httpPort, request)) {
+            LocalPipeline.start(LocalPipeline.keys(broker.bootstrapServers(), store.root(), threads,
+                List.of(store.root().resolve("teachers")), List.of(dataset)), httpPort, request)) {
           say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
           say("dashboard: http://localhost:%d/  (API: /api/jobs, events: /api/events)", pipeline.dashboardPort());
           submitAndWatch(broker.bootstrapServers(), request);

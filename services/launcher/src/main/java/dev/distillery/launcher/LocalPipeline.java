@@ -16,6 +16,8 @@ import java.util.ArrayList;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
@@ -35,22 +37,33 @@ public final class LocalPipeline implements AutoCloseable {
     this.services = services;
   }
 
+  /**
+   * The configuration keys of every service ({@link ServiceConfig#fromKeys}): the broker, the
+   * artifact store, libtorch's threads, and the roots requests may name models and datasets under.
+   */
+  public static Map<String, String> keys(String bootstrapServers, Path artifactsDir, int torchThreads,
+      List<Path> modelRoots, List<Path> datasetRoots) {
+    Map<String, String> keys = new TreeMap<>();
+    keys.put("kafka.bootstrap.servers", bootstrapServers);
+    keys.put("artifacts.dir", artifactsDir.toString());
+    keys.put("torch.threads", String.valueOf(torchThreads));
+    keys.put("model.roots", modelRoots.stream().map(Path::toString).collect(Collectors.joining(",")));
+    keys.put("dataset.roots", datasetRoots.stream().map(Path::toString).collect(Collectors.joining(",")));
+    return keys;
+  }
+
   /** Deploys the services and returns once every consumer has its partitions; the dashboard on a free port. */
-  public static LocalPipeline start(String bootstrapServers, Path artifactsDir, int torchThreads) throws Exception {
-    return start(bootstrapServers, artifactsDir, torchThreads, 0, null);
+  public static LocalPipeline start(Map<String, String> keys) throws Exception {
+    return start(keys, 0, null);
   }
 
   /**
-   * Deploys the services and returns once every consumer has its partitions. The job-status
-   * service (API and dashboard) listens on {@code httpPort} (0: a free one), its form starting
-   * with {@code exampleRequest} (or empty).
+   * Deploys the services, configured by {@code keys} ({@link #keys}), and returns once every
+   * consumer has its partitions. The job-status service (API and dashboard) listens on
+   * {@code httpPort} (0: a free one), its form starting with {@code exampleRequest} (or empty).
    */
-  public static LocalPipeline start(String bootstrapServers, Path artifactsDir, int torchThreads, int httpPort,
-      CompressionRequest exampleRequest) throws Exception {
-    Map<String, String> keys = Map.of(
-        "kafka.bootstrap.servers", bootstrapServers,
-        "artifacts.dir", artifactsDir.toString(),
-        "torch.threads", String.valueOf(torchThreads));
+  public static LocalPipeline start(Map<String, String> keys, int httpPort, CompressionRequest exampleRequest)
+      throws Exception {
     List<StageService<?>> services = new ArrayList<>();
     services.addAll(TeacherInferenceService.stages(ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)));
     services.addAll(StudentTrainerService.stages(ServiceConfig.fromKeys(StudentTrainerService.NAME, keys)));
@@ -62,8 +75,9 @@ public final class LocalPipeline implements AutoCloseable {
         vertx.deployVerticle(service).await(1, TimeUnit.MINUTES);
       }
       pipeline.managementPort = new ManagementServer(vertx, 0).start(services).await(1, TimeUnit.MINUTES);
-      pipeline.jobStatus = JobStatusService.start(ServiceConfig.fromKeys(JobStatusService.NAME,
-          Map.of("kafka.bootstrap.servers", bootstrapServers, "management.port", String.valueOf(httpPort))),
+      Map<String, String> jobStatusKeys = new TreeMap<>(keys);
+      jobStatusKeys.put("management.port", String.valueOf(httpPort));
+      pipeline.jobStatus = JobStatusService.start(ServiceConfig.fromKeys(JobStatusService.NAME, jobStatusKeys),
           vertx, exampleRequest);
       pipeline.awaitReady(Duration.ofMinutes(1));
       return pipeline;

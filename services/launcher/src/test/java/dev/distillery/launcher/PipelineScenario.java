@@ -101,7 +101,8 @@ final class PipelineScenario {
         .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
         .build();
 
-    try (LocalPipeline pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2);
+    try (LocalPipeline pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrapServers, store.root(), 2,
+            List.of(store.root().resolve("teachers")), List.of(SUBSET.getParent())));
         JobWatcher watcher = new JobWatcher(bootstrapServers);
         KafkaProducer<String, byte[]> producer = producer(bootstrapServers, store)) {
       String malformedKey = "garbage-" + suffix;

@@ -92,7 +92,8 @@ class UserModelPipelineTest {
             .setSkipLayers(List.of("layer9.conv.weight")).build())
         .build();
 
-    try (LocalPipeline pipeline = LocalPipeline.start(bootstrap, store.root(), 2);
+    try (LocalPipeline pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrap, store.root(), 2,
+            List.of(MODELS), List.of(PipelineScenario.SUBSET.getParent())));
         JobWatcher watcher = new JobWatcher(bootstrap);
         KafkaProducer<String, byte[]> producer = PipelineScenario.producer(bootstrap, store)) {
       for (CompressionRequest request : List.of(unusable, noSuchLayer, distil, transfer)) {

@@ -94,7 +94,8 @@ class WatchingJobsTest {
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
             .setSteps(2).setFineTuneEpochs(1).build())
         .build();
-    pipeline = LocalPipeline.start(bootstrapServers, store.root(), 2, 0, example);
+    pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrapServers, store.root(), 2,
+        List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent())), 0, example);
   }
 
   @AfterAll

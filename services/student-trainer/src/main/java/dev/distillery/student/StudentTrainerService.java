@@ -34,9 +34,10 @@ public final class StudentTrainerService {
             new SoftLabelAssembler(new Distiller(events, store, state), events, workers, metrics)),
         new StageService<>(config.withService(TRANSFER), Topics.REQUESTS, (events, workers, metrics) -> {
           TransferLearning transfer = new TransferLearning(events, store, state);
+          RequestValidation validation = new RequestValidation(config.roots());
           return (RecordHandler<CompressionRequest>) (record, request) -> {
             // The planner answers invalid requests; this stage takes the valid TRANSFER ones.
-            if (!request.getStages().contains(Stage.TRANSFER) || !RequestValidation.validate(request).isEmpty()) {
+            if (!request.getStages().contains(Stage.TRANSFER) || !validation.validate(request).isEmpty()) {
               return CompletableFuture.completedFuture(null);
             }
             return JobOutcomes.settle(request.getJobId(), Stage.TRANSFER,

@@ -4,6 +4,7 @@ import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
@@ -50,6 +51,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   private final StageMetrics metrics;
   private final int shardSize;
   private final int batchSize;
+  private final RequestValidation validation;
   /** Teacher metrics by checkpoint hash, preprocessing and test set; a few hundred bytes each. */
   private final Map<String, ModelMetrics> evaluated = Collections.synchronizedMap(
       new LinkedHashMap<>(16, 0.75f, true) {
@@ -59,7 +61,9 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
         }
       });
 
-  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, int shardSize, int batchSize) {
+  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, AllowedRoots roots, int shardSize,
+      int batchSize) {
+    this.validation = new RequestValidation(roots);
     this.events = events;
     this.workers = workers;
     this.metrics = metrics;
@@ -71,7 +75,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, CompressionRequest request) {
     String jobId = request.getJobId();
-    List<RequestValidation.Violation> problems = RequestValidation.validate(request);
+    List<RequestValidation.Violation> problems = validation.validate(request);
     if (!problems.isEmpty()) {
       String reason = problems.stream().map(Object::toString).collect(Collectors.joining("; "));
       return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(

@@ -21,7 +21,7 @@ public final class TeacherInferenceService {
   public static List<StageService<?>> stages(ServiceConfig config) {
     return List.of(
         new StageService<>(config.withService(PLANNER), Topics.REQUESTS, (events, workers, metrics) ->
-            new JobPlanner(events, workers, metrics, config.shardSize(), config.labelBatchSize())),
+            new JobPlanner(events, workers, metrics, config.roots(), config.shardSize(), config.labelBatchSize())),
         labeler(config));
   }
 

@@ -5,10 +5,14 @@ import java.io.Reader;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.stream.Stream;
 
 /**
  * Typed configuration of one service, read from defaults, then an optional properties file
@@ -21,31 +25,47 @@ import java.util.TreeMap;
  * @param service the service's name, also its consumer group and client id prefix
  * @param kafka properties passed through to every Kafka client
  * @param artifactsDir where checkpoints are written unless a request names another place
+ * @param roots the directories requests may name, by kind ({@code model.roots}, {@code dataset.roots},
+ *     {@code artifact.roots}, comma-separated; {@code artifactsDir} is always an artifact root)
+ * @param api who may use the HTTP API of job-status ({@code api.*})
  * @param workerThreads size of the bounded pool that runs DJL work
  * @param torchThreads intra-op threads libtorch may use
  * @param managementPort HTTP port of /health, /ready and /metrics; 0 picks a free port
  * @param shardSize training samples per teacher-inference shard (rounded up to whole batches)
  * @param labelBatchSize samples per soft-label record
+ * @param maxPendingJobs jobs whose soft labels a trainer assembles at once; more are failed
  */
 public record ServiceConfig(
     String service,
     Map<String, String> kafka,
     Path artifactsDir,
+    AllowedRoots roots,
+    ApiAccess api,
     int workerThreads,
     int torchThreads,
     int managementPort,
     int shardSize,
-    int labelBatchSize) {
+    int labelBatchSize,
+    int maxPendingJobs) {
 
   private static final String KAFKA_PREFIX = "kafka.";
-  private static final Map<String, String> DEFAULTS = Map.of(
-      "kafka.bootstrap.servers", "localhost:9092",
-      "artifacts.dir", Path.of(System.getProperty("user.home"), ".distillery", "artifacts").toString(),
-      "worker.threads", "1",
-      "torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors())),
-      "management.port", "0",
-      "shard.size", "4096",
-      "label.batch.size", "256");
+  private static final Path HOME = Path.of(System.getProperty("user.home"), ".distillery");
+  private static final Map<String, String> DEFAULTS = Map.ofEntries(
+      Map.entry("kafka.bootstrap.servers", "localhost:9092"),
+      Map.entry("artifacts.dir", HOME.resolve("artifacts").toString()),
+      Map.entry("model.roots", HOME.resolve("models").toString()),
+      Map.entry("dataset.roots", HOME.resolve("datasets") + ",/usr/share/datasets"),
+      Map.entry("artifact.roots", ""),
+      Map.entry("api.tokens", ""),
+      Map.entry("api.tokens.file", ""),
+      Map.entry("api.allowed.origins", ""),
+      Map.entry("metrics.require.token", "false"),
+      Map.entry("max.pending.jobs", "32"),
+      Map.entry("worker.threads", "1"),
+      Map.entry("torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors()))),
+      Map.entry("management.port", "0"),
+      Map.entry("shard.size", "4096"),
+      Map.entry("label.batch.size", "256"));
 
   /**
    * Whether a service reads environment variable {@code name}: {@code DISTILLERY_CONFIG}, a
@@ -103,21 +123,49 @@ public record ServiceConfig(
         kafka.put(k.substring(KAFKA_PREFIX.length()), v);
       }
     });
+    String artifacts = required(keys, "artifacts.dir");
     return new ServiceConfig(
         service,
         Map.copyOf(kafka),
-        Path.of(required(keys, "artifacts.dir")),
+        Path.of(artifacts),
+        new AllowedRoots(paths(keys.get("model.roots")), paths(keys.get("dataset.roots")),
+            paths(artifacts + "," + keys.get("artifact.roots"))),
+        new ApiAccess(tokens(keys), list(keys.get("api.allowed.origins")),
+            Boolean.parseBoolean(keys.get("metrics.require.token").trim())),
         positive(keys, "worker.threads"),
         positive(keys, "torch.threads"),
         Integer.parseInt(required(keys, "management.port")),
         positive(keys, "shard.size"),
-        positive(keys, "label.batch.size"));
+        positive(keys, "label.batch.size"),
+        positive(keys, "max.pending.jobs"));
   }
 
   /** The same configuration for another stage of the process, with its own consumer group. */
   public ServiceConfig withService(String name) {
-    return new ServiceConfig(name, kafka, artifactsDir, workerThreads, torchThreads, managementPort, shardSize,
-        labelBatchSize);
+    return new ServiceConfig(name, kafka, artifactsDir, roots, api, workerThreads, torchThreads, managementPort,
+        shardSize, labelBatchSize, maxPendingJobs);
+  }
+
+  private static Set<String> tokens(Map<String, String> keys) {
+    Set<String> tokens = new TreeSet<>(list(keys.get("api.tokens")));
+    String file = keys.get("api.tokens.file");
+    if (!file.isBlank()) {
+      try {
+        Files.readAllLines(Path.of(file.trim())).stream().map(String::trim).filter(t -> !t.isEmpty())
+            .forEach(tokens::add);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot read api.tokens.file " + file, e);
+      }
+    }
+    return tokens;
+  }
+
+  private static List<Path> paths(String commaSeparated) {
+    return list(commaSeparated).stream().map(Path::of).toList();
+  }
+
+  private static List<String> list(String commaSeparated) {
+    return Stream.of(commaSeparated.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
   }
 
   private static String toKey(String envSuffix) {
