@@ -22,13 +22,32 @@ import org.apache.kafka.common.serialization.Serializer;
  * (see {@link ReleasedSchemas}), which is what lets an older service read a newer writer's records.
  */
 public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
+  /**
+   * The largest record decoded. Kafka's default limit on a record is 1 MB; ours (soft labels of
+   * 256 samples x 10 classes) are about 10 KB. A larger value is refused before Avro reads it.
+   */
+  public static final int MAX_RECORD_BYTES = 16 << 20;
+
   static {
+    // Avro allocates a string, bytes or array of the length a record claims before reading it:
+    // without limits, ten crafted bytes ask for gigabytes. Its limits are system properties read
+    // once, when Avro first checks one, which is after this class loads; an operator's own -D wins.
+    limit("org.apache.avro.limits.bytes.maxLength", MAX_RECORD_BYTES);
+    limit("org.apache.avro.limits.string.maxLength", 1 << 20);
+    limit("org.apache.avro.limits.collectionItems.maxLength", 100_000);
+
     // Avro 1.12 refuses to instantiate classes outside trusted packages. Its system property
     // (org.apache.avro.SERIALIZABLE_PACKAGES, set by the launch scripts and the build) is read once,
     // at Avro's first use, which may precede this class: the API adds our package regardless.
     ClassSecurityValidator.ClassSecurityPredicate previous = ClassSecurityValidator.getGlobal();
     ClassSecurityValidator.setGlobal(ClassSecurityValidator.composite(previous,
         type -> type.getName().startsWith("dev.distillery.schemas.")));
+  }
+
+  private static void limit(String property, int value) {
+    if (System.getProperty(property) == null) {
+      System.setProperty(property, String.valueOf(value));
+    }
   }
 
   private final Class<T> type;
@@ -74,6 +93,10 @@ public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
   public T decode(byte[] bytes) {
     if (bytes == null) {
       throw new SerializationException("null value where a " + type.getSimpleName() + " was expected");
+    }
+    if (bytes.length > MAX_RECORD_BYTES) {
+      throw new SerializationException(bytes.length + " bytes is larger than a " + type.getSimpleName()
+          + " may be (" + MAX_RECORD_BYTES + ")");
     }
     try {
       return decoder.decode(bytes);

@@ -27,6 +27,12 @@ public final class RequestValidation {
   /** Bounds that keep one job from holding a worker for days or allocating without limit. */
   private static final int MAX_EPOCHS = 1000;
   private static final double MAX_WIDTH = 16;
+  /** Bounds on what a request may list: every record of the job carries its request. */
+  private static final int MAX_LIST = 1024;
+  private static final int MAX_NAME = 256;
+  private static final int MAX_URI = 4096;
+  private static final int MAX_INPUT_DIMENSION = 4096;
+  private static final long MAX_INPUT_VALUES = 1L << 24;
 
   private static final Pattern JOB_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
@@ -47,7 +53,8 @@ public final class RequestValidation {
   public List<Violation> validate(CompressionRequest request) {
     List<Violation> problems = new ArrayList<>();
     if (!JOB_ID.matcher(request.getJobId()).matches()) {
-      problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '" + request.getJobId() + "'"));
+      problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '"
+          + shortened(request.getJobId()) + "'"));
     }
     var teacher = request.getTeacher();
     if (teacher.getFormat() == ModelFormat.UNSUPPORTED) {
@@ -72,7 +79,9 @@ public final class RequestValidation {
       problems.add(new Violation("dataset.testLimit", "must be 0 (all) or positive, was " + dataset.getTestLimit()));
     }
     List<Integer> classes = dataset.getClasses();
-    if (classes.stream().anyMatch(c -> c < 0 || c > 255) || classes.stream().distinct().count() != classes.size()) {
+    if (classes.size() > 256) {
+      problems.add(new Violation("dataset.classes", "must list at most 256 labels, was " + classes.size()));
+    } else if (classes.stream().anyMatch(c -> c < 0 || c > 255) || classes.stream().distinct().count() != classes.size()) {
       problems.add(new Violation("dataset.classes", "must be distinct labels within [0, 255], was " + classes));
     }
 
@@ -117,11 +126,11 @@ public final class RequestValidation {
     if (!(p.getInitialSparsity() >= 0 && p.getInitialSparsity() <= p.getTargetSparsity())) {
       problems.add(new Violation("pruning.initialSparsity", "must be within [0, targetSparsity], was " + p.getInitialSparsity()));
     }
-    p.getLayerSparsity().forEach((layer, sparsity) -> {
-      if (!(sparsity >= 0 && sparsity <= 1)) {
-        problems.add(new Violation("pruning.layerSparsity", layer + " must be within [0, 1], was " + sparsity));
-      }
-    });
+    names(problems, "pruning.layerSparsity", p.getLayerSparsity().keySet());
+    names(problems, "pruning.skipLayers", p.getSkipLayers());
+    p.getLayerSparsity().entrySet().stream().filter(e -> !(e.getValue() >= 0 && e.getValue() <= 1)).findFirst()
+        .ifPresent(e -> problems.add(new Violation("pruning.layerSparsity",
+            shortened(e.getKey()) + " must be within [0, 1], was " + e.getValue())));
     if (p.getMethod() == PruningMethod.GLOBAL_UNSTRUCTURED && !p.getLayerSparsity().isEmpty()) {
       problems.add(new Violation("pruning.layerSparsity", "GLOBAL_UNSTRUCTURED has one target for all layers"));
     }
@@ -132,14 +141,18 @@ public final class RequestValidation {
     }
 
     List<Stage> stages = request.getStages();
-    if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
+    if (stages.size() > Stage.values().length || stages.stream().distinct().count() != stages.size()) {
+      problems.add(new Violation("stages", "must list each stage at most once, was " + stages));
+    } else if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
       problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, TRANSFER, PRUNING, was " + stages));
     } else if (stages.contains(Stage.TRANSFER)) {
       transfer(problems, request);
     } else if (stages.contains(Stage.DISTILLATION) && !stages.contains(Stage.TEACHER_INFERENCE)) {
       problems.add(new Violation("stages", "DISTILLATION needs TEACHER_INFERENCE"));
     }
-    if (request.getOutputUri() != null) {
+    if (request.getOutputUri() != null && request.getOutputUri().length() > MAX_URI) {
+      problems.add(new Violation("outputUri", "must be at most " + MAX_URI + " characters"));
+    } else if (request.getOutputUri() != null) {
       try {
         Path output = roots.artifact("outputUri", request.getOutputUri());
         if (Files.exists(output) && !Files.isDirectory(output)) {
@@ -183,8 +196,12 @@ public final class RequestValidation {
     if (!(input.getStd() > 0) || !Double.isFinite(input.getPixelScale()) || !Double.isFinite(input.getMean())) {
       problems.add(new Violation(field, "pixelScale and mean must be finite and std positive"));
     }
-    if (input.getShape().stream().anyMatch(d -> d < 1)) {
-      problems.add(new Violation(field + ".shape", "dimensions must be positive, was " + input.getShape()));
+    List<Integer> shape = input.getShape();
+    if (shape.size() > 3 || shape.stream().anyMatch(d -> d < 1 || d > MAX_INPUT_DIMENSION)
+        || shape.stream().mapToLong(Integer::longValue).reduce(1, Math::multiplyExact) > MAX_INPUT_VALUES) {
+      problems.add(new Violation(field + ".shape", "must be up to 3 dimensions (channels, height, width) within [1, "
+          + MAX_INPUT_DIMENSION + "] and at most " + MAX_INPUT_VALUES + " values, was "
+          + (shape.size() > 8 ? shape.size() + " dimensions" : shape)));
     }
   }
 
@@ -199,6 +216,7 @@ public final class RequestValidation {
     var teacher = request.getTeacher();
     var student = request.getStudent();
     List<String> head = request.getTransfer().getHeadParameters();
+    names(problems, "transfer.headParameters", head);
     if (teacher.getFormat() == ModelFormat.TORCHSCRIPT) {
       if (head.isEmpty()) {
         problems.add(new Violation("transfer.headParameters",
@@ -218,7 +236,21 @@ public final class RequestValidation {
   }
 
   private static String unknownArchitecture(String name) {
-    return "unknown architecture '" + name + "', known: " + Architectures.NAMES;
+    return "unknown architecture '" + shortened(name) + "', known: " + Architectures.NAMES;
+  }
+
+  /** A list of parameter or layer names: bounded in count and length, none blank. */
+  private static void names(List<Violation> problems, String field, java.util.Collection<String> names) {
+    if (names.size() > MAX_LIST) {
+      problems.add(new Violation(field, "must name at most " + MAX_LIST + " layers, was " + names.size()));
+    } else if (names.stream().anyMatch(n -> n.isBlank() || n.length() > MAX_NAME)) {
+      problems.add(new Violation(field, "names must be 1-" + MAX_NAME + " characters"));
+    }
+  }
+
+  /** A value quoted back in an answer, cut so an answer stays small whatever was sent. */
+  private static String shortened(String value) {
+    return value == null || value.length() <= 64 ? value : value.substring(0, 64) + "...";
   }
 
   private static void positive(List<Violation> problems, String field, double value) {
@@ -244,6 +276,10 @@ public final class RequestValidation {
   }
 
   private void modelFile(List<Violation> problems, String field, String uri) {
+    if (uri.length() > MAX_URI) {
+      problems.add(new Violation(field, "must be at most " + MAX_URI + " characters"));
+      return;
+    }
     try {
       if (!Files.isRegularFile(roots.model(field, uri))) {
         problems.add(new Violation(field, "no file there"));
@@ -254,6 +290,10 @@ public final class RequestValidation {
   }
 
   private void datasetDirectory(List<Violation> problems, String field, String uri) {
+    if (uri.length() > MAX_URI) {
+      problems.add(new Violation(field, "must be at most " + MAX_URI + " characters"));
+      return;
+    }
     try {
       if (!Files.isDirectory(roots.dataset(field, uri))) {
         problems.add(new Violation(field, "no directory there"));

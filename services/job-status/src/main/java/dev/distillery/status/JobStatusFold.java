@@ -42,8 +42,6 @@ public final class JobStatusFold {
   /** Which of two failures came first: time, then stage, then reason. */
   private static final Comparator<JobFailure> FIRST_FAILURE = Comparator.comparingLong(JobFailure::getTimestampMs)
       .thenComparing(JobFailure::getStage).thenComparing(JobFailure::getReason);
-  private static final Comparator<CompressionRequest> EARLIER_REQUEST =
-      Comparator.comparingLong(CompressionRequest::getSubmittedAtMs).thenComparing(CompressionRequest::toString);
   private static final List<Stage> PIPELINE_ORDER =
       List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING, Stage.UNSUPPORTED);
 
@@ -55,14 +53,15 @@ public final class JobStatusFold {
 
   /**
    * {@code timestampMs} is the request record's, used when the request does not say when it was
-   * submitted. Of two different requests under one job id, the earlier submitted one stands.
+   * submitted. A job id belongs to the first request that used it (the stages refuse later ones
+   * and ignore re-deliveries), so another request under the id of a job leaves it as it is.
    */
   public static JobStatus request(JobStatus status, CompressionRequest request, long timestampMs) {
-    long submitted = request.getSubmittedAtMs() > 0 ? request.getSubmittedAtMs() : timestampMs;
-    JobStatus.Builder next = JobStatus.newBuilder(status);
-    if (status.getRequest() == null || EARLIER_REQUEST.compare(request, status.getRequest()) < 0) {
-      next.setRequest(request);
+    if (status.getRequest() != null && !status.getRequest().equals(request)) {
+      return status;
     }
+    long submitted = request.getSubmittedAtMs() > 0 ? request.getSubmittedAtMs() : timestampMs;
+    JobStatus.Builder next = JobStatus.newBuilder(status).setRequest(request);
     if (status.getState() == JobState.UNKNOWN) {
       next.setState(JobState.ACCEPTED);
     }
@@ -119,6 +118,9 @@ public final class JobStatusFold {
 
   /** Of two failures, the earlier one is the reason; after a result, a failure changes only the times. */
   public static JobStatus failure(JobStatus status, JobFailure failure) {
+    if (failure.getRefusedRequest()) {
+      return status; // refuses a later request under this id; the job itself goes on as it was
+    }
     JobStatus.Builder next = JobStatus.newBuilder(status);
     boolean replaces = status.getFailure() == null || FIRST_FAILURE.compare(failure, status.getFailure()) < 0;
     if (status.getState() != JobState.DONE && replaces) {

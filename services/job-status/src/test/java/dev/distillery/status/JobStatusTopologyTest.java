@@ -13,6 +13,7 @@ import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.StageStatus;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
@@ -96,6 +97,20 @@ class JobStatusTopologyTest {
     }
   }
 
+  /** A second request under a used id, even one claiming an earlier time, and its refusal change nothing. */
+  @Test
+  void aLaterRequestUnderAUsedIdAndItsRefusalLeaveTheJobAsItWas() throws Exception {
+    finishedJob("taken", 1_000).forEach(this::pipe);
+    JobStatus before = store().get("taken");
+    CompressionRequest other = CompressionRequest.newBuilder(request("taken")).setSubmittedAtMs(10L)
+        .setStudent(StudentSpec.newBuilder().setArchitecture("mlp").setWidth(1.0).build()).build();
+    pipe(new Event(topic(Topics.REQUESTS), other, 20_000));
+    pipe(new Event(topic(Topics.FAILURES), new JobFailure("taken", Stage.TEACHER_INFERENCE, "jobId",
+        "already used by another request", 20_001L, true), 20_001));
+    assertThat(store().get("taken")).isEqualTo(before);
+    assertThat(before.getState()).isEqualTo(JobState.DONE);
+  }
+
   /**
    * A job with everything that can conflict: two failures, a progress step sent twice with other
    * figures (a restarted stage), and, if {@code withResult}, a result after all (a retry).
@@ -104,9 +119,9 @@ class JobStatusTopologyTest {
     List<Event> events = new ArrayList<>(finishedJob(jobId, 1_000));
     Event result = events.remove(events.size() - 1);
     events.add(new Event(topic(Topics.FAILURES),
-        new JobFailure(jobId, Stage.PRUNING, null, "out of memory", 8_500L), 8_500));
+        new JobFailure(jobId, Stage.PRUNING, null, "out of memory", 8_500L, false), 8_500));
     events.add(new Event(topic(Topics.FAILURES),
-        new JobFailure(jobId, Stage.DISTILLATION, "distillation.learningRate", "diverged", 8_400L), 8_400));
+        new JobFailure(jobId, Stage.DISTILLATION, "distillation.learningRate", "diverged", 8_400L, false), 8_400));
     events.add(progress(jobId, Stage.DISTILLATION, 2, 3, Map.of("loss", 0.4), 9_000));
     if (withResult) {
       events.add(result);
@@ -120,7 +135,7 @@ class JobStatusTopologyTest {
     pipe(job.get(0));
     pipe(job.get(1));
     JobFailure failure = new JobFailure("failing", Stage.DISTILLATION, "distillation.learningRate",
-        "training diverged at epoch 1, step 7", 1_500L);
+        "training diverged at epoch 1, step 7", 1_500L, false);
     pipe(new Event(topic(Topics.FAILURES), failure, 1_500));
     pipe(job.get(2)); // late progress
     JobStatus failed = store().get("failing");

@@ -42,6 +42,7 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   }
 
   private final Map<String, Pending> pending = new HashMap<>();
+  private final int maxPendingJobs;
   private final Map<String, CompletableFuture<Void>> outcomes = new LinkedHashMap<>(16, 0.75f, false) {
     @Override
     protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<Void>> eldest) {
@@ -53,7 +54,8 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   private final Workers workers;
   private final StageMetrics metrics;
 
-  SoftLabelAssembler(Distiller distiller, JobEvents events, Workers workers, StageMetrics metrics) {
+  SoftLabelAssembler(Distiller distiller, JobEvents events, Workers workers, StageMetrics metrics, int maxPendingJobs) {
+    this.maxPendingJobs = maxPendingJobs;
     this.distiller = distiller;
     this.events = events;
     this.workers = workers;
@@ -71,6 +73,11 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
     Pending job = pending.get(jobId);
     try {
       if (job == null) {
+        if (pending.size() >= maxPendingJobs) {
+          // Each assembling job holds its soft labels in memory: a flood of job ids must not exhaust it.
+          throw new IllegalArgumentException("this trainer is assembling " + pending.size()
+              + " jobs already (max.pending.jobs); submit again when fewer jobs are running");
+        }
         job = new Pending(new SoftLabels(batch));
         pending.put(jobId, job);
       }
@@ -82,7 +89,11 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
       }
     } catch (IllegalArgumentException e) {
       if (job == null) {
-        return JobOutcomes.settle(jobId, Stage.DISTILLATION, CompletableFuture.failedFuture(e), events, metrics);
+        // Remembered, so the job's other batches do not fail it again.
+        CompletableFuture<Void> failed = JobOutcomes.settle(jobId, Stage.DISTILLATION,
+            CompletableFuture.failedFuture(e), events, metrics);
+        outcomes.put(jobId, failed);
+        return failed;
       }
       finish(jobId, CompletableFuture.failedFuture(e));
       return done;

@@ -11,12 +11,18 @@ import java.util.BitSet;
  * kept once; the set is complete when every batch index arrived.
  */
 final class SoftLabels {
-  /** A bound on one job's training set, so a corrupt batch cannot claim gigabytes. */
-  private static final long MAX_SAMPLES = 50_000_000;
+  /**
+   * Bounds checked before anything is allocated, in long arithmetic, so a corrupt or crafted batch
+   * cannot claim gigabytes or overflow an index: labels are bytes (at most 256 classes), and one
+   * job's soft labels may hold at most 2^27 floats (512 MB; Fashion-MNIST's are 600,000).
+   */
+  static final int MAX_CLASSES = 256;
+  static final long MAX_FLOATS = 1L << 27;
 
   private final JobContext context;
   private final int batchCount;
   private final int classes;
+  private final int totalSamples;
   private final double temperature;
   private final BitSet received = new BitSet();
   private final long firstArrivalNanos = System.nanoTime();
@@ -26,27 +32,33 @@ final class SoftLabels {
   private long receivedSamples;
 
   SoftLabels(SoftLabelBatch first) {
-    if (first.getBatchCount() < 1 || first.getNumClasses() < 1 || !(first.getTemperature() > 0)) {
+    if (first.getBatchCount() < 1 || first.getNumClasses() < 1 || first.getNumClasses() > MAX_CLASSES
+        || first.getTotalSamples() < 0 || (long) first.getTotalSamples() * first.getNumClasses() > MAX_FLOATS
+        || (first.getTotalSamples() > 0 && first.getBatchCount() > first.getTotalSamples())
+        || !(first.getTemperature() > 0)) {
       throw new IllegalArgumentException("soft-label batch of job " + first.getJobId()
-          + " has batch count " + first.getBatchCount() + ", " + first.getNumClasses()
-          + " classes, temperature " + first.getTemperature());
+          + " has batch count " + first.getBatchCount() + ", " + first.getNumClasses() + " classes, "
+          + first.getTotalSamples() + " samples, temperature " + first.getTemperature()
+          + " (at most " + MAX_CLASSES + " classes and " + MAX_FLOATS + " values)");
     }
     this.context = first.getContext();
     this.batchCount = first.getBatchCount();
     this.classes = first.getNumClasses();
+    this.totalSamples = first.getTotalSamples();
     this.temperature = first.getTemperature();
   }
 
   /** Adds a batch; returns false when this batch index was already here. */
   boolean add(SoftLabelBatch batch) {
     if (batch.getBatchCount() != batchCount || batch.getNumClasses() != classes
-        || batch.getTemperature() != temperature) {
+        || batch.getTotalSamples() != totalSamples || batch.getTemperature() != temperature) {
       throw new IllegalArgumentException("soft-label batch " + batch.getBatchIndex() + " of job "
-          + batch.getJobId() + " disagrees with the job's first batch on count, classes or temperature");
+          + batch.getJobId() + " disagrees with the job's first batch on count, samples, classes or temperature");
     }
     int index = batch.getBatchIndex();
+    long end = batch.getFirstSample() + (long) batch.getSampleCount();
     if (index < 0 || index >= batchCount || batch.getFirstSample() < 0 || batch.getSampleCount() < 1
-        || batch.getFirstSample() + (long) batch.getSampleCount() > MAX_SAMPLES) {
+        || end * classes > MAX_FLOATS || (totalSamples > 0 && end > totalSamples)) {
       throw new IllegalArgumentException("soft-label batch " + index + " of job " + batch.getJobId()
           + " is out of range: samples " + batch.getFirstSample() + "+" + batch.getSampleCount()
           + ", batch count " + batchCount);
@@ -54,17 +66,22 @@ final class SoftLabels {
     if (received.get(index)) {
       return false;
     }
-    int end = (batch.getFirstSample() + batch.getSampleCount()) * classes;
-    if (end > scaledLogits.length) {
-      scaledLogits = java.util.Arrays.copyOf(scaledLogits, Math.max(end, scaledLogits.length * 2));
-    }
     FloatBuffer values = batch.getScaledLogits().duplicate().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-    if (values.remaining() != batch.getSampleCount() * classes) {
+    long expected = (long) batch.getSampleCount() * classes;
+    if (values.remaining() != expected || batch.getScaledLogits().remaining() % Float.BYTES != 0) {
       throw new IllegalArgumentException("soft-label batch " + batch.getBatchIndex() + " of job "
-          + batch.getJobId() + " holds " + values.remaining() + " floats, expected " + batch.getSampleCount() * classes);
+          + batch.getJobId() + " holds " + batch.getScaledLogits().remaining() + " bytes, expected "
+          + expected * Float.BYTES);
+    }
+    int needed = Math.toIntExact(end * classes);
+    if (needed > scaledLogits.length) {
+      // Grow by doubling (within the bound), or to the whole set when its size is known.
+      int target = totalSamples > 0 ? totalSamples * classes
+          : (int) Math.min(MAX_FLOATS, Math.max(needed, 2L * scaledLogits.length));
+      scaledLogits = java.util.Arrays.copyOf(scaledLogits, Math.max(needed, target));
     }
     values.get(scaledLogits, batch.getFirstSample() * classes, values.remaining());
-    samples = Math.max(samples, batch.getFirstSample() + batch.getSampleCount());
+    samples = Math.max(samples, (int) end);
     receivedSamples += batch.getSampleCount();
     lastArrivalNanos = System.nanoTime();
     received.set(batch.getBatchIndex());

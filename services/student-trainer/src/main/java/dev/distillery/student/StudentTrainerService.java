@@ -1,6 +1,7 @@
 package dev.distillery.student;
 
 import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.artifacts.JobClaims;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.RecordHandler;
@@ -10,6 +11,8 @@ import dev.distillery.common.service.StageService;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -31,19 +34,42 @@ public final class StudentTrainerService {
     Path state = config.artifactsDir().resolve("training");
     return List.of(
         new StageService<>(config, Topics.SOFT_LABELS, (events, workers, metrics) ->
-            new SoftLabelAssembler(new Distiller(events, store, state), events, workers, metrics)),
+            new SoftLabelAssembler(new Distiller(events, store, state), events, workers, metrics,
+                config.maxPendingJobs())),
         new StageService<>(config.withService(TRANSFER), Topics.REQUESTS, (events, workers, metrics) -> {
           TransferLearning transfer = new TransferLearning(events, store, state);
           RequestValidation validation = new RequestValidation(config.roots());
+          JobClaims claims = new JobClaims(config.artifactsDir());
           return (RecordHandler<CompressionRequest>) (record, request) -> {
-            // The planner answers invalid requests; this stage takes the valid TRANSFER ones.
+            // The planner answers invalid requests and used ids; this stage takes the valid TRANSFER ones.
             if (!request.getStages().contains(Stage.TRANSFER) || !validation.validate(request).isEmpty()) {
               return CompletableFuture.completedFuture(null);
             }
-            return JobOutcomes.settle(request.getJobId(), Stage.TRANSFER,
-                workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked), events, metrics);
+            String jobId = request.getJobId();
+            CompletableFuture<?> trained;
+            try {
+              JobClaims.Claim claim = claims.claim(jobId, record.value(), Stage.TRANSFER.name());
+              if (claim == JobClaims.Claim.TAKEN || claim == JobClaims.Claim.DUPLICATE) {
+                return CompletableFuture.completedFuture(null);
+              }
+              trained = workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked)
+                  .thenApply(acked -> finished(claims, jobId));
+            } catch (IOException e) {
+              trained = CompletableFuture.failedFuture(e);
+            }
+            return JobOutcomes.settle(jobId, Stage.TRANSFER, trained, events, metrics);
           };
         }));
+  }
+
+  /** Marks a transfer job handed on, so a re-delivery of its request does not train it again. */
+  private static Void finished(JobClaims claims, String jobId) {
+    try {
+      claims.finished(jobId, Stage.TRANSFER.name());
+      return null;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
   }
 
   public static void main(String[] args) {

@@ -60,6 +60,23 @@ class SoftLabelsTest {
     SoftLabelBatch otherTemperature = SoftLabelBatch.newBuilder(batch(1, 0f)).setTemperature(2.0).build();
     assertThatThrownBy(() -> labels.add(otherTemperature)).hasMessageContaining("disagrees");
     SoftLabelBatch truncated = SoftLabelBatch.newBuilder(batch(1, 0f)).setScaledLogits(ByteBuffer.allocate(4)).build();
-    assertThatThrownBy(() -> labels.add(truncated)).hasMessageContaining("holds 1 floats, expected 4");
+    assertThatThrownBy(() -> labels.add(truncated)).hasMessageContaining("holds 4 bytes, expected 16");
+  }
+
+  /** Sizes a crafted batch claims are checked, in long arithmetic, before anything is allocated. */
+  @Test
+  void refusesBatchesThatClaimMoreThanTheBoundsBeforeAllocating() {
+    // 43 classes x 50M samples overflowed int arithmetic; 2^31-1 samples x 256 classes is ~2 TB.
+    SoftLabelBatch manyClasses = SoftLabelBatch.newBuilder(batch(0, 0f)).setNumClasses(300).build();
+    assertThatThrownBy(() -> new SoftLabels(manyClasses)).hasMessageContaining("300 classes");
+    SoftLabelBatch huge = SoftLabelBatch.newBuilder(batch(0, 0f)).setNumClasses(256)
+        .setTotalSamples(Integer.MAX_VALUE).build();
+    assertThatThrownBy(() -> new SoftLabels(huge)).hasMessageContaining("at most 256 classes");
+    SoftLabels labels = new SoftLabels(SoftLabelBatch.newBuilder(batch(0, 0f)).setTotalSamples(0).build());
+    SoftLabelBatch farOut = SoftLabelBatch.newBuilder(batch(1, 0f)).setTotalSamples(0)
+        .setFirstSample(Integer.MAX_VALUE - 1).build();
+    assertThatThrownBy(() -> labels.add(farOut)).hasMessageContaining("out of range");
+    SoftLabelBatch pastTheSet = SoftLabelBatch.newBuilder(batch(1, 0f)).setFirstSample(4).build();
+    assertThatThrownBy(() -> new SoftLabels(batch(0, 0f)).add(pastTheSet)).hasMessageContaining("out of range");
   }
 }

@@ -4,6 +4,7 @@ import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.artifacts.JobClaims;
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
@@ -26,6 +27,8 @@ import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherShard;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.kafka.Topics;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -52,6 +55,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   private final int shardSize;
   private final int batchSize;
   private final RequestValidation validation;
+  private final JobClaims claims;
   /** Teacher metrics by checkpoint hash, preprocessing and test set; a few hundred bytes each. */
   private final Map<String, ModelMetrics> evaluated = Collections.synchronizedMap(
       new LinkedHashMap<>(16, 0.75f, true) {
@@ -61,9 +65,10 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
         }
       });
 
-  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, AllowedRoots roots, int shardSize,
-      int batchSize) {
+  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, AllowedRoots roots, JobClaims claims,
+      int shardSize, int batchSize) {
     this.validation = new RequestValidation(roots);
+    this.claims = claims;
     this.events = events;
     this.workers = workers;
     this.metrics = metrics;
@@ -72,21 +77,60 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     this.shardSize = Math.max(1, (shardSize + batchSize - 1) / batchSize) * batchSize;
   }
 
+  /**
+   * Refuses an invalid request, or one whose job id another request owns, before any work; a
+   * re-delivery of a request already planned is skipped. The claim is made on the consumer thread,
+   * in the partition's order, so of two requests under one id the first one stands.
+   */
   @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, CompressionRequest request) {
+    try {
+      return claimAndPlan(record, request);
+    } catch (IOException e) {
+      return JobOutcomes.settle(request.getJobId(), STAGE, CompletableFuture.failedFuture(
+          new IOException("cannot record which request owns job id " + request.getJobId() + ": " + e.getMessage(), e)),
+          events, metrics);
+    }
+  }
+
+  private CompletionStage<?> claimAndPlan(ConsumerRecord<String, byte[]> record, CompressionRequest request)
+      throws IOException {
     String jobId = request.getJobId();
     List<RequestValidation.Violation> problems = validation.validate(request);
+    boolean validId = problems.stream().noneMatch(p -> p.field().equals("jobId"));
+    if (validId && claims.takenByAnother(jobId, record.value())) {
+      return refuseUsedId(jobId);
+    }
     if (!problems.isEmpty()) {
       String reason = problems.stream().map(Object::toString).collect(Collectors.joining("; "));
       return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(
           new JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
           events, metrics);
     }
-    if (request.getStages().contains(Stage.TRANSFER)) {
-      return CompletableFuture.completedFuture(null); // the student trainer's transfer stage takes it
+    JobClaims.Claim claim = claims.claim(jobId, record.value(), STAGE.name());
+    if (claim == JobClaims.Claim.TAKEN) {
+      return refuseUsedId(jobId);
     }
-    return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
-        events, metrics);
+    if (claim == JobClaims.Claim.DUPLICATE || request.getStages().contains(Stage.TRANSFER)) {
+      // Planned before (a re-delivery), or the student trainer's transfer stage takes it.
+      return CompletableFuture.completedFuture(null);
+    }
+    CompletableFuture<?> planned = workers.submit(() -> plan(request)).thenCompose(acked -> acked)
+        .thenApply(acked -> {
+          try {
+            claims.finished(jobId, STAGE.name());
+          } catch (IOException e) {
+            throw new UncheckedIOException(e); // not committed: a re-delivery resumes the plan
+          }
+          return acked;
+        });
+    return JobOutcomes.settle(jobId, STAGE, planned, events, metrics);
+  }
+
+  private CompletableFuture<?> refuseUsedId(String jobId) {
+    metrics.jobFailed(0);
+    return events.refusal(jobId, STAGE, "already used by another request; the job of that id goes on as it was: "
+        + "submit with a new id (or none, and the job API makes one)");
   }
 
   /**

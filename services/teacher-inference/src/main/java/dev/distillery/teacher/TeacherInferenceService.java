@@ -1,5 +1,6 @@
 package dev.distillery.teacher;
 
+import dev.distillery.common.artifacts.JobClaims;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
@@ -21,7 +22,8 @@ public final class TeacherInferenceService {
   public static List<StageService<?>> stages(ServiceConfig config) {
     return List.of(
         new StageService<>(config.withService(PLANNER), Topics.REQUESTS, (events, workers, metrics) ->
-            new JobPlanner(events, workers, metrics, config.roots(), config.shardSize(), config.labelBatchSize())),
+            new JobPlanner(events, workers, metrics, config.roots(),
+                new JobClaims(config.artifactsDir()), config.shardSize(), config.labelBatchSize())),
         labeler(config));
   }
 

@@ -65,6 +65,16 @@ public final class JobEvents implements AutoCloseable {
         .setTimestampMs(System.currentTimeMillis()).build());
   }
 
+  /**
+   * Refuses one request whose job id another request already owns: a failure event that names
+   * {@code jobId} and leaves the job of that id as it was ({@code refusedRequest}).
+   */
+  public CompletableFuture<RecordMetadata> refusal(String jobId, Stage stage, String reason) {
+    return send(Topics.FAILURES, jobId, JobFailure.newBuilder()
+        .setJobId(jobId).setStage(stage).setField("jobId").setReason(reason).setRefusedRequest(true)
+        .setTimestampMs(System.currentTimeMillis()).build());
+  }
+
   /** Sends a record as it is, for dead letters. */
   CompletableFuture<RecordMetadata> sendRaw(ProducerRecord<String, byte[]> record) {
     CompletableFuture<RecordMetadata> acked = new CompletableFuture<>();

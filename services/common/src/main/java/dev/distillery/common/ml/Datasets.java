@@ -1,5 +1,6 @@
 package dev.distillery.common.ml;
 
+import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.schemas.DatasetSpec;
 import java.io.IOException;
@@ -19,13 +20,24 @@ public final class Datasets {
 
   private Datasets() {}
 
-  public static TrainTest load(DatasetSpec spec) throws IOException {
+  /**
+   * The train and test sets of {@code spec}; fails naming {@code dataset.classes} when a class it
+   * chooses has no training images, so a job never trains on a label that is not there.
+   */
+  public static TrainTest load(DatasetSpec spec) throws IOException, JobFailedException {
     Path dir = ArtifactStore.localPath(spec.getLocation());
     ImageDataset train = read(dir, "train");
     ImageDataset test = read(dir, "t10k");
     int numClasses = Math.max(train.numClasses(), test.numClasses());
     if (!spec.getClasses().isEmpty()) {
       int[] classes = spec.getClasses().stream().mapToInt(Integer::intValue).toArray();
+      int[] present = train.classCounts();
+      for (int label : classes) {
+        if (label >= present.length || present[label] == 0) {
+          throw new JobFailedException("dataset.classes", "label " + label + " has no training images; the "
+              + "dataset's labels are 0-" + (present.length - 1));
+        }
+      }
       train = train.onlyClasses(classes);
       test = test.onlyClasses(classes);
       numClasses = classes.length;

@@ -16,6 +16,8 @@ import java.util.zip.GZIPInputStream;
  */
 public final class IdxReader {
   private static final int UNSIGNED_BYTE = 0x08;
+  /** The largest array Java can hold. */
+  private static final long MAX_BYTES = Integer.MAX_VALUE - 8;
 
   /** An IDX tensor of unsigned bytes. */
   public record IdxArray(int[] shape, byte[] data) {
@@ -55,13 +57,21 @@ public final class IdxReader {
     long size = 1;
     for (int i = 0; i < dims; i++) {
       shape[i] = in.readInt();
-      size *= shape[i];
+      if (shape[i] < 0) {
+        throw new IOException(file + " has a negative dimension: " + shape[i]);
+      }
+      size = Math.min(size * shape[i], MAX_BYTES + 1); // both below 2^31: no overflow
     }
-    if (size > Integer.MAX_VALUE) {
+    if (size > MAX_BYTES) {
       throw new IOException(file + " is too large: shape " + Arrays.toString(shape));
     }
-    byte[] data = new byte[(int) size];
-    in.readFully(data);
+    // The header is a claim, not a fact: read what is there (growing as it comes) and compare,
+    // rather than allocating what a corrupt or crafted header asks for.
+    byte[] data = in.readNBytes((int) size);
+    if (data.length != size) {
+      throw new IOException(file + " is truncated: its header (shape " + Arrays.toString(shape) + ") claims "
+          + size + " bytes of data, the file holds " + data.length);
+    }
     return new IdxArray(shape, data);
   }
 }

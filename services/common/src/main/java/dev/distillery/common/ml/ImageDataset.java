@@ -69,6 +69,15 @@ public final class ImageDataset {
     return new ImageDataset(chosenPixels, chosenLabels, rows, cols);
   }
 
+  /** The number of samples of each label, indexed by label, up to the largest label. */
+  public int[] classCounts() {
+    int[] counts = new int[numClasses()];
+    for (int label : labels) {
+      counts[label]++;
+    }
+    return counts;
+  }
+
   /**
    * Only the samples of {@code classes}, relabelled 0..k-1 in the order given (class
    * {@code classes[0]} becomes 0): how a task on some of the classes is cut from a dataset.

@@ -110,7 +110,7 @@ class StageConsumerTest {
   }
 
   private static JobFailure failure(String jobId) {
-    return new JobFailure(jobId, Stage.PRUNING, null, "test", 0L);
+    return new JobFailure(jobId, Stage.PRUNING, null, "test", 0L, false);
   }
 
   private static long committed(Admin admin, String group, TopicPartition partition) {

@@ -35,6 +35,25 @@ class IdxReaderTest {
     assertThatThrownBy(() -> IdxReader.read(dir.resolve("short"))).isInstanceOf(IOException.class);
   }
 
+  /** A header claiming 2 GB in a file of a few bytes fails at once, and allocates only what is there. */
+  @Test
+  void aHeaderIsCheckedAgainstTheDataThere(@TempDir Path dir) throws IOException {
+    writeIdx(Files.newOutputStream(dir.resolve("claims")), 0x00000803, new int[] {60_000, 28, 1278}, new byte[16]);
+    writeIdx(new GZIPOutputStream(Files.newOutputStream(dir.resolve("claims.gz"))), 0x00000803,
+        new int[] {60_000, 28, 1278}, new byte[16]);
+    Runtime runtime = Runtime.getRuntime();
+    for (String name : new String[] {"claims", "claims.gz"}) {
+      long before = runtime.totalMemory() - runtime.freeMemory();
+      assertThatThrownBy(() -> IdxReader.read(dir.resolve(name))).hasMessageContaining("truncated")
+          .hasMessageContaining("claims 2147040000 bytes").hasMessageContaining("holds 16");
+      assertThat(runtime.totalMemory() - runtime.freeMemory() - before).as("bytes allocated").isLessThan(1L << 30);
+    }
+    writeIdx(Files.newOutputStream(dir.resolve("huge")), 0x00000803, new int[] {1 << 30, 1 << 30, 4}, new byte[1]);
+    assertThatThrownBy(() -> IdxReader.read(dir.resolve("huge"))).hasMessageContaining("too large");
+    writeIdx(Files.newOutputStream(dir.resolve("negative")), 0x00000803, new int[] {-1, 28, 28}, new byte[1]);
+    assertThatThrownBy(() -> IdxReader.read(dir.resolve("negative"))).hasMessageContaining("negative dimension");
+  }
+
   @Test
   void theShippedSubsetIsFashionMnist() throws IOException {
     ImageDataset train = Datasets.read(SUBSET, "train");
