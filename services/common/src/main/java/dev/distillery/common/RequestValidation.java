@@ -13,6 +13,7 @@ import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.TransferSettings;
+import dev.distillery.schemas.kafka.Topics;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -33,6 +34,8 @@ public final class RequestValidation {
   private static final int MAX_URI = 4096;
   private static final int MAX_INPUT_DIMENSION = 4096;
   private static final long MAX_INPUT_VALUES = 1L << 24;
+  /** The largest request, encoded: it travels in every shard and soft-label record of its job. */
+  public static final int MAX_REQUEST_BYTES = 64 << 10;
 
   private static final Pattern JOB_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
@@ -52,6 +55,10 @@ public final class RequestValidation {
 
   public List<Violation> validate(CompressionRequest request) {
     List<Violation> problems = new ArrayList<>();
+    int size = Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request).length;
+    if (size > MAX_REQUEST_BYTES) {
+      problems.add(new Violation("(the request)", "must be at most " + MAX_REQUEST_BYTES + " bytes encoded, was " + size));
+    }
     if (!JOB_ID.matcher(request.getJobId()).matches()) {
       problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '"
           + shortened(request.getJobId()) + "'"));

@@ -3,6 +3,7 @@ package dev.distillery.pruner;
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.artifacts.ArtifactStore;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
@@ -44,10 +45,12 @@ final class Pruner {
 
   private final JobEvents events;
   private final ArtifactStore store;
+  private final AllowedRoots roots;
 
-  Pruner(JobEvents events, ArtifactStore store) {
+  Pruner(JobEvents events, ArtifactStore store, AllowedRoots roots) {
     this.events = events;
     this.store = store;
+    this.roots = roots;
   }
 
   /** Runs on a worker thread; the future completes when the result event is acknowledged. */
@@ -180,10 +183,17 @@ final class Pruner {
     }
   }
 
-  private static JobModel load(CheckpointReady event, Datasets.TrainTest data) throws JobFailedException {
+  /**
+   * The model to prune, from where a stage wrote it or the request named it: a checkpoint event
+   * naming anything else (a forged record) is refused before the file is opened.
+   */
+  private JobModel load(CheckpointReady event, Datasets.TrainTest data) throws JobFailedException {
     Path path;
     try {
+      roots.stageInput("checkpoint", event.getCheckpoint().getUri());
       path = ArtifactStore.open(event.getCheckpoint());
+    } catch (AllowedRoots.OutsideRootsException e) {
+      throw new JobFailedException(null, "the checkpoint to prune is " + e.getMessage(), e);
     } catch (IOException e) {
       throw new JobFailedException(null, "cannot open the checkpoint to prune: " + e.getMessage(), e);
     }

@@ -20,7 +20,7 @@ public final class PrunerService {
   public static List<StageService<?>> stages(ServiceConfig config) {
     ArtifactStore store = new ArtifactStore(config.artifactsDir());
     return List.of(new StageService<>(config, Topics.CHECKPOINTS, (events, workers, metrics) -> {
-      Pruner pruner = new Pruner(events, store);
+      Pruner pruner = new Pruner(events, store, config.roots());
       return (RecordHandler<CheckpointReady>) (record, event) -> JobOutcomes.settle(event.getJobId(), Stage.PRUNING,
           workers.submit(() -> pruner.prune(event)).thenCompose(acked -> acked), events, metrics);
     }));
