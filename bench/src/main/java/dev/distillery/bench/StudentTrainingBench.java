@@ -155,9 +155,12 @@ public final class StudentTrainingBench {
       ProcessBuilder builder = new ProcessBuilder(command)
           .redirectErrorStream(true).redirectOutput(work.resolve("trainer.log").toFile());
       say("student-trainer JVM options %s", jvmOptions);
+      // The bench's own teacher and dataset are the roots.
+      String modelRoot = teacher.getParent().toString();
+      String datasetRoot = data.getLocation();
       builder.environment().putAll(Map.of("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers(),
           "DISTILLERY_ARTIFACTS_DIR", work.toString(), "DISTILLERY_TORCH_THREADS", String.valueOf(THREADS),
-          "DISTILLERY_MANAGEMENT_PORT", "0"));
+          "DISTILLERY_MANAGEMENT_PORT", "0", "DISTILLERY_MODEL_ROOTS", modelRoot, "DISTILLERY_DATASET_ROOTS", datasetRoot));
       Process trainer = builder.start();
       Vertx vertx = Vertx.vertx();
       try (JobWatcher watcher = new JobWatcher(broker.bootstrapServers());
@@ -165,7 +168,8 @@ public final class StudentTrainingBench {
               Map.of("kafka.bootstrap.servers", broker.bootstrapServers())));
           JobEvents events = new JobEvents(producer)) {
         Map<String, String> keys = Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
-            "artifacts.dir", work.toString(), "torch.threads", "1");
+            "artifacts.dir", work.toString(), "torch.threads", "1", "model.roots", modelRoot,
+            "dataset.roots", datasetRoot);
         List<StageService<?>> others = new ArrayList<>(TeacherInferenceService.stages(
             ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)));
         others.addAll(PrunerService.stages(ServiceConfig.fromKeys(PrunerService.NAME, keys)));

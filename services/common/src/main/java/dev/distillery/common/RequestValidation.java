@@ -53,6 +53,23 @@ public final class RequestValidation {
     this.roots = roots;
   }
 
+  /**
+   * Checks the request a record of an internal topic carries, as each stage does before it
+   * loads anything the request names: a forged record gets no further than a valid request could.
+   */
+  public void check(CompressionRequest request) throws JobFailedException {
+    List<Violation> problems = validate(request);
+    if (!problems.isEmpty()) {
+      throw failure(problems);
+    }
+  }
+
+  /** The failure of a job whose request has {@code problems}: named by the first, listing all. */
+  public static JobFailedException failure(List<Violation> problems) {
+    return new JobFailedException(problems.get(0).field(), "invalid request: "
+        + problems.stream().map(Object::toString).collect(java.util.stream.Collectors.joining("; ")));
+  }
+
   public List<Violation> validate(CompressionRequest request) {
     List<Violation> problems = new ArrayList<>();
     int size = Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request).length;

@@ -3,6 +3,7 @@ package dev.distillery.deployment;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.distillery.common.kafka.ServiceAcls;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
@@ -22,7 +23,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * docker/ and k8s/ against the code, with no cluster and no Docker engine: the overlays render,
  * the topics are exactly the code's, every variable set is one a service reads, every file the
- * Dockerfile copies exists after the build, and every class named is real. The last test feeds the
+ * Dockerfile copies exists after the build, every class named is real, and in prod each service logs
+ * in as its own Strimzi KafkaUser whose ACLs are exactly ServiceAcls'. The drift tests feed the
  * checks drifted copies, to show that they fail.
  */
 class DeploymentCheckTest {
@@ -76,6 +78,57 @@ class DeploymentCheckTest {
     assertThat(DeploymentChecks.oneDnnCaps(Map.of("docker/Dockerfile",
         read("docker/Dockerfile").replace("ENV OPT_OUT_TRACKING=true", "ENV ONEDNN_MAX_CPU_ISA=AVX2 OPT_OUT_TRACKING=true"))))
         .containsExactly("docker/Dockerfile");
+  }
+
+  @Test
+  void prodKafkaUsersHaveServiceAclsAndEachServiceLogsInAsItself() throws Exception {
+    List<Map<String, Object>> resources = DeploymentChecks.documents(render("k8s/overlays/prod"));
+    assertThat(DeploymentChecks.kafkaUserAcls(resources).keySet()).isEqualTo(ServiceAcls.principals());
+    assertThat(DeploymentChecks.aclProblems(resources)).isEmpty();
+    assertThat(DeploymentChecks.credentialProblems(resources)).isEmpty();
+    // The shared placeholder Secret is gone from prod; only the API tokens' remains.
+    assertThat(resources).filteredOn(r -> "Secret".equals(r.get("kind")))
+        .extracting(r -> String.valueOf(((Map<?, ?>) r.get("metadata")).get("name")))
+        .allMatch(name -> name.startsWith("distillery-api-tokens-"));
+  }
+
+  @Test
+  void theKafkaChecksFailOnDriftedUsersAndCredentials() throws Exception {
+    String users = read("k8s/overlays/prod/kafka-users.yaml");
+    List<String> aclProblems = DeploymentChecks.aclProblems(DeploymentChecks.documents(users
+        // The pruner may read results, job-status may no longer write its changelog, KEDA's user is
+        // misspelt, and teacher-inference logs in by certificate.
+        .replace("name: distillery.results, patternType: literal}, operations: [Write]}",
+            "name: distillery.results, patternType: literal}, operations: [Write, Read]}")
+        .replace("patternType: prefix}, operations: [Create, Read, Write]", "patternType: prefix}, operations: [Create, Read]")
+        .replace("name: keda\n", "name: kedda\n")
+        .replaceFirst("scram-sha-512", "tls")));
+    assertThat(aclProblems).containsExactlyInAnyOrder(
+        "KafkaUser pruner allows READ on topic distillery.results (ServiceAcls does not)",
+        "KafkaUser job-status lacks WRITE on topic distillery-job-status-* (ServiceAcls has it)",
+        "no KafkaUser for principal keda of ServiceAcls",
+        "KafkaUser kedda is no principal of ServiceAcls",
+        "KafkaUser kedda allows DESCRIBE on group teacher-inference (ServiceAcls does not)",
+        "KafkaUser kedda allows DESCRIBE on topic distillery.teacher-shards (ServiceAcls does not)",
+        "KafkaUser teacher-inference authenticates with tls, not scram-sha-512");
+
+    // The pruner logs in with the trainer's Secret, KEDA with teacher-inference's, and the base's
+    // shared credentials come back with a login in them.
+    String prod = render("k8s/overlays/prod");
+    List<String> credentialProblems = DeploymentChecks.credentialProblems(DeploymentChecks.documents(prod
+        .replace("key: sasl.jaas.config\n              name: pruner\n",
+            "key: sasl.jaas.config\n              name: student-trainer\n")
+        .replace("- key: password\n    name: keda\n", "- key: password\n    name: teacher-inference\n")
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: kafka-credentials}\n"
+        + "stringData: {KAFKA_SASL_JAAS_CONFIG: shared}\n"
+        + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: submitter}\nspec:\n  template:\n"
+        + "    spec:\n      containers:\n        - name: x\n          envFrom: [{secretRef: {name: kafka-credentials}}]\n"));
+    assertThat(credentialProblems).containsExactlyInAnyOrder(
+        "Deployment pruner uses the Secret of KafkaUser student-trainer",
+        "Deployment pruner does not take KAFKA_SASL_JAAS_CONFIG from Secret pruner, key sasl.jaas.config",
+        "TriggerAuthentication kafka-credentials-keda uses the Secret of KafkaUser teacher-inference",
+        "Deployment submitter takes Kafka credentials from the shared Secret kafka-credentials",
+        "Deployment submitter does not take KAFKA_SASL_JAAS_CONFIG from Secret submitter, key sasl.jaas.config");
   }
 
   @Test

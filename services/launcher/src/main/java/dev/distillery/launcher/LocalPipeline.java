@@ -64,10 +64,22 @@ public final class LocalPipeline implements AutoCloseable {
    */
   public static LocalPipeline start(Map<String, String> keys, int httpPort, CompressionRequest exampleRequest)
       throws Exception {
+    return start(keys, Map.of(), httpPort, exampleRequest);
+  }
+
+  /**
+   * As {@link #start(Map, int, CompressionRequest)}, each service's keys being {@code keys} with
+   * {@code keysByService.get(name)} on top, by service name: its own Kafka credentials, say.
+   */
+  public static LocalPipeline start(Map<String, String> keys, Map<String, Map<String, String>> keysByService,
+      int httpPort, CompressionRequest exampleRequest) throws Exception {
     List<StageService<?>> services = new ArrayList<>();
-    services.addAll(TeacherInferenceService.stages(ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)));
-    services.addAll(StudentTrainerService.stages(ServiceConfig.fromKeys(StudentTrainerService.NAME, keys)));
-    services.addAll(PrunerService.stages(ServiceConfig.fromKeys(PrunerService.NAME, keys)));
+    services.addAll(TeacherInferenceService.stages(
+        ServiceConfig.fromKeys(TeacherInferenceService.NAME, keysOf(TeacherInferenceService.NAME, keys, keysByService))));
+    services.addAll(StudentTrainerService.stages(
+        ServiceConfig.fromKeys(StudentTrainerService.NAME, keysOf(StudentTrainerService.NAME, keys, keysByService))));
+    services.addAll(PrunerService.stages(
+        ServiceConfig.fromKeys(PrunerService.NAME, keysOf(PrunerService.NAME, keys, keysByService))));
     Vertx vertx = Vertx.vertx();
     LocalPipeline pipeline = new LocalPipeline(vertx, services);
     try {
@@ -75,7 +87,7 @@ public final class LocalPipeline implements AutoCloseable {
         vertx.deployVerticle(service).await(1, TimeUnit.MINUTES);
       }
       pipeline.managementPort = new ManagementServer(vertx, 0).start(services).await(1, TimeUnit.MINUTES);
-      Map<String, String> jobStatusKeys = new TreeMap<>(keys);
+      Map<String, String> jobStatusKeys = keysOf(JobStatusService.NAME, keys, keysByService);
       jobStatusKeys.put("management.port", String.valueOf(httpPort));
       pipeline.jobStatus = JobStatusService.start(ServiceConfig.fromKeys(JobStatusService.NAME, jobStatusKeys),
           vertx, exampleRequest);
@@ -85,6 +97,13 @@ public final class LocalPipeline implements AutoCloseable {
       pipeline.close();
       throw e;
     }
+  }
+
+  private static Map<String, String> keysOf(String service, Map<String, String> keys,
+      Map<String, Map<String, String>> keysByService) {
+    Map<String, String> own = new TreeMap<>(keys);
+    own.putAll(keysByService.getOrDefault(service, Map.of()));
+    return own;
   }
 
   private void awaitReady(Duration timeout) throws Exception {

@@ -75,13 +75,15 @@ class TrainerRestartTest {
         "KAFKA_SESSION_TIMEOUT_MS", "6000",
         "KAFKA_HEARTBEAT_INTERVAL_MS", "500",
         "DISTILLERY_ARTIFACTS_DIR", artifacts.toString(),
+        "DISTILLERY_MODEL_ROOTS", artifacts.resolve("teachers").toString(),
+        "DISTILLERY_DATASET_ROOTS", PipelineScenario.SUBSET.getParent().toString(),
         "DISTILLERY_TORCH_THREADS", "1");
     Path log = work.resolve("trainer.log");
     Vertx vertx = Vertx.vertx();
     ServiceProcess[] trainer = {ServiceProcess.start(StudentTrainerService.class, trainerEnv, log).awaitReady(WAIT)};
     try (JobWatcher watcher = new JobWatcher(broker.bootstrapServers())) {
-      Map<String, String> keys = Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
-          "artifacts.dir", artifacts.toString(), "torch.threads", "1");
+      Map<String, String> keys = LocalPipeline.keys(broker.bootstrapServers(), artifacts, 1,
+          List.of(artifacts.resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent()));
       List<StageService<?>> others = new ArrayList<>(TeacherInferenceService.stages(
           ServiceConfig.fromKeys(TeacherInferenceService.NAME, keys)));
       others.addAll(PrunerService.stages(ServiceConfig.fromKeys(PrunerService.NAME, keys)));

@@ -2,6 +2,7 @@ package dev.distillery.pruner;
 
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.kafka.JobEvents;
@@ -46,11 +47,13 @@ final class Pruner {
   private final JobEvents events;
   private final ArtifactStore store;
   private final AllowedRoots roots;
+  private final RequestValidation validation;
 
   Pruner(JobEvents events, ArtifactStore store, AllowedRoots roots) {
     this.events = events;
     this.store = store;
     this.roots = roots;
+    this.validation = new RequestValidation(roots);
   }
 
   /** Runs on a worker thread; the future completes when the result event is acknowledged. */
@@ -58,6 +61,7 @@ final class Pruner {
     long start = System.nanoTime();
     JobContext context = event.getContext();
     CompressionRequest request = context.getRequest();
+    validation.check(request);
     String jobId = event.getJobId();
     JobResult.Builder result = JobResult.newBuilder().setJobId(jobId)
         .setTeacher(context.getTeacher()).setStudent(context.getStudent()).setBaseline(context.getBaseline());

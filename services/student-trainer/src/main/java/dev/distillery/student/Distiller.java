@@ -2,6 +2,7 @@ package dev.distillery.student;
 
 import ai.djl.ndarray.types.Shape;
 import dev.distillery.common.JobFailedException;
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
@@ -34,11 +35,13 @@ final class Distiller {
   private final JobEvents events;
   private final ArtifactStore store;
   private final Path stateRoot;
+  private final RequestValidation validation;
 
-  Distiller(JobEvents events, ArtifactStore store, Path stateRoot) {
+  Distiller(JobEvents events, ArtifactStore store, Path stateRoot, RequestValidation validation) {
     this.events = events;
     this.store = store;
     this.stateRoot = stateRoot;
+    this.validation = validation;
   }
 
   /** Runs on a worker thread; the future completes when the checkpoint event is acknowledged. */
@@ -46,6 +49,7 @@ final class Distiller {
     long start = System.nanoTime();
     JobContext context = labels.context();
     CompressionRequest request = context.getRequest();
+    validation.check(request);
     String jobId = request.getJobId();
     DistillationSettings settings = request.getDistillation();
     Datasets.TrainTest data = Datasets.load(request.getDataset());

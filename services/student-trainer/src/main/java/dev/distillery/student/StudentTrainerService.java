@@ -32,13 +32,13 @@ public final class StudentTrainerService {
   public static List<StageService<?>> stages(ServiceConfig config) {
     ArtifactStore store = new ArtifactStore(config.artifactsDir());
     Path state = config.artifactsDir().resolve("training");
+    RequestValidation validation = new RequestValidation(config.roots());
     return List.of(
         new StageService<>(config, Topics.SOFT_LABELS, (events, workers, metrics) ->
-            new SoftLabelAssembler(new Distiller(events, store, state), events, workers, metrics,
+            new SoftLabelAssembler(new Distiller(events, store, state, validation), events, workers, metrics,
                 config.maxPendingJobs())),
         new StageService<>(config.withService(TRANSFER), Topics.REQUESTS, (events, workers, metrics) -> {
           TransferLearning transfer = new TransferLearning(events, store, state);
-          RequestValidation validation = new RequestValidation(config.roots());
           JobClaims claims = new JobClaims(config.artifactsDir());
           return (RecordHandler<CompressionRequest>) (record, request) -> {
             // The planner answers invalid requests and used ids; this stage takes the valid TRANSFER ones.

@@ -102,9 +102,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
       return refuseUsedId(jobId);
     }
     if (!problems.isEmpty()) {
-      String reason = problems.stream().map(Object::toString).collect(Collectors.joining("; "));
-      return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(
-          new JobFailedException(problems.get(0).field(), "invalid request: " + reason)),
+      return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(RequestValidation.failure(problems)),
           events, metrics);
     }
     JobClaims.Claim claim = claims.claim(jobId, record.value(), STAGE.name());

@@ -1,6 +1,7 @@
 package dev.distillery.teacher;
 
 import dev.distillery.common.JobFailedException;
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
@@ -39,11 +40,13 @@ final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
   private final JobEvents events;
   private final Workers workers;
   private final StageMetrics metrics;
+  private final RequestValidation validation;
 
-  SoftLabelPublisher(JobEvents events, Workers workers, StageMetrics metrics) {
+  SoftLabelPublisher(JobEvents events, Workers workers, StageMetrics metrics, RequestValidation validation) {
     this.events = events;
     this.workers = workers;
     this.metrics = metrics;
+    this.validation = validation;
   }
 
   @Override
@@ -91,6 +94,7 @@ final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
       loaded.remove();
     }
     CompressionRequest request = shard.getContext().getRequest();
+    validation.check(request);
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     if (data.train().size() != shard.getTotalSamples()) {
       throw new JobFailedException("dataset.location", "the training set has " + data.train().size()

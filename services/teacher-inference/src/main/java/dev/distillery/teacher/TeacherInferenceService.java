@@ -1,5 +1,6 @@
 package dev.distillery.teacher;
 
+import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.JobClaims;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.service.ServiceMain;
@@ -29,7 +30,9 @@ public final class TeacherInferenceService {
 
   /** The shard-labelling stage alone: what a scaled-out replica needs. */
   public static StageService<?> labeler(ServiceConfig config) {
-    return new StageService<>(config, Topics.TEACHER_SHARDS, SoftLabelPublisher::new);
+    RequestValidation validation = new RequestValidation(config.roots());
+    return new StageService<>(config, Topics.TEACHER_SHARDS, (events, workers, metrics) ->
+        new SoftLabelPublisher(events, workers, metrics, validation));
   }
 
   public static void main(String[] args) {

@@ -108,6 +108,8 @@ class TeacherReplicasTest {
         "KAFKA_SESSION_TIMEOUT_MS", "6000",
         "KAFKA_HEARTBEAT_INTERVAL_MS", "500",
         "DISTILLERY_ARTIFACTS_DIR", work.toString(),
+        "DISTILLERY_MODEL_ROOTS", work.toString(),
+        "DISTILLERY_DATASET_ROOTS", TorchScriptTeacherTest.SUBSET.toAbsolutePath().getParent().toString(),
         "DISTILLERY_TORCH_THREADS", "1",
         "DISTILLERY_SHARD_SIZE", "256",
         "DISTILLERY_LABEL_BATCH_SIZE", "128"), work.resolve("replica.log"));
@@ -174,9 +176,12 @@ class TeacherReplicasTest {
         .build();
   }
 
-  private static ServiceConfig config(EmbeddedKafkaBroker broker, Path work, int labelBatch) {
+  private static ServiceConfig config(EmbeddedKafkaBroker broker, Path work, int labelBatch) throws Exception {
+    Path goldenModels = Path.of(TeacherReplicasTest.class.getResource("/golden").toURI());
     return ServiceConfig.fromKeys(TeacherInferenceService.NAME, Map.of(
         "kafka.bootstrap.servers", broker.bootstrapServers(),
+        "model.roots", work + "," + goldenModels,
+        "dataset.roots", TorchScriptTeacherTest.SUBSET.toAbsolutePath().getParent().toString(),
         "kafka.session.timeout.ms", "6000",
         "kafka.heartbeat.interval.ms", "500",
         "artifacts.dir", work.toString(),

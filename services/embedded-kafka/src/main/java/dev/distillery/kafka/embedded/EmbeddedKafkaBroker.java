@@ -7,16 +7,22 @@ import java.io.UncheckedIOException;
 import java.net.BindException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Comparator;
+import java.util.HashSet;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -28,9 +34,14 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.utils.Time;
 import org.apache.kafka.metadata.storage.Formatter;
@@ -57,6 +68,13 @@ import kafka.server.KafkaRaftServer;
  * }
  * }</pre>
  *
+ * <h2>Secure mode</h2>
+ * {@link #startSecure()} starts a broker whose client listener speaks SASL_SSL with SCRAM-SHA-512,
+ * with a TLS certificate made at start, and authorizes every request with KRaft's
+ * {@code StandardAuthorizer}: a principal may do only what an ACL allows. Add principals with
+ * {@link #addUser(String)}, allow them things with {@link #addAcls(Collection)}, and configure their
+ * clients with {@link #clientProperties(String)}.
+ *
  * <p>Instances are thread-safe.
  */
 public final class EmbeddedKafkaBroker implements AutoCloseable {
@@ -71,17 +89,33 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     /** Another process can grab a probed port before Kafka binds it; a fresh pair usually works. */
     private static final int START_ATTEMPTS = 3;
 
+    // Secure mode (startSecure).
+    private static final String SECURE_LISTENER = "CLIENT";
+    private static final String SCRAM_MECHANISM = "SCRAM-SHA-512";
+    /** Kafka's minimum for SCRAM-SHA-512; more would only slow every login. */
+    private static final int SCRAM_ITERATIONS = 4096;
+    /** The super user of the client listener: this class's own admin client and the inter-broker client. */
+    private static final String ADMIN_USER = "admin";
+    /** Subject of the broker's certificate, so the principal it has on the controller listener. */
+    private static final String BROKER_DN = "CN=distillery-embedded-broker";
+
     private final KafkaRaftServer server;
     private final Admin admin;
     private final Path logDir;
     private final String bootstrapServers;
+    private final String controllerAddress;
+    /** Null in the default PLAINTEXT mode. */
+    private final Security security;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private EmbeddedKafkaBroker(KafkaRaftServer server, Admin admin, Path logDir, String bootstrapServers) {
+    private EmbeddedKafkaBroker(KafkaRaftServer server, Admin admin, Path logDir, String bootstrapServers,
+            String controllerAddress, Security security) {
         this.server = server;
         this.admin = admin;
         this.logDir = logDir;
         this.bootstrapServers = bootstrapServers;
+        this.controllerAddress = controllerAddress;
+        this.security = security;
     }
 
     /**
@@ -106,9 +140,35 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
      * @throws IllegalStateException if the broker does not start or become ready in time
      */
     public static EmbeddedKafkaBroker start(Map<String, String> overrides) {
+        return start(overrides, false);
+    }
+
+    /**
+     * Starts a broker in secure mode (see the class comment) and returns once it serves requests.
+     *
+     * @return the running broker; close it to stop it and delete its data and certificates
+     * @throws IllegalStateException if the broker does not start or become ready in time
+     */
+    public static EmbeddedKafkaBroker startSecure() {
+        return startSecure(Map.of());
+    }
+
+    /**
+     * Starts a broker in secure mode with {@code overrides} applied on top of its configuration;
+     * the listener, SASL, SSL and authorizer keys are the broker's own bookkeeping: don't override them.
+     *
+     * @param overrides broker properties (see Kafka's broker configuration reference)
+     * @return the running broker; close it to stop it and delete its data and certificates
+     * @throws IllegalStateException if the broker does not start or become ready in time
+     */
+    public static EmbeddedKafkaBroker startSecure(Map<String, String> overrides) {
+        return start(overrides, true);
+    }
+
+    private static EmbeddedKafkaBroker start(Map<String, String> overrides, boolean secure) {
         for (int attempt = 1; ; attempt++) {
             try {
-                return startOnce(overrides);
+                return startOnce(overrides, secure);
             } catch (RuntimeException e) {
                 if (attempt >= START_ATTEMPTS || !causedByBindFailure(e)) {
                     throw e;
@@ -119,36 +179,46 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         }
     }
 
-    private static EmbeddedKafkaBroker startOnce(Map<String, String> overrides) {
+    private static EmbeddedKafkaBroker startOnce(Map<String, String> overrides, boolean secure) {
         long startNanos = System.nanoTime();
-        Path logDir = createTempDir();
+        Path logDir = createTempDir("distillery-kafka-");
+        Security security = null;
         KafkaRaftServer server = null;
         Admin admin = null;
         try {
+            security = secure ? Security.create() : null;
             int[] ports = freePorts(2);
             String bootstrap = HOST + ":" + ports[0];
             Map<String, String> props = defaultConfig(logDir, ports[0], ports[1]);
+            if (security != null) {
+                props.putAll(security.brokerConfig(ports[0], ports[1]));
+            }
             props.putAll(overrides);
             KafkaConfig config = KafkaConfig.fromProps(toProperties(props), false);
 
-            format(config, logDir);
+            format(config, logDir, security);
             server = new KafkaRaftServer(config, Time.SYSTEM);
             server.startup();
 
-            admin = Admin.create(Map.of(
-                    AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
-                    AdminClientConfig.CLIENT_ID_CONFIG, "embedded-kafka-admin"));
+            Map<String, Object> adminConfig = new LinkedHashMap<>();
+            adminConfig.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            adminConfig.put(AdminClientConfig.CLIENT_ID_CONFIG, "embedded-kafka-admin");
+            if (security != null) {
+                adminConfig.putAll(security.clientConfig(ADMIN_USER, security.adminPassword));
+            }
+            admin = Admin.create(adminConfig);
             awaitClusterReady(admin);
 
-            EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(server, admin, logDir, bootstrap);
-            LOG.info("Kafka broker started at {} in {} ms (log dir {})", bootstrap,
+            EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(server, admin, logDir, bootstrap,
+                    HOST + ":" + ports[1], security);
+            LOG.info("Kafka broker started at {}{} in {} ms (log dir {})", bootstrap, secure ? " (SASL_SSL)" : "",
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos), logDir);
             return broker;
         } catch (RuntimeException | Error e) {
-            shutdownQuietly(server, admin, logDir);
+            shutdownQuietly(server, admin, logDir, security);
             throw e;
         } catch (Exception e) {
-            shutdownQuietly(server, admin, logDir);
+            shutdownQuietly(server, admin, logDir, security);
             throw new IllegalStateException("Kafka broker failed to start", e);
         }
     }
@@ -195,8 +265,8 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         return p;
     }
 
-    private static void format(KafkaConfig config, Path logDir) throws Exception {
-        new Formatter()
+    private static void format(KafkaConfig config, Path logDir, Security security) throws Exception {
+        Formatter formatter = new Formatter()
                 .setNodeId(NODE_ID)
                 .setClusterId(Uuid.randomUuid().toString())
                 .setDirectories(List.of(logDir.toString()))
@@ -204,8 +274,14 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
                 .setControllerListenerName(CONTROLLER_LISTENER)
                 .setReleaseVersion(MetadataVersion.LATEST_PRODUCTION)
                 // The formatter narrates to stdout; our own start log line says what matters.
-                .setPrintStream(new PrintStream(OutputStream.nullOutputStream()))
-                .run();
+                .setPrintStream(new PrintStream(OutputStream.nullOutputStream()));
+        if (security != null) {
+            // The admin's credential must be in the first metadata: the broker's own inter-broker
+            // client and our admin client authenticate with it before anyone could add it.
+            formatter.setScramArguments(List.of(
+                    SCRAM_MECHANISM + "=[name=" + ADMIN_USER + ",password=" + security.adminPassword + "]"));
+        }
+        formatter.run();
     }
 
     /**
@@ -234,6 +310,119 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     /** The broker's data directory, deleted on {@link #close()}. */
     Path logDir() {
         return logDir;
+    }
+
+    /** {@code host:port} of the controller listener, which clients have no business with. */
+    String controllerAddress() {
+        return controllerAddress;
+    }
+
+    /**
+     * Gives {@code user} a SCRAM-SHA-512 credential with a fresh random password (secure mode only)
+     * and returns once the broker accepts it. The user may do nothing until ACLs allow it.
+     *
+     * @param user the user name; its principal is {@code User:<user>}
+     * @throws IllegalStateException in PLAINTEXT mode, or if the credential is not accepted in time
+     */
+    public void addUser(String user) {
+        Security security = requireSecure();
+        String password = Security.randomSecret();
+        try {
+            admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user,
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password)))
+                    .all().get(READY_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("Interrupted while adding user " + user, e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("Could not add user " + user, e);
+        }
+        security.passwords.put(user, password);
+        // The controller acknowledges the credential once committed; the broker's credential
+        // cache learns it from the metadata log a moment later. Only a login proves it has.
+        Map<String, Object> probeConfig = new LinkedHashMap<>(clientProperties(user));
+        probeConfig.put(AdminClientConfig.CLIENT_ID_CONFIG, "embedded-kafka-login-probe");
+        try (Admin probe = Admin.create(probeConfig)) {
+            awaitCondition(() -> {
+                try {
+                    probe.describeCluster(new DescribeClusterOptions().timeoutMs(2_000)).clusterId().get();
+                    return true;
+                } catch (ExecutionException e) {
+                    return false;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("Interrupted while waiting for user " + user, e);
+                }
+            }, "user " + user + " to authenticate");
+        }
+    }
+
+    /**
+     * Creates the ACL bindings (secure mode only) and returns once the broker authorizes with them.
+     *
+     * @throws IllegalStateException in PLAINTEXT mode, or if the bindings are not in force in time
+     */
+    public void addAcls(Collection<AclBinding> bindings) {
+        requireSecure();
+        try {
+            admin.createAcls(bindings).all().get(READY_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("Interrupted while creating ACLs", e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("Could not create ACLs " + bindings, e);
+        }
+        // As with credentials: committed by the controller first, applied by the broker's authorizer after.
+        awaitCondition(() -> {
+            try {
+                return new HashSet<>(admin.describeAcls(AclBindingFilter.ANY).values().get()).containsAll(bindings);
+            } catch (ExecutionException e) {
+                return false;
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("Interrupted while waiting for ACLs", e);
+            }
+        }, "ACLs to be in force");
+    }
+
+    /**
+     * Client properties that connect as {@code user} (secure mode only): {@code bootstrap.servers},
+     * {@code security.protocol}, {@code sasl.mechanism}, {@code sasl.jaas.config} and the trust store
+     * holding the broker's certificate.
+     *
+     * @param user a user added with {@link #addUser(String)}
+     * @throws IllegalArgumentException if no such user was added
+     */
+    public Map<String, String> clientProperties(String user) {
+        Security security = requireSecure();
+        String password = security.passwords.get(user);
+        if (password == null) {
+            throw new IllegalArgumentException("No user " + user + " was added to this broker");
+        }
+        Map<String, String> props = new LinkedHashMap<>();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        props.putAll(security.clientConfig(user, password));
+        return props;
+    }
+
+    /**
+     * Client properties with TLS (the broker's certificate is trusted) but no credentials (secure
+     * mode only): what an unauthenticated client would use, for tests that it is refused.
+     */
+    public Map<String, String> clientPropertiesWithoutCredentials() {
+        Security security = requireSecure();
+        Map<String, String> props = new LinkedHashMap<>();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        props.put("security.protocol", "SSL");
+        props.putAll(security.truststoreConfig());
+        return props;
+    }
+
+    private Security requireSecure() {
+        if (security == null) {
+            throw new IllegalStateException("Users and ACLs exist only on a broker started with startSecure()");
+        }
+        return security;
     }
 
     /**
@@ -299,14 +488,14 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     public void close() {
         if (closed.compareAndSet(false, true)) {
             long startNanos = System.nanoTime();
-            shutdownQuietly(server, admin, logDir);
+            shutdownQuietly(server, admin, logDir, security);
             LOG.info("Kafka broker at {} stopped in {} ms", bootstrapServers,
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
         }
     }
 
     /** Best effort: on close or a failed start there is nobody left to handle a failure but the log. */
-    private static void shutdownQuietly(KafkaRaftServer server, Admin admin, Path logDir) {
+    private static void shutdownQuietly(KafkaRaftServer server, Admin admin, Path logDir, Security security) {
         if (admin != null) {
             try {
                 admin.close(Duration.ofSeconds(5));
@@ -322,10 +511,12 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
                 LOG.warn("Shutting down the embedded Kafka broker failed", e);
             }
         }
-        try {
-            deleteRecursively(logDir);
-        } catch (IOException | UncheckedIOException e) {
-            LOG.warn("Could not delete the embedded Kafka log directory {}", logDir, e);
+        for (Path dir : security == null ? List.of(logDir) : List.of(logDir, security.dir)) {
+            try {
+                deleteRecursively(dir);
+            } catch (IOException | UncheckedIOException e) {
+                LOG.warn("Could not delete the embedded Kafka directory {}", dir, e);
+            }
         }
     }
 
@@ -372,11 +563,11 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         return false;
     }
 
-    private static Path createTempDir() {
+    private static Path createTempDir(String prefix) {
         try {
-            return Files.createTempDirectory("distillery-kafka-");
+            return Files.createTempDirectory(prefix);
         } catch (IOException e) {
-            throw new UncheckedIOException("Could not create a log directory for the embedded Kafka broker", e);
+            throw new UncheckedIOException("Could not create a directory for the embedded Kafka broker", e);
         }
     }
 
@@ -388,6 +579,126 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
             for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(path);
             }
+        }
+    }
+
+    /**
+     * What secure mode adds: a self-signed certificate for 127.0.0.1 and localhost, made at start
+     * with the JDK's keytool, in a PKCS12 keystore (broker only) and truststore (for every client);
+     * the stores' password, the admin's password, and the password of every user added since.
+     */
+    private static final class Security {
+        private static final SecureRandom RANDOM = new SecureRandom();
+
+        final Path dir;
+        final Path keystore;
+        final Path truststore;
+        final String storePassword = randomSecret();
+        final String adminPassword = randomSecret();
+        final Map<String, String> passwords = new ConcurrentHashMap<>();
+
+        private Security(Path dir) {
+            this.dir = dir;
+            this.keystore = dir.resolve("broker.p12");
+            this.truststore = dir.resolve("truststore.p12");
+        }
+
+        static Security create() throws IOException, InterruptedException {
+            Security security = new Security(createTempDir("distillery-kafka-tls-"));
+            try {
+                Path certificate = security.dir.resolve("broker.crt");
+                security.keytool("-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1",
+                        "-dname", BROKER_DN, "-ext", "SAN=ip:" + HOST + ",dns:localhost", "-validity", "30",
+                        "-keystore", security.keystore.toString(), "-storetype", "PKCS12",
+                        "-storepass:env", "STORE_PASSWORD", "-keypass:env", "STORE_PASSWORD");
+                security.keytool("-exportcert", "-alias", "broker", "-rfc", "-file", certificate.toString(),
+                        "-keystore", security.keystore.toString(), "-storetype", "PKCS12",
+                        "-storepass:env", "STORE_PASSWORD");
+                security.keytool("-importcert", "-noprompt", "-alias", "broker", "-file", certificate.toString(),
+                        "-keystore", security.truststore.toString(), "-storetype", "PKCS12",
+                        "-storepass:env", "STORE_PASSWORD");
+                return security;
+            } catch (IOException | InterruptedException | RuntimeException e) {
+                deleteRecursively(security.dir);
+                throw e;
+            }
+        }
+
+        /** Runs the JDK's keytool; the password goes through the environment, not the command line. */
+        private void keytool(String... args) throws IOException, InterruptedException {
+            List<String> command = new ArrayList<>();
+            command.add(Path.of(System.getProperty("java.home"), "bin", "keytool").toString());
+            command.addAll(List.of(args));
+            ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
+            builder.environment().put("STORE_PASSWORD", storePassword);
+            Process process = builder.start();
+            String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!process.waitFor(1, TimeUnit.MINUTES) || process.exitValue() != 0) {
+                process.destroyForcibly();
+                throw new IllegalStateException("keytool " + args[0] + " failed: " + output.trim());
+            }
+        }
+
+        /**
+         * Two listeners. CLIENT is the only one clients are told about: SASL_SSL, so every connection
+         * is encrypted and logs in with SCRAM, and every request is authorized by ACLs
+         * ({@code allow.everyone.if.no.acl.found=false}: no ACL, no access). It is the inter-broker
+         * listener too, where the broker's own clients log in as the admin super user.
+         * CONTROLLER carries KRaft's own traffic (the broker registering with and heartbeating to the
+         * controller, forwarded admin requests). It is TLS and demands a client certificate that the
+         * truststore trusts, and the truststore holds only the broker's own: a client without the
+         * broker's private key fails the handshake, so no one reaches it unauthenticated (as
+         * ANONYMOUS). The broker's certificate subject is a super user so that the broker itself may.
+         */
+        Map<String, String> brokerConfig(int clientPort, int controllerPort) {
+            Map<String, String> p = new LinkedHashMap<>();
+            p.put("listeners", SECURE_LISTENER + "://" + HOST + ":" + clientPort + ","
+                    + CONTROLLER_LISTENER + "://" + HOST + ":" + controllerPort);
+            p.put("advertised.listeners", SECURE_LISTENER + "://" + HOST + ":" + clientPort);
+            p.put("listener.security.protocol.map", SECURE_LISTENER + ":SASL_SSL," + CONTROLLER_LISTENER + ":SSL");
+            p.put("inter.broker.listener.name", SECURE_LISTENER);
+            p.put("sasl.enabled.mechanisms", SCRAM_MECHANISM);
+            p.put("sasl.mechanism.inter.broker.protocol", SCRAM_MECHANISM);
+            // The inter-broker client's login; the broker's server side needs only the module.
+            p.put("listener.name.client.scram-sha-512.sasl.jaas.config", jaas(ADMIN_USER, adminPassword));
+            p.put("ssl.keystore.type", "PKCS12");
+            p.put("ssl.keystore.location", keystore.toString());
+            p.put("ssl.keystore.password", storePassword);
+            p.put("ssl.key.password", storePassword);
+            p.putAll(truststoreConfig());
+            p.put("listener.name.controller.ssl.client.auth", "required");
+            p.put("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer");
+            p.put("allow.everyone.if.no.acl.found", "false");
+            p.put("super.users", "User:" + ADMIN_USER + ";User:" + BROKER_DN);
+            return p;
+        }
+
+        Map<String, String> clientConfig(String user, String password) {
+            Map<String, String> p = new LinkedHashMap<>();
+            p.put("security.protocol", "SASL_SSL");
+            p.put("sasl.mechanism", SCRAM_MECHANISM);
+            p.put("sasl.jaas.config", jaas(user, password));
+            p.putAll(truststoreConfig());
+            return p;
+        }
+
+        Map<String, String> truststoreConfig() {
+            return Map.of(
+                    "ssl.truststore.location", truststore.toString(),
+                    "ssl.truststore.type", "PKCS12",
+                    "ssl.truststore.password", storePassword);
+        }
+
+        private static String jaas(String user, String password) {
+            return "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"" + user
+                    + "\" password=\"" + password + "\";";
+        }
+
+        /** Hex: nothing to escape in JAAS quotes or the formatter's {@code [name=...,password=...]}. */
+        static String randomSecret() {
+            byte[] bytes = new byte[16];
+            RANDOM.nextBytes(bytes);
+            return HexFormat.of().formatHex(bytes);
         }
     }
 
