@@ -1,5 +1,6 @@
 // The dashboard: every job's status from /api/events (server-sent events), kept live without a
-// reload, and a form that submits a request to POST /api/jobs.
+// reload, and a form that submits a request to POST /api/jobs. Every call carries the API token in
+// an Authorization header, so the stream is read with fetch(): EventSource cannot send one.
 'use strict';
 
 const jobs = new Map(); // jobId -> latest status
@@ -20,19 +21,111 @@ const fmt = {
   num: v => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)),
 };
 
-function connect() {
-  const status = document.getElementById('connection');
-  const events = new EventSource('api/events');
-  events.onopen = () => (status.textContent = 'live');
-  events.onerror = () => (status.textContent = 'reconnecting…');
-  events.addEventListener('job', e => {
-    const job = JSON.parse(e.data);
-    const known = jobs.get(job.jobId);
-    if (!known || known.updatedAtMs <= job.updatedAtMs) {
-      jobs.set(job.jobId, job);
-      render(job);
+// The API token: asked for once and kept for this tab (sessionStorage), or taken from a link's
+// fragment (/#token=...), which browsers never send to a server, then removed from the address bar.
+const TOKEN_KEY = 'distillery.api-token';
+let asking = null; // { promise, resolve } while the token form is shown, shared by every call waiting
+
+/** The token in the address bar's fragment, if any, removed from there; or null. */
+function tokenFromFragment() {
+  const match = /^#token=([^&]+)/.exec(location.hash);
+  if (!match) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  try {
+    return decodeURIComponent(match[1]);
+  } catch (e) {
+    return null; // not a token this service made
+  }
+}
+
+/** Keeps the token for this tab and lets every call waiting for one go on. */
+function useToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  if (asking) {
+    document.getElementById('token-form').hidden = true;
+    document.getElementById('token').value = '';
+    asking.resolve(token);
+    asking = null;
+  }
+}
+
+/** Shows the token form, saying why, until a token is entered or linked; resolves with it. */
+function askForToken(why) {
+  if (!asking) {
+    let resolve;
+    const promise = new Promise(r => (resolve = r));
+    asking = { promise, resolve };
+    document.getElementById('token-problem').textContent = why;
+    document.getElementById('token-form').hidden = false;
+    document.getElementById('token').focus();
+  }
+  return asking.promise;
+}
+
+/** fetch() with the token; on a 401 asks for another one and tries again. */
+async function api(path, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY) || await askForToken('This dashboard needs the API token.');
+    const headers = { ...(options.headers || {}), authorization: `Bearer ${token}` };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    // Another call may have replaced the token meanwhile: then only retry.
+    if (sessionStorage.getItem(TOKEN_KEY) === token) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      await askForToken('The token was refused: enter the API token again.');
     }
-  });
+  }
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+/** The event stream, read as it arrives; reconnects 2 s after it ends or fails, from a fresh snapshot. */
+async function connect() {
+  const status = document.getElementById('connection');
+  for (;;) {
+    try {
+      const response = await api('api/events', { headers: { accept: 'text/event-stream' }, cache: 'no-store' });
+      if (response.ok && response.body) {
+        status.textContent = 'live';
+        await readEvents(response.body.getReader(), (type, data) => type === 'job' && received(JSON.parse(data)));
+      }
+    } catch (e) {
+      // A dropped connection: reconnect below.
+    }
+    status.textContent = 'reconnecting…';
+    await sleep(2000);
+  }
+}
+
+/** Calls onEvent(type, data) for each server-sent event until the stream ends (this server ends lines with \n). */
+async function readEvents(reader, onEvent) {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let type = 'message';
+      const data = [];
+      block.split('\n').forEach(line => {
+        if (line.startsWith('event:')) type = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      });
+      if (data.length) onEvent(type, data.join('\n'));
+    }
+  }
+}
+
+function received(job) {
+  const known = jobs.get(job.jobId);
+  if (!known || known.updatedAtMs <= job.updatedAtMs) {
+    jobs.set(job.jobId, job);
+    render(job);
+  }
 }
 
 function render(job) {
@@ -180,7 +273,7 @@ async function submit(event) {
   out.textContent = 'submitting…';
   let response, body;
   try {
-    response = await fetch('api/jobs', {
+    response = await api('api/jobs', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: document.getElementById('request').value,
@@ -201,12 +294,23 @@ async function submit(event) {
 }
 
 async function loadExample() {
-  const response = await fetch('api/example-request');
+  const response = await api('api/example-request');
   if (response.ok) {
     document.getElementById('request').value = JSON.stringify(await response.json(), null, 2);
   }
 }
 
 document.getElementById('submit-form').addEventListener('submit', submit);
+document.getElementById('token-form').addEventListener('submit', event => {
+  event.preventDefault();
+  const token = document.getElementById('token').value.trim();
+  if (token) useToken(token);
+});
+window.addEventListener('hashchange', () => {
+  const token = tokenFromFragment();
+  if (token) useToken(token);
+});
+const linked = tokenFromFragment();
+if (linked) useToken(linked);
 loadExample();
 connect();

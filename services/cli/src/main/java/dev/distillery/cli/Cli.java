@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.distillery.common.RequestValidation;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobStatus;
@@ -52,11 +53,16 @@ public final class Cli {
       DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss").withZone(ZoneId.systemDefault());
 
   private final Map<String, String> kafka;
+  private final RequestValidation validation;
   private final PrintStream out;
 
-  /** {@code kafka}: the Kafka client properties, {@code bootstrap.servers} among them. */
-  public Cli(Map<String, String> kafka, PrintStream out) {
+  /**
+   * {@code kafka}: the Kafka client properties, {@code bootstrap.servers} among them; {@code roots}:
+   * where requests may name files, as the services are configured ({@code DISTILLERY_*_ROOTS}).
+   */
+  public Cli(Map<String, String> kafka, AllowedRoots roots, PrintStream out) {
     this.kafka = Map.copyOf(kafka);
+    this.validation = new RequestValidation(roots);
     this.out = out;
   }
 
@@ -65,13 +71,14 @@ public final class Cli {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
     List<String> words = new ArrayList<>(List.of(args));
-    Map<String, String> kafka = new HashMap<>(ServiceConfig.load("distillery-cli").kafka());
+    ServiceConfig config = ServiceConfig.load("distillery-cli");
+    Map<String, String> kafka = new HashMap<>(config.kafka());
     int option = words.indexOf("--bootstrap-servers");
     if (option >= 0 && option + 1 < words.size()) {
       kafka.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, words.remove(option + 1));
       words.remove(option);
     }
-    System.exit(new Cli(kafka, System.out).run(words));
+    System.exit(new Cli(kafka, config.roots(), System.out).run(words));
   }
 
   /** Runs one command; returns the exit status. */
@@ -124,7 +131,7 @@ public final class Cli {
       out.println("invalid request: " + e.getMessage());
       return 2;
     }
-    List<RequestValidation.Violation> problems = new RequestValidation(ServiceConfig.load("distillery-cli").roots()).validate(request);
+    List<RequestValidation.Violation> problems = validation.validate(request);
     if (!problems.isEmpty()) {
       out.println("invalid request:");
       problems.forEach(p -> out.println("  " + p));

@@ -38,6 +38,8 @@ public final class RequestValidation {
   public static final int MAX_REQUEST_BYTES = 64 << 10;
 
   private static final Pattern JOB_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  /** Directories of the artifact store beside the jobs' own: the trainer's state, trained teachers, claims. */
+  private static final List<String> STORE_DIRECTORIES = List.of("training", "teachers", ".jobs");
 
   /** One problem with one field of a request. */
   public record Violation(String field, String problem) {
@@ -79,6 +81,9 @@ public final class RequestValidation {
     if (!JOB_ID.matcher(request.getJobId()).matches()) {
       problems.add(new Violation("jobId", "must be 1-128 letters, digits, '.', '_' or '-', was '"
           + shortened(request.getJobId()) + "'"));
+    } else if (STORE_DIRECTORIES.contains(request.getJobId())) {
+      problems.add(new Violation("jobId", "'" + request.getJobId() + "' names a directory of the artifact store; "
+          + "choose another"));
     }
     var teacher = request.getTeacher();
     if (teacher.getFormat() == ModelFormat.UNSUPPORTED) {
@@ -166,7 +171,8 @@ public final class RequestValidation {
 
     List<Stage> stages = request.getStages();
     if (stages.size() > Stage.values().length || stages.stream().distinct().count() != stages.size()) {
-      problems.add(new Violation("stages", "must list each stage at most once, was " + stages));
+      problems.add(new Violation("stages", "must list each stage at most once, was "
+          + (stages.size() > Stage.values().length ? stages.size() + " stages" : stages)));
     } else if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
       problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, TRANSFER, PRUNING, was " + stages));
     } else if (stages.contains(Stage.TRANSFER)) {
@@ -181,6 +187,10 @@ public final class RequestValidation {
         Path output = roots.artifact("outputUri", request.getOutputUri());
         if (Files.exists(output) && !Files.isDirectory(output)) {
           problems.add(new Violation("outputUri", "must name a directory, not a file"));
+        } else if (roots.models().stream().anyMatch(output::startsWith) || roots.artifacts().stream()
+            .anyMatch(root -> output.equals(root) || STORE_DIRECTORIES.stream().anyMatch(name -> output.startsWith(root.resolve(name))))) {
+          problems.add(new Violation("outputUri", "must be a directory of its own, not an artifact root, a model root "
+              + "or the store's own " + STORE_DIRECTORIES));
         }
       } catch (AllowedRoots.OutsideRootsException e) {
         problems.add(new Violation(e.field(), e.getMessage()));
@@ -251,7 +261,7 @@ public final class RequestValidation {
           + "architecture's head is its last layer"));
     } else if (!student.getArchitecture().equals(teacher.getArchitecture()) || student.getWidth() != teacher.getWidth()) {
       problems.add(new Violation("student.architecture", "TRANSFER keeps the pretrained architecture: student must be "
-          + teacher.getArchitecture() + " width " + teacher.getWidth() + ", was " + student.getArchitecture()
+          + shortened(teacher.getArchitecture()) + " width " + teacher.getWidth() + ", was " + shortened(student.getArchitecture())
           + " width " + student.getWidth()));
     }
     TransferSettings t = request.getTransfer();

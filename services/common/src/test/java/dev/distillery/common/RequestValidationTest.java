@@ -24,9 +24,12 @@ import org.junit.jupiter.api.io.TempDir;
 class RequestValidationTest {
   @TempDir
   Path dir;
+  /** The artifact root: apart from the model root, as outputs must be. */
+  @TempDir
+  Path out;
 
   private RequestValidation validation() {
-    return new RequestValidation(new AllowedRoots(List.of(dir), List.of(dir), List.of(dir.resolve("out"))));
+    return new RequestValidation(new AllowedRoots(List.of(dir), List.of(dir), List.of(out)));
   }
 
   private CompressionRequest valid() throws Exception {
@@ -182,12 +185,41 @@ class RequestValidationTest {
 
   @Test
   void outputsGoOnlyUnderTheArtifactRoots() throws Exception {
-    for (String uri : List.of("file:///tmp/anything", dir.toString(), dir.resolve("out/../elsewhere").toString())) {
+    for (String uri : List.of("file:///tmp/anything", dir.toString(), out.resolve("../elsewhere").toString())) {
       CompressionRequest request = CompressionRequest.newBuilder(valid()).setOutputUri(uri).build();
       assertThat(validation().validate(request)).as(uri).extracting(Object::toString)
           .containsExactly("outputUri: outside the allowed roots");
     }
-    CompressionRequest inside = CompressionRequest.newBuilder(valid()).setOutputUri(dir.resolve("out/mine").toUri().toString()).build();
+    CompressionRequest inside = CompressionRequest.newBuilder(valid()).setOutputUri(out.resolve("mine").toUri().toString()).build();
     assertThat(validation().validate(inside)).isEmpty();
+    // Not the root itself, nor the store's own directories (claims, the trainer's state, teachers).
+    for (Path own : List.of(out, out.resolve(".jobs/job-1.TEACHER_INFERENCE.done"), out.resolve("training/x"),
+        out.resolve("teachers"))) {
+      CompressionRequest request = CompressionRequest.newBuilder(valid()).setOutputUri(own.toString()).build();
+      assertThat(validation().validate(request)).as(own.toString()).extracting(RequestValidation.Violation::field)
+          .containsExactly("outputUri");
+    }
+    RequestValidation overlapping = new RequestValidation(new AllowedRoots(List.of(out.resolve("models")), List.of(dir),
+        List.of(out)));
+    assertThat(overlapping.validate(CompressionRequest.newBuilder(valid()).setOutputUri(out.resolve("models/m").toString())
+        .setTeacher(TeacherSpec.newBuilder(valid().getTeacher()).setCheckpointUri(out.resolve("models/t").toString()).build())
+        .build())).extracting(Object::toString).contains("outputUri: must be a directory of its own, not an artifact "
+            + "root, a model root or the store's own [training, teachers, .jobs]");
+  }
+
+  /** What validation resolved is what a stage opens: links before "..", and a scheme in capitals. */
+  @Test
+  void theCheckedPathIsThePathUsed() throws Exception {
+    Path runs = Files.createDirectories(out.resolve("runs/r1"));
+    Files.createSymbolicLink(out.resolve("latest"), runs);
+    String climbing = out.resolve("latest") + "/../../x"; // latest/.. is runs: this is <out>/x
+    CompressionRequest request = CompressionRequest.newBuilder(valid()).setOutputUri(climbing).build();
+    assertThat(validation().validate(request)).isEmpty();
+    assertThat(new dev.distillery.common.artifacts.ArtifactStore(dir).forOutput(climbing).root())
+        .isEqualTo(out.toRealPath().resolve("x"));
+    String capitals = "FILE:" + out.resolve("y");
+    assertThat(validation().validate(CompressionRequest.newBuilder(valid()).setOutputUri(capitals).build())).isEmpty();
+    assertThat(new dev.distillery.common.artifacts.ArtifactStore(dir).forOutput(capitals).root())
+        .isEqualTo(out.toRealPath().resolve("y"));
   }
 }

@@ -1,6 +1,7 @@
 package dev.distillery.status;
 
 import dev.distillery.common.RequestValidation;
+import dev.distillery.common.config.ApiAccess;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.KafkaClients;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -15,11 +16,14 @@ import dev.distillery.schemas.json.PlainJson;
 import io.vertx.core.Vertx;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
 import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -47,12 +51,15 @@ public final class JobStatusService implements AutoCloseable {
   private final Vertx vertx;
   private final KafkaStreams streams;
   private final KafkaProducer<String, byte[]> producer;
+  private final ApiAccess access;
   private int port;
 
-  private JobStatusService(Vertx vertx, KafkaStreams streams, KafkaProducer<String, byte[]> producer) {
+  private JobStatusService(Vertx vertx, KafkaStreams streams, KafkaProducer<String, byte[]> producer,
+      ApiAccess access) {
     this.vertx = vertx;
     this.streams = streams;
     this.producer = producer;
+    this.access = access;
   }
 
   /**
@@ -69,7 +76,11 @@ public final class JobStatusService implements AutoCloseable {
         gateway.changed(status);
       }
     }), streamsProperties(config));
-    JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config));
+    boolean generated = config.api().tokens().isEmpty();
+    ApiAccess access = generated
+        ? new ApiAccess(Set.of(newToken()), config.api().allowedOrigins(), config.api().metricsNeedToken())
+        : config.api();
+    JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config), access);
     try {
       streams.start();
       ObjectNode example = exampleRequest == null ? null : (ObjectNode) PlainJson.write(exampleRequest);
@@ -80,9 +91,15 @@ public final class JobStatusService implements AutoCloseable {
       // Alive until Streams gave up (ERROR, shutting down): then a restart is what helps.
       Gateway gateway = new Gateway(vertx, service.store(), service.producer,
           () -> streams.state().isRunningOrRebalancing() || streams.state() == KafkaStreams.State.CREATED,
-          () -> streams.state() == KafkaStreams.State.RUNNING, example, new RequestValidation(config.roots()));
+          () -> streams.state() == KafkaStreams.State.RUNNING, example, new RequestValidation(config.roots()),
+          access);
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
       listening.set(gateway);
+      if (generated) {
+        LOG.info("api.tokens is not configured, so this run made its own API token. Send 'Authorization: Bearer {}'"
+            + " to /api/*; the dashboard asks for it once, or open http://localhost:{}/#token={}",
+            service.token(), service.port, service.token());
+      }
       return service;
     } catch (Exception e) {
       service.close();
@@ -103,6 +120,22 @@ public final class JobStatusService implements AutoCloseable {
     props.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("distillery-job-status").toString());
     props.putAll(config.kafka());
     return props;
+  }
+
+  /** 256 random bits, URL-safe: fit for a header and for the dashboard's {@code #token=} link. */
+  private static String newToken() {
+    byte[] bytes = new byte[32];
+    new SecureRandom().nextBytes(bytes);
+    return Base64.getUrlEncoder().withoutPadding().encodeToString(bytes);
+  }
+
+  /**
+   * A token the API accepts: the one made at start when {@code api.tokens} names none, else the
+   * first configured one in sort order. For a caller in this process that shows the user how to reach
+   * the API.
+   */
+  public String token() {
+    return access.tokens().stream().sorted().findFirst().orElseThrow();
   }
 
   /** The HTTP port: API, events, dashboard, health, readiness and metrics. */

@@ -13,53 +13,59 @@ import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
 import io.vertx.core.Vertx;
+import java.io.InputStream;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Predicate;
+import java.util.stream.Stream;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The job-status service on the real in-process broker: a job submitted through the HTTP API is
- * followed to DONE through the API and the server-sent event stream, as its events reach the topics.
+ * followed to DONE through the API and the server-sent event stream, as its events reach the topics;
+ * and the API's trust boundary (tokens, Origin, JSON only, body size, used job ids), each refusal
+ * asked of the real service by a real HTTP client.
  */
 @ExtendWith(EmbeddedKafkaExtension.class)
 class JobStatusServiceTest {
   private static final Path SUBSET = Path.of("../../datasets/fashion-mnist-subset").toAbsolutePath().normalize();
+  private static final String TOKEN = "right-token-0123456789";
+  private static final String DASHBOARD = "https://dashboard.example:8443";
   private final HttpClient http = HttpClient.newHttpClient();
 
   @Test
   void followsAJobFromSubmitToDone(EmbeddedKafkaBroker broker, @TempDir Path dir) throws Exception {
-    KafkaTopics.ensure(broker.bootstrapServers(), 2);
-    Path teacher = Files.writeString(dir.resolve("teacher.params"), "weights");
-    ServiceConfig config = ServiceConfig.fromKeys(JobStatusService.NAME, Map.of(
-        "kafka.bootstrap.servers", broker.bootstrapServers(), "artifacts.dir", dir.toString()));
-    CompressionRequest example = JobStatusTopologyTest.request("example");
-    example = CompressionRequest.newBuilder(example)
-        .setTeacher(TeacherSpec.newBuilder(example.getTeacher()).setCheckpointUri(teacher.toUri().toString()).build())
-        .setDataset(dev.distillery.schemas.DatasetSpec.newBuilder(example.getDataset()).setLocation(SUBSET.toString()).build())
-        .build();
+    ServiceConfig config = config(broker, dir, "job-status-follow", Map.of("api.tokens", "other-token, " + TOKEN));
     Vertx vertx = Vertx.vertx();
-    try (JobStatusService service = JobStatusService.start(config, vertx, example);
+    try (JobStatusService service = JobStatusService.start(config, vertx, example(dir));
         KafkaProducer<String, byte[]> producer = KafkaClients.producer(config)) {
       String base = "http://127.0.0.1:" + service.port();
       await(Duration.ofMinutes(1), () -> get(base + "/ready").statusCode() == 200);
 
       BlockingQueue<JsonNode> events = new LinkedBlockingQueue<>();
-      http.sendAsync(HttpRequest.newBuilder(URI.create(base + "/api/events")).build(), HttpResponse.BodyHandlers.ofLines())
+      http.sendAsync(authorized(base + "/api/events").build(), HttpResponse.BodyHandlers.ofLines())
           .thenAccept(response -> response.body().filter(line -> line.startsWith("data: ")).forEach(line -> {
             try {
               events.add(PlainJson.MAPPER.readTree(line.substring("data: ".length())));
@@ -80,10 +86,11 @@ class JobStatusServiceTest {
       assertThat(typo.statusCode()).isEqualTo(400);
       assertThat(typo.body()).contains("studnet", "unknown field");
 
-      // A valid one, from the example the dashboard starts with.
+      // A valid one, from the example the dashboard starts with: without a job id, so one is made.
       HttpResponse<String> accepted = post(base + "/api/jobs", get(base + "/api/example-request").body());
       assertThat(accepted.statusCode()).as(accepted.body()).isEqualTo(202);
       String jobId = PlainJson.MAPPER.readTree(accepted.body()).get("jobId").asText();
+      assertThat(jobId).matches("job-[0-9a-f]{12}");
       await(Duration.ofSeconds(30), () -> state(base, jobId).equals("ACCEPTED"));
       assertThat(next(events, e -> e.get("jobId").asText().equals(jobId)).get("state").asText()).isEqualTo("ACCEPTED");
 
@@ -99,19 +106,292 @@ class JobStatusServiceTest {
           .containsExactly("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
       assertThat(done.get("result").get("sparsity").asDouble()).isEqualTo(0.5);
 
-      JsonNode detail = PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + jobId).body());
+      String detailText = get(base + "/api/jobs/" + jobId).body();
+      JsonNode detail = PlainJson.MAPPER.readTree(detailText);
       assertThat(detail.get("state").asText()).isEqualTo("DONE");
       assertThat(detail.get("history")).hasSize(4);
+
+      // The same job id again: 409 naming jobId, nothing published, the first job as it was.
+      ObjectNode again = (ObjectNode) PlainJson.MAPPER.readTree(get(base + "/api/example-request").body());
+      again.put("jobId", jobId);
+      HttpResponse<String> reused = post(base + "/api/jobs", again.toString());
+      assertThat(reused.statusCode()).as(reused.body()).isEqualTo(409);
+      assertThat(PlainJson.MAPPER.readTree(reused.body()).get("errors").findValuesAsText("field")).containsExactly("jobId");
+      assertThat(requestsPublished(config, jobId)).isEqualTo(1);
+      assertThat(get(base + "/api/jobs/" + jobId).body()).isEqualTo(detailText);
+
       assertThat(get(base + "/api/jobs/no-such-job").statusCode()).isEqualTo(404);
       JsonNode list = PlainJson.MAPPER.readTree(get(base + "/api/jobs").body());
       assertThat(list.findValuesAsText("jobId")).contains(jobId);
       assertThat(get(base + "/").body()).contains("Distillery");
       assertThat(get(base + "/metrics").body())
-          .contains("distillery_jobs{state=\"DONE\"} 1", "distillery_requests_rejected_total 2",
+          .contains("distillery_jobs{state=\"DONE\"} 1", "distillery_requests_rejected_total 3",
               "distillery_requests_submitted_total 1");
     } finally {
       vertx.close().await(30, TimeUnit.SECONDS);
     }
+  }
+
+  @Test
+  void refusesCallersWithoutTheTokenOrFromAForeignOriginAndBodiesThatAreNotSmallJson(EmbeddedKafkaBroker broker,
+      @TempDir Path dir) throws Exception {
+    ServiceConfig config = config(broker, dir, "job-status-boundary",
+        Map.of("api.tokens", TOKEN, "api.allowed.origins", DASHBOARD + ", http://Other.Example:80/"));
+    Vertx vertx = Vertx.vertx();
+    try (JobStatusService service = JobStatusService.start(config, vertx, example(dir))) {
+      String base = "http://127.0.0.1:" + service.port();
+      // Probes are open, to a foreign page too: they say nothing but UP or DOWN.
+      await(Duration.ofMinutes(1), () -> send(open(base + "/ready")).statusCode() == 200);
+      assertThat(send(open(base + "/health").header("Origin", "https://evil.example")).statusCode()).isEqualTo(200);
+      assertThat(send(open(base + "/metrics")).statusCode()).isEqualTo(200);
+      String example = get(base + "/api/example-request").body();
+
+      // No token, a wrong one, another scheme: 401 with a Bearer challenge and a JSON body.
+      for (String path : List.of("/api/jobs", "/api/jobs/x", "/api/events", "/api/example-request")) {
+        HttpResponse<String> none = send(open(base + path));
+        assertThat(none.statusCode()).as(path).isEqualTo(401);
+        assertThat(none.headers().firstValue("WWW-Authenticate")).get().asString().startsWith("Bearer");
+        assertThat(PlainJson.MAPPER.readTree(none.body()).get("error").asText()).contains("Authorization: Bearer");
+        HttpResponse<String> wrong = send(open(base + path).header("Authorization", "Bearer " + TOKEN + "x"));
+        assertThat(wrong.statusCode()).as(path).isEqualTo(401);
+        assertThat(wrong.headers().firstValue("WWW-Authenticate")).get().asString().contains("invalid_token");
+      }
+      assertThat(send(open(base + "/api/jobs").header("Authorization", "Basic " + TOKEN)).statusCode()).isEqualTo(401);
+      assertThat(send(open(base + "/api/jobs").header("Authorization", "Bearer " + TOKEN.substring(1))).statusCode())
+          .isEqualTo(401);
+      assertThat(send(open(base + "/api/jobs").header("Authorization", "Bearer")).statusCode()).isEqualTo(401);
+      assertThat(send(open(base + "/api/jobs").POST(HttpRequest.BodyPublishers.ofString(example))
+          .header("content-type", "application/json")).statusCode()).isEqualTo(401);
+      assertThat(get(base + "/api/jobs").statusCode()).isEqualTo(200);
+      // The dashboard's files hold no data.
+      assertThat(send(open(base + "/")).body()).contains("Distillery");
+
+      // JSON only: text/plain (what a page may send anywhere without asking) and forms are refused.
+      for (String type : List.of("text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1",
+          "application/jsonx")) {
+        HttpResponse<String> wrongType = send(authorized(base + "/api/jobs").header("content-type", type)
+            .POST(HttpRequest.BodyPublishers.ofString(example)));
+        assertThat(wrongType.statusCode()).as(type).isEqualTo(415);
+        assertThat(wrongType.body()).contains("application/json");
+      }
+      assertThat(send(authorized(base + "/api/jobs").POST(HttpRequest.BodyPublishers.ofString(example))).statusCode())
+          .isEqualTo(415);
+      HttpResponse<String> utf8 = send(authorized(base + "/api/jobs").header("content-type", "application/json; charset=UTF-8")
+          .POST(HttpRequest.BodyPublishers.ofString(example)));
+      assertThat(utf8.statusCode()).as(utf8.body()).isEqualTo(202);
+      String jobId = PlainJson.MAPPER.readTree(utf8.body()).get("jobId").asText();
+
+      // Over the limit: 413 whether the Content-Length says so or the bytes do as they arrive.
+      String big = "{\"jobId\": \"big\", \"pad\": \"" + "x".repeat(Gateway.BODY_LIMIT) + "\"}";
+      HttpResponse<String> tooLarge = post(base + "/api/jobs", big);
+      assertThat(tooLarge.statusCode()).isEqualTo(413);
+      assertThat(PlainJson.MAPPER.readTree(tooLarge.body()).get("error").asText()).contains("larger than");
+      HttpResponse<String> streamed = send(authorized(base + "/api/jobs").header("content-type", "application/json")
+          .POST(HttpRequest.BodyPublishers.fromPublisher(HttpRequest.BodyPublishers.ofString(big))));
+      assertThat(streamed.statusCode()).isEqualTo(413);
+      // 8 GiB announced: answered without reading them all (the client stops when the connection closes).
+      long announced = 8L << 30;
+      AtomicLong pulled = new AtomicLong();
+      byte[] chunk = "x".repeat(1 << 16).getBytes(StandardCharsets.US_ASCII);
+      Iterable<byte[]> endless = () -> Stream.generate(() -> {
+        pulled.addAndGet(chunk.length);
+        return chunk;
+      }).limit(announced / chunk.length).iterator();
+      HttpResponse<String> huge = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build().send(
+          authorized(base + "/api/jobs").header("content-type", "application/json").POST(
+              HttpRequest.BodyPublishers.fromPublisher(HttpRequest.BodyPublishers.ofByteArrays(endless), announced))
+              .build(), HttpResponse.BodyHandlers.ofString());
+      assertThat(huge.statusCode()).isEqualTo(413);
+      assertThat(pulled.get()).isLessThan(announced / 2);
+
+      // Another origin: 403 on every route but the probes, whatever the token; the own and the
+      // allowed origin pass, and only the allowed one gets CORS headers.
+      String evil = "https://evil.example";
+      HttpResponse<String> foreignPost = send(authorized(base + "/api/jobs").header("Origin", evil)
+          .header("content-type", "application/json").POST(HttpRequest.BodyPublishers.ofString(example)));
+      assertThat(foreignPost.statusCode()).isEqualTo(403);
+      assertThat(foreignPost.body()).contains(evil);
+      for (String path : List.of("/api/jobs", "/api/jobs/" + jobId, "/api/events", "/metrics", "/")) {
+        HttpResponse<String> foreign = send(authorized(base + path).header("Origin", evil));
+        assertThat(foreign.statusCode()).as(path).isEqualTo(403);
+        assertThat(foreign.headers().firstValue("Access-Control-Allow-Origin")).as(path).isEmpty();
+      }
+      assertThat(send(authorized(base + "/api/jobs").header("Origin", "null")).statusCode()).isEqualTo(403);
+      assertThat(send(authorized(base + "/api/jobs").header("Origin", "http://127.0.0.1:1")).statusCode()).isEqualTo(403);
+      HttpResponse<String> own = send(authorized(base + "/api/jobs").header("Origin", base));
+      assertThat(own.statusCode()).isEqualTo(200);
+      assertThat(own.headers().firstValue("Access-Control-Allow-Origin")).isEmpty();
+      HttpResponse<String> allowed = send(authorized(base + "/api/jobs").header("Origin", DASHBOARD));
+      assertThat(allowed.statusCode()).isEqualTo(200);
+      assertThat(allowed.headers().firstValue("Access-Control-Allow-Origin")).contains(DASHBOARD);
+      // Configured with its default port and a slash, sent as browsers write it.
+      HttpResponse<String> other = send(authorized(base + "/api/jobs").header("Origin", "http://other.example"));
+      assertThat(other.statusCode()).isEqualTo(200);
+      assertThat(other.headers().firstValue("Access-Control-Allow-Origin")).contains("http://other.example");
+      assertThat(send(authorized(base + "/api/jobs").header("Origin", "https://other.example")).statusCode())
+          .isEqualTo(403);
+      assertThat(send(open(base + "/api/jobs").header("Origin", DASHBOARD)).statusCode()).isEqualTo(401);
+      HttpResponse<String> preflight = send(open(base + "/api/jobs").method("OPTIONS", HttpRequest.BodyPublishers.noBody())
+          .header("Origin", DASHBOARD).header("Access-Control-Request-Method", "POST")
+          .header("Access-Control-Request-Headers", "authorization, content-type"));
+      assertThat(preflight.statusCode()).isEqualTo(204);
+      assertThat(preflight.headers().firstValue("Access-Control-Allow-Origin")).contains(DASHBOARD);
+      assertThat(preflight.headers().firstValue("Access-Control-Allow-Headers")).get().asString()
+          .containsIgnoringCase("authorization").containsIgnoringCase("content-type");
+      assertThat(send(open(base + "/api/jobs").method("OPTIONS", HttpRequest.BodyPublishers.noBody())
+          .header("Origin", evil).header("Access-Control-Request-Method", "POST")).statusCode()).isEqualTo(403);
+
+      // The first job id again, once the store has it and straight after its own submit: 409.
+      await(Duration.ofSeconds(30), () -> state(base, jobId).equals("ACCEPTED"));
+      String before = get(base + "/api/jobs/" + jobId).body();
+      HttpResponse<String> reused = post(base + "/api/jobs", ((ObjectNode) PlainJson.MAPPER.readTree(example))
+          .put("jobId", jobId).toString());
+      assertThat(reused.statusCode()).isEqualTo(409);
+      assertThat(reused.body()).contains("jobId", jobId);
+      // Submitted at once, before the store can hold it: still only one is published.
+      String twiceId = "at-once-" + System.nanoTime();
+      HttpRequest twice = authorized(base + "/api/jobs").header("content-type", "application/json").POST(
+          HttpRequest.BodyPublishers.ofString(((ObjectNode) PlainJson.MAPPER.readTree(example)).put("jobId", twiceId)
+              .toString())).build();
+      List<Integer> answers = Stream.generate(() -> http.sendAsync(twice, HttpResponse.BodyHandlers.ofString()))
+          .limit(6).toList().stream().map(answer -> answer.join().statusCode()).toList();
+      assertThat(answers).containsOnly(202, 409).containsOnlyOnce(202);
+      assertThat(requestsPublished(config, twiceId)).isEqualTo(1);
+      assertThat(requestsPublished(config, jobId)).isEqualTo(1);
+      assertThat(get(base + "/api/jobs/" + jobId).body()).isEqualTo(before);
+      // Only the two valid jobs were published: not the refused bodies, not the foreign page's.
+      assertThat(get(base + "/metrics").body()).contains("distillery_requests_submitted_total 2");
+    } finally {
+      vertx.close().await(30, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void theEventStreamNeedsTheTokenDeliversJobsAndIsCountedUntilItsClientLeaves(EmbeddedKafkaBroker broker,
+      @TempDir Path dir) throws Exception {
+    ServiceConfig config = config(broker, dir, "job-status-stream", Map.of("api.tokens", TOKEN));
+    Vertx vertx = Vertx.vertx();
+    try (JobStatusService service = JobStatusService.start(config, vertx, example(dir))) {
+      String base = "http://127.0.0.1:" + service.port();
+      await(Duration.ofMinutes(1), () -> get(base + "/ready").statusCode() == 200);
+      String jobId = "streamed-" + System.nanoTime();
+      ObjectNode request = (ObjectNode) PlainJson.MAPPER.readTree(get(base + "/api/example-request").body());
+      assertThat(post(base + "/api/jobs", request.put("jobId", jobId).toString()).statusCode()).isEqualTo(202);
+      await(Duration.ofSeconds(30), () -> state(base, jobId).equals("ACCEPTED"));
+
+      for (HttpClient.Version version : HttpClient.Version.values()) {
+        HttpClient client = HttpClient.newBuilder().version(version).build();
+        HttpResponse<InputStream> stream = client.send(authorized(base + "/api/events").build(),
+            HttpResponse.BodyHandlers.ofInputStream());
+        assertThat(stream.statusCode()).isEqualTo(200);
+        assertThat(stream.headers().firstValue("content-type")).contains("text/event-stream");
+        try (InputStream body = stream.body()) {
+          String seen = readUntil(body, "\"jobId\":\"" + jobId + "\"");
+          assertThat(seen).contains("event: job\ndata: {");
+          assertThat(openStreams(base)).as(version.toString()).isEqualTo(1);
+        }
+        // The client went away: its consumer and timer are gone, the count is back to 0.
+        await(Duration.ofSeconds(10), () -> openStreams(base) == 0);
+      }
+    } finally {
+      vertx.close().await(30, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void makesATokenWhenNoneIsConfiguredAndMetricsAskForItWhenConfiguredTo(EmbeddedKafkaBroker broker,
+      @TempDir Path dir) throws Exception {
+    ServiceConfig config = config(broker, dir, "job-status-generated", Map.of("metrics.require.token", "true"));
+    Vertx vertx = Vertx.vertx();
+    try (JobStatusService service = JobStatusService.start(config, vertx, null)) {
+      String base = "http://127.0.0.1:" + service.port();
+      assertThat(service.token()).matches("[A-Za-z0-9_-]{43}");
+      await(Duration.ofMinutes(1), () -> send(open(base + "/ready")).statusCode() == 200);
+      assertThat(send(open(base + "/health")).statusCode()).isEqualTo(200);
+      assertThat(send(open(base + "/api/jobs")).statusCode()).isEqualTo(401);
+      assertThat(send(open(base + "/api/jobs").header("Authorization", "Bearer " + TOKEN)).statusCode()).isEqualTo(401);
+      assertThat(send(open(base + "/api/jobs").header("Authorization", "Bearer " + service.token())).statusCode())
+          .isEqualTo(200);
+      HttpResponse<String> metrics = send(open(base + "/metrics"));
+      assertThat(metrics.statusCode()).isEqualTo(401);
+      assertThat(metrics.body()).doesNotContain("distillery_");
+      HttpResponse<String> withToken = send(open(base + "/metrics").header("Authorization", "Bearer " + service.token()));
+      assertThat(withToken.statusCode()).isEqualTo(200);
+      assertThat(withToken.body()).contains("distillery_event_streams_open 0");
+      assertThat(send(open(base + "/api/example-request").header("Authorization", "Bearer " + service.token()))
+          .statusCode()).isEqualTo(404);
+    } finally {
+      vertx.close().await(30, TimeUnit.SECONDS);
+    }
+  }
+
+  /** The broker, the artifact store, roots holding the example's teacher and dataset, and {@code api}. */
+  private static ServiceConfig config(EmbeddedKafkaBroker broker, Path dir, String service, Map<String, String> api)
+      throws Exception {
+    KafkaTopics.ensure(broker.bootstrapServers(), 2);
+    Map<String, String> keys = new HashMap<>(api);
+    keys.put("kafka.bootstrap.servers", broker.bootstrapServers());
+    keys.put("artifacts.dir", dir.resolve("artifacts").toString());
+    keys.put("model.roots", dir.resolve("models").toString());
+    keys.put("dataset.roots", SUBSET.getParent().toString());
+    // Its own application id: its own consumer group, reading the shared topics from the start.
+    return ServiceConfig.fromKeys(service, keys);
+  }
+
+  private static CompressionRequest example(Path dir) throws Exception {
+    Path teacher = Files.writeString(Files.createDirectories(dir.resolve("models")).resolve("teacher.params"), "weights");
+    CompressionRequest example = JobStatusTopologyTest.request("example");
+    return CompressionRequest.newBuilder(example)
+        .setTeacher(TeacherSpec.newBuilder(example.getTeacher()).setCheckpointUri(teacher.toUri().toString()).build())
+        .setDataset(dev.distillery.schemas.DatasetSpec.newBuilder(example.getDataset()).setLocation(SUBSET.toString()).build())
+        .build();
+  }
+
+  /** How many records of the requests topic carry {@code jobId} as key. */
+  private static long requestsPublished(ServiceConfig config, String jobId) {
+    Map<String, String> keys = new HashMap<>();
+    config.kafka().forEach((k, v) -> keys.put("kafka." + k, v));
+    keys.put("artifacts.dir", config.artifactsDir().toString());
+    try (KafkaConsumer<String, byte[]> consumer =
+        KafkaClients.consumer(ServiceConfig.fromKeys("requests-reader-" + System.nanoTime(), keys))) {
+      List<TopicPartition> partitions = consumer.partitionsFor(Topics.REQUESTS.name()).stream()
+          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+      consumer.assign(partitions);
+      consumer.seekToBeginning(partitions);
+      Map<TopicPartition, Long> ends = consumer.endOffsets(partitions);
+      long count = 0;
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (partitions.stream().anyMatch(p -> consumer.position(p) < ends.get(p))) {
+        if (System.nanoTime() > deadline) {
+          throw new AssertionError("requests topic not read to its end within 30 s");
+        }
+        for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+          if (jobId.equals(record.key())) {
+            count++;
+          }
+        }
+      }
+      return count;
+    }
+  }
+
+  private long openStreams(String base) throws Exception {
+    return get(base + "/metrics").body().lines().filter(l -> l.startsWith("distillery_event_streams_open "))
+        .mapToLong(l -> Long.parseLong(l.substring(l.indexOf(' ') + 1))).findFirst().orElseThrow();
+  }
+
+  /** Reads the stream until {@code wanted} appears; what was read. */
+  private static String readUntil(InputStream in, String wanted) throws Exception {
+    StringBuilder seen = new StringBuilder();
+    byte[] buffer = new byte[8192];
+    while (!seen.toString().contains(wanted)) {
+      int n = in.read(buffer);
+      if (n < 0) {
+        throw new AssertionError("the stream ended before '" + wanted + "': " + seen);
+      }
+      seen.append(new String(buffer, 0, n, StandardCharsets.UTF_8));
+    }
+    return seen.toString();
   }
 
   private String state(String base, String jobId) throws Exception {
@@ -146,12 +426,24 @@ class JobStatusServiceTest {
     }
   }
 
+  private static HttpRequest.Builder open(String url) {
+    return HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(30));
+  }
+
+  private static HttpRequest.Builder authorized(String url) {
+    return open(url).header("Authorization", "Bearer " + TOKEN);
+  }
+
+  private HttpResponse<String> send(HttpRequest.Builder request) throws Exception {
+    return http.send(request.build(), HttpResponse.BodyHandlers.ofString());
+  }
+
+  /** With the token: the API as its users call it. */
   private HttpResponse<String> get(String url) throws Exception {
-    return http.send(HttpRequest.newBuilder(URI.create(url)).build(), HttpResponse.BodyHandlers.ofString());
+    return send(authorized(url));
   }
 
   private HttpResponse<String> post(String url, String body) throws Exception {
-    return http.send(HttpRequest.newBuilder(URI.create(url)).header("content-type", "application/json")
-        .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+    return send(authorized(url).header("content-type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)));
   }
 }

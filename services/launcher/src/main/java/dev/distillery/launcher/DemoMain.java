@@ -81,7 +81,8 @@ public final class DemoMain {
             LocalPipeline.start(LocalPipeline.keys(broker.bootstrapServers(), store.root(), threads,
                 List.of(store.root().resolve("teachers")), List.of(dataset)), httpPort, request)) {
           say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
-          say("dashboard: http://localhost:%d/  (API: /api/jobs, events: /api/events)", pipeline.dashboardPort());
+          say("dashboard: http://localhost:%d/#token=%s  (API: /api/jobs, events: /api/events; send the token as"
+              + " 'Authorization: Bearer <token>')", pipeline.dashboardPort(), pipeline.dashboardToken());
           submitAndWatch(broker.bootstrapServers(), request);
           if (Boolean.parseBoolean(options.getOrDefault("keep-running", "false"))) {
             say("broker, services and dashboard keep running until Ctrl-C");

@@ -131,6 +131,11 @@ public final class LocalPipeline implements AutoCloseable {
     return jobStatus.port();
   }
 
+  /** A token the job-status API accepts ({@link JobStatusService#token()}). */
+  public String dashboardToken() {
+    return jobStatus.token();
+  }
+
   @Override
   public void close() throws Exception {
     if (jobStatus != null) {

@@ -200,6 +200,7 @@ class BadInputSuiteTest {
       answered++;
 
       answered += httpAbuse(pipeline.dashboardPort(), good, teachers, secret);
+      System.out.printf("bad inputs answered: %d%n", answered);
       assertThat(answered).as("bad inputs answered").isGreaterThanOrEqualTo(40);
 
       // Nothing outside the roots, the first result the only one, and the services still work.
@@ -241,6 +242,7 @@ class BadInputSuiteTest {
     DistillationSettings s = good.getDistillation();
     PruningSettings p = good.getPruning();
     bad.accept("jobId", r -> r.setJobId("../../etc/" + suffix));
+    bad.accept("jobId", r -> r.setJobId("training")); // the trainer's state directory
     bad.accept("teacher.format", r -> r.setTeacher(TeacherSpec.newBuilder(t).setFormat(ModelFormat.UNSUPPORTED).build()));
     bad.accept("teacher.architecture", r -> r.setTeacher(TeacherSpec.newBuilder(t).setArchitecture("resnet-9000").build()));
     bad.accept("teacher.width", r -> r.setTeacher(TeacherSpec.newBuilder(t).setWidth(0.0).build()));

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.cli.Cli;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.KafkaTopics;
@@ -53,8 +54,10 @@ import org.openqa.selenium.support.ui.WebDriverWait;
  * <ul>
  *   <li>the CLI submits a request from a YAML file and watches it to its results, lists it and
  *       prints its result, and refuses an invalid file naming the field;
- *   <li>the dashboard in a real headless Chromium: a request is submitted from the page, an invalid
- *       one shows its field, and the job is watched live to DONE with its results. Leaves {@code
+ *   <li>the dashboard in a real headless Chromium: it asks for the API token (again when a wrong one
+ *       is entered) or takes it from the {@code #token=} link the demo prints; a request is submitted
+ *       from the page, an invalid one shows its field, and the job is watched live to DONE with its
+ *       results, the event stream read with the token. Leaves {@code
  *       target/screenshots/dashboard.png}. Skipped where Debian's chromium and chromium-driver are
  *       not installed ({@code .ci/run} installs them).
  * </ul>
@@ -71,6 +74,8 @@ class WatchingJobsTest {
   private static String bootstrapServers;
   private static CompressionRequest example;
   private static LocalPipeline pipeline;
+  /** The services' roots, which the CLI is given too, as its environment would give them. */
+  private static AllowedRoots roots;
 
   @BeforeAll
   static void start(EmbeddedKafkaBroker broker) throws Exception {
@@ -94,8 +99,10 @@ class WatchingJobsTest {
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
             .setSteps(2).setFineTuneEpochs(1).build())
         .build();
-    pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrapServers, store.root(), 2,
-        List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent())), 0, example);
+    roots = new AllowedRoots(List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent()),
+        List.of(store.root()));
+    pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrapServers, store.root(), 2, roots.models(),
+        roots.datasets()), 0, example);
   }
 
   @AfterAll
@@ -135,7 +142,8 @@ class WatchingJobsTest {
 
   private static Output cli(String... words) {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-    int status = new Cli(Map.of("bootstrap.servers", bootstrapServers), new PrintStream(bytes, true, StandardCharsets.UTF_8)).run(List.of(words));
+    int status = new Cli(Map.of("bootstrap.servers", bootstrapServers), roots,
+        new PrintStream(bytes, true, StandardCharsets.UTF_8)).run(List.of(words));
     String text = bytes.toString(StandardCharsets.UTF_8);
     System.out.print(text);
     return new Output(status, text);
@@ -148,11 +156,29 @@ class WatchingJobsTest {
     ChromeDriver browser = chromium();
     try {
       browser.manage().window().setSize(new Dimension(1300, 1500));
-      browser.get("http://127.0.0.1:" + pipeline.dashboardPort() + "/");
+      String dashboard = "http://127.0.0.1:" + pipeline.dashboardPort() + "/";
       WebDriverWait wait = new WebDriverWait(browser, Duration.ofSeconds(30));
+
+      // Without a token the page asks for one, and asks again when the one entered is refused.
+      browser.get(dashboard);
+      WebElement tokenForm = browser.findElement(By.id("token-form"));
+      wait.until(b -> tokenForm.isDisplayed());
+      browser.findElement(By.id("token")).sendKeys("not-the-token");
+      browser.findElement(By.id("token-save")).click();
+      wait.until(b -> b.findElement(By.id("token-problem")).getText().contains("refused") && tokenForm.isDisplayed());
+      browser.findElement(By.id("token")).sendKeys(pipeline.dashboardToken());
+      browser.findElement(By.id("token-save")).click();
+      wait.until(b -> !tokenForm.isDisplayed() && b.findElement(By.id("connection")).getText().equals("live"));
+
+      // As the demo prints it: the token in the fragment, which the page keeps and takes off the address bar.
+      ((JavascriptExecutor) browser).executeScript("sessionStorage.clear();");
+      browser.get("about:blank");
+      browser.get(dashboard + "#token=" + pipeline.dashboardToken());
       WebElement request = browser.findElement(By.id("request"));
       wait.until(b -> !request.getAttribute("value").isBlank()); // the example request arrived
       wait.until(b -> b.findElement(By.id("connection")).getText().equals("live"));
+      assertThat(browser.getCurrentUrl()).isEqualTo(dashboard);
+      assertThat(browser.findElement(By.id("token-form")).isDisplayed()).isFalse();
 
       // An invalid request is answered on the page, naming the field.
       String good = request.getAttribute("value");

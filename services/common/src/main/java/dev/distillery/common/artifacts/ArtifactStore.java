@@ -7,6 +7,7 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.security.DigestOutputStream;
@@ -70,15 +71,46 @@ public final class ArtifactStore {
     return path;
   }
 
-  /** The local path of a {@code file:} URI or a plain path. */
+  /**
+   * The local file a {@code file:} URI or a path names, as the file system resolves it: symbolic
+   * links of the part that exists are followed, then {@code ..} of the rest is removed. The one
+   * parser of paths: what {@link dev.distillery.common.config.AllowedRoots} checked is what is
+   * opened. A relative path is taken from the working directory (requests may not use one).
+   *
+   * @throws IllegalArgumentException for another scheme, a URI with a host, query or fragment, or
+   *     a path that cannot be resolved (a dangling link, a directory that cannot be read)
+   */
   public static Path localPath(String uri) {
-    if (uri.startsWith("file:")) {
-      return Path.of(URI.create(uri));
+    boolean fileUri = uri.regionMatches(true, 0, "file:", 0, 5);
+    if (!fileUri && uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*")) {
+      throw new IllegalArgumentException("only file: URIs and absolute paths are supported");
     }
-    if (uri.contains("://")) {
-      throw new IllegalArgumentException("only file: URIs and local paths are supported, got " + uri);
+    Path path;
+    try {
+      URI parsed = fileUri ? URI.create(uri) : null;
+      if (parsed != null && (parsed.getAuthority() != null || parsed.getQuery() != null || parsed.getFragment() != null)) {
+        throw new IllegalArgumentException("must be a file: URI without host, query or fragment");
+      }
+      path = parsed != null ? Path.of(parsed) : Path.of(uri);
+    } catch (IllegalArgumentException e) {
+      // The parsers' own messages quote the input, which may be anything: say what, not where.
+      throw e.getMessage() != null && e.getMessage().startsWith("must be a file")
+          ? e : new IllegalArgumentException("is not a valid file: URI or path");
     }
-    return Path.of(uri).toAbsolutePath();
+    try {
+      return realPath(path.toAbsolutePath());
+    } catch (IOException e) {
+      throw new IllegalArgumentException("cannot be resolved", e);
+    }
+  }
+
+  /** {@link Path#toRealPath} of the longest prefix that exists, then the rest, normalised. */
+  private static Path realPath(Path path) throws IOException {
+    Path existing = path;
+    while (existing != null && !Files.exists(existing, LinkOption.NOFOLLOW_LINKS)) {
+      existing = existing.getParent();
+    }
+    return existing == null ? path.normalize() : existing.toRealPath().resolve(existing.relativize(path)).normalize();
   }
 
   public static String sha256Of(Path path) throws IOException {

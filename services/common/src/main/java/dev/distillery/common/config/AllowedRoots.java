@@ -1,9 +1,7 @@
 package dev.distillery.common.config;
 
+import dev.distillery.common.artifacts.ArtifactStore;
 import java.io.IOException;
-import java.net.URI;
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -72,57 +70,28 @@ public record AllowedRoots(List<Path> models, List<Path> datasets, List<Path> ar
     return path;
   }
 
-  /**
-   * The absolute, real path of a {@code file:} URI or an absolute path: symbolic links of the
-   * part that exists are resolved, and {@code ..} in the part that does not cannot climb out.
-   */
+  /** The real path of a {@code file:} URI or an absolute path ({@link ArtifactStore#localPath}). */
   static Path resolve(String field, String uri) throws OutsideRootsException {
-    Path path;
-    try {
-      if (uri.regionMatches(true, 0, "file:", 0, 5)) {
-        URI parsed = URI.create(uri);
-        if (parsed.getAuthority() != null || parsed.getQuery() != null || parsed.getFragment() != null) {
-          throw new OutsideRootsException(field, "must be a file: URI without host, query or fragment");
-        }
-        path = Path.of(parsed);
-      } else if (uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*")) {
-        throw new OutsideRootsException(field, "only file: URIs and absolute paths are supported");
-      } else {
-        path = Path.of(uri);
-      }
-    } catch (IllegalArgumentException e) {
-      throw new OutsideRootsException(field, "is not a valid file: URI or path");
-    }
-    if (!path.isAbsolute()) {
+    boolean uriOrAbsolute = uri.startsWith("/") || uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*");
+    if (!uriOrAbsolute) {
       throw new OutsideRootsException(field, "must be an absolute path or file: URI");
     }
     try {
-      return realPath(path);
-    } catch (IOException e) {
-      // A dangling link or a directory we may not read: nothing we can vouch for.
-      throw new OutsideRootsException(field, "outside the allowed roots");
+      return ArtifactStore.localPath(uri);
+    } catch (IllegalArgumentException e) {
+      // Also a dangling link or an unreadable directory: nothing we can vouch for, and nothing to tell.
+      throw new OutsideRootsException(field, e.getCause() instanceof IOException ? "outside the allowed roots"
+          : e.getMessage());
     }
-  }
-
-  /** {@link Path#toRealPath} of the longest prefix that exists, then the rest, normalised. */
-  private static Path realPath(Path path) throws IOException {
-    Path existing = path;
-    while (existing != null && !Files.exists(existing, LinkOption.NOFOLLOW_LINKS)) {
-      existing = existing.getParent();
-    }
-    if (existing == null) {
-      return path.normalize();
-    }
-    return existing.toRealPath().resolve(existing.relativize(path)).normalize();
   }
 
   private static List<Path> canonical(List<Path> roots) {
     List<Path> real = new ArrayList<>();
     for (Path root : roots) {
       try {
-        real.add(realPath(root.toAbsolutePath()));
-      } catch (IOException e) {
-        throw new IllegalArgumentException("allowed root " + root + " cannot be resolved: " + e.getMessage(), e);
+        real.add(ArtifactStore.localPath(root.toAbsolutePath().toString()));
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("allowed root " + root + " cannot be resolved", e);
       }
     }
     return List.copyOf(real);

@@ -22,6 +22,7 @@ import org.apache.kafka.common.header.Header;
  * follows an acknowledgement may send again, and a send from the I/O thread can block it.
  */
 public final class JobEvents implements AutoCloseable {
+  private static final int MAX_REASON = 4_000;
   private final Producer<String, byte[]> producer;
   private final ExecutorService acknowledgements = Executors.newSingleThreadExecutor(runnable -> {
     Thread thread = new Thread(runnable, "distillery-acks");
@@ -58,10 +59,14 @@ public final class JobEvents implements AutoCloseable {
     return send(Topics.PROGRESS, jobId, progress);
   }
 
-  /** The job failed in {@code stage}; {@code field} names the request field at fault, or is null. */
+  /**
+   * The job failed in {@code stage}; {@code field} names the request field at fault, or is null.
+   * The reason is cut at 4,000 characters: an event that cannot be published would stop the stage.
+   */
   public CompletableFuture<RecordMetadata> failure(String jobId, Stage stage, String field, String reason) {
     return send(Topics.FAILURES, jobId, JobFailure.newBuilder()
-        .setJobId(jobId).setStage(stage).setField(field).setReason(reason)
+        .setJobId(jobId).setStage(stage).setField(field)
+        .setReason(reason.length() <= MAX_REASON ? reason : reason.substring(0, MAX_REASON) + "...")
         .setTimestampMs(System.currentTimeMillis()).build());
   }
 
