@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import org.apache.avro.Schema;
+import org.apache.avro.SystemLimitException;
 import org.apache.avro.message.BinaryMessageDecoder;
 import org.apache.avro.message.BinaryMessageEncoder;
 import org.apache.avro.message.SchemaStore;
@@ -30,11 +31,19 @@ public final class AvroSerde<T extends SpecificRecord> implements Serde<T> {
 
   static {
     // Avro allocates a string, bytes or array of the length a record claims before reading it:
-    // without limits, ten crafted bytes ask for gigabytes. Its limits are system properties read
-    // once, when Avro first checks one, which is after this class loads; an operator's own -D wins.
+    // without limits, ten crafted bytes ask for gigabytes. Its limits are system properties, read
+    // once when Avro first checks one, which may be before this class loads (any Avro decoding
+    // does it): Avro's own package-private resetLimits() reads them again. An operator's -D wins.
     limit("org.apache.avro.limits.bytes.maxLength", MAX_RECORD_BYTES);
     limit("org.apache.avro.limits.string.maxLength", 1 << 20);
     limit("org.apache.avro.limits.collectionItems.maxLength", 100_000);
+    try {
+      java.lang.reflect.Method reset = SystemLimitException.class.getDeclaredMethod("resetLimits");
+      reset.setAccessible(true);
+      reset.invoke(null);
+    } catch (ReflectiveOperationException | RuntimeException e) {
+      throw new ExceptionInInitializerError("cannot apply Avro's decoding limits: " + e);
+    }
 
     // Avro 1.12 refuses to instantiate classes outside trusted packages. Its system property
     // (org.apache.avro.SERIALIZABLE_PACKAGES, set by the launch scripts and the build) is read once,

@@ -139,18 +139,25 @@ public final class Cli {
     }
     Map<String, Object> props = new HashMap<>(kafka);
     props.put(ProducerConfig.ACKS_CONFIG, "all");
+    long sentAtMs = System.currentTimeMillis();
     try (KafkaProducer<String, byte[]> producer =
         new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer())) {
       producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), request.getJobId(),
           Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request))).get(30, TimeUnit.SECONDS);
     }
     out.println("submitted " + request.getJobId());
-    return watch ? watch(request.getJobId()) : 0;
+    return watch ? watch(request.getJobId(), sentAtMs) : 0;
   }
 
   int watch(String jobId) throws Exception {
+    return watch(jobId, Long.MAX_VALUE);
+  }
+
+  /** Follows a job; a refusal from {@code sentAtMs} on is the answer to a request sent then. */
+  private int watch(String jobId, long sentAtMs) throws Exception {
     try (JobWatcher watcher = new JobWatcher(kafka)) {
-      JobWatcher.Outcome outcome = watcher.await(jobId, Duration.ofDays(7), p -> out.println(ProgressLine.format(p)));
+      JobWatcher.Outcome outcome = watcher.awaitSubmitted(jobId, sentAtMs, Duration.ofDays(7),
+          p -> out.println(ProgressLine.format(p)));
       if (outcome.failure() != null) {
         out.printf("job %s FAILED in %s%s: %s%n", jobId, outcome.failure().getStage(),
             outcome.failure().getField() == null ? "" : " (field " + outcome.failure().getField() + ")",

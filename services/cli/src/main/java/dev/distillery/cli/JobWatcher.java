@@ -38,8 +38,21 @@ public final class JobWatcher implements AutoCloseable {
         List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name()));
   }
 
-  /** Waits for the job's result or failure, passing each progress event of the job to {@code onProgress}. */
+  /**
+   * Waits for the job's result or failure, passing each progress event of the job to {@code
+   * onProgress}. The refusal of another request under the job's id ({@code refusedRequest}) is not
+   * the job's end: it is skipped.
+   */
   public Outcome await(String jobId, Duration timeout, Consumer<JobProgress> onProgress) throws TimeoutException {
+    return awaitSubmitted(jobId, Long.MAX_VALUE, timeout, onProgress);
+  }
+
+  /**
+   * As {@link #await}, for a request sent at {@code sentAtMs}: a refusal from then on (its id was
+   * used already) is its answer.
+   */
+  public Outcome awaitSubmitted(String jobId, long sentAtMs, Duration timeout, Consumer<JobProgress> onProgress)
+      throws TimeoutException {
     Deque<ConsumerRecord<String, byte[]>> mine = backlog.computeIfAbsent(jobId, id -> new ArrayDeque<>());
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
@@ -49,7 +62,10 @@ public final class JobWatcher implements AutoCloseable {
         } else if (record.topic().equals(Topics.RESULTS.name())) {
           return new Outcome(Topics.RESULTS.valueSerde().deserializer().deserialize(record.topic(), record.value()), null);
         } else {
-          return new Outcome(null, Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value()));
+          JobFailure failure = Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value());
+          if (!failure.getRefusedRequest() || failure.getTimestampMs() >= sentAtMs) {
+            return new Outcome(null, failure);
+          }
         }
       }
       if (System.nanoTime() > deadline) {

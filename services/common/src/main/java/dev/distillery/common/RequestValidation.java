@@ -55,6 +55,11 @@ public final class RequestValidation {
     this.roots = roots;
   }
 
+  /** Whether {@code jobId} has the form of a job id (it names files and directories). */
+  public static boolean validJobId(String jobId) {
+    return JOB_ID.matcher(jobId).matches() && !STORE_DIRECTORIES.contains(jobId);
+  }
+
   /**
    * Checks the request a record of an internal topic carries, as each stage does before it
    * loads anything the request names: a forged record gets no further than a valid request could.

@@ -1,5 +1,6 @@
 package dev.distillery.status;
 
+import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.kafka.AvroSerde;
 import dev.distillery.schemas.kafka.Topic;
@@ -54,11 +55,16 @@ public final class JobStatusTopology {
     return builder.build();
   }
 
-  /** The topic's records as status updates; records without a key or value are skipped. */
+  /**
+   * The topic's records as status updates; records without a key or value are skipped, and so is
+   * a request keyed by another id than its own (the planner refuses it), which would show one
+   * job's request under another's id.
+   */
   private static <V> KStream<String, UnaryOperator<JobStatus>> updates(StreamsBuilder builder, Topic<V> topic,
       Fold<V> fold) {
     return builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
-        .filter((jobId, value) -> jobId != null && value != null)
+        .filter((jobId, value) -> jobId != null && value != null
+            && !(value instanceof CompressionRequest request && !request.getJobId().equals(jobId)))
         .processValues(() -> new FixedKeyProcessor<String, V, UnaryOperator<JobStatus>>() {
           private FixedKeyProcessorContext<String, UnaryOperator<JobStatus>> context;
 

@@ -111,6 +111,16 @@ class JobStatusTopologyTest {
     assertThat(before.getState()).isEqualTo(JobState.DONE);
   }
 
+  /** A request keyed by another job's id would show as that job's request: it is skipped. */
+  @Test
+  void aRequestKeyedByAnotherIdIsSkipped() throws Exception {
+    driver.createInputTopic(Topics.REQUESTS.name(), new StringSerializer(), Topics.REQUESTS.valueSerde().serializer())
+        .pipeInput("victim", request("attacker"), 1_000);
+    assertThat(store().get("victim")).isNull();
+    finishedJob("victim", 2_000).forEach(this::pipe);
+    assertThat(store().get("victim").getRequest().getJobId()).isEqualTo("victim");
+  }
+
   /**
    * A job with everything that can conflict: two failures, a progress step sent twice with other
    * figures (a restarted stage), and, if {@code withResult}, a result after all (a retry).

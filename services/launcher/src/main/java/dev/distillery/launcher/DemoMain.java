@@ -99,10 +99,11 @@ public final class DemoMain {
     try (JobWatcher watcher = new JobWatcher(bootstrapServers);
         KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
             "kafka.bootstrap.servers", bootstrapServers)))) {
+      long sentAtMs = System.currentTimeMillis();
       new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
       say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
       JobWatcher.Outcome outcome =
-          watcher.await(request.getJobId(), Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
+          watcher.awaitSubmitted(request.getJobId(), sentAtMs, Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
       if (outcome.failure() != null) {
         say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
         System.exit(1);

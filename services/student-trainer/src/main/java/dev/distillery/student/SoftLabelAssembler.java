@@ -78,7 +78,14 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
           throw new IllegalArgumentException("this trainer is assembling " + pending.size()
               + " jobs already (max.pending.jobs); submit again when fewer jobs are running");
         }
-        job = new Pending(new SoftLabels(batch));
+        SoftLabels labels = new SoftLabels(batch);
+        long taken = pending.values().stream().mapToLong(p -> p.labels.declaredFloats()).sum();
+        if (taken + labels.declaredFloats() > SoftLabels.MAX_FLOATS) {
+          throw new IllegalArgumentException("the soft labels of the " + pending.size() + " jobs this trainer "
+              + "assembles take " + taken + " of its " + SoftLabels.MAX_FLOATS + " values; this job needs "
+              + labels.declaredFloats() + ": submit again when fewer jobs are running");
+        }
+        job = new Pending(labels);
         pending.put(jobId, job);
       }
       job.records.add(done);

@@ -34,7 +34,7 @@ final class SoftLabels {
   SoftLabels(SoftLabelBatch first) {
     if (first.getBatchCount() < 1 || first.getNumClasses() < 1 || first.getNumClasses() > MAX_CLASSES
         || first.getTotalSamples() < 0 || (long) first.getTotalSamples() * first.getNumClasses() > MAX_FLOATS
-        || (first.getTotalSamples() > 0 && first.getBatchCount() > first.getTotalSamples())
+        || first.getBatchCount() > (first.getTotalSamples() > 0 ? first.getTotalSamples() : MAX_FLOATS / first.getNumClasses())
         || !(first.getTemperature() > 0)) {
       throw new IllegalArgumentException("soft-label batch of job " + first.getJobId()
           + " has batch count " + first.getBatchCount() + ", " + first.getNumClasses() + " classes, "
@@ -86,6 +86,11 @@ final class SoftLabels {
     lastArrivalNanos = System.nanoTime();
     received.set(batch.getBatchIndex());
     return true;
+  }
+
+  /** The floats this job's soft labels will take once complete, as its first batch declared (0: not known). */
+  long declaredFloats() {
+    return (long) totalSamples * classes;
   }
 
   /** Samples labelled so far (each counted once). */

@@ -2,6 +2,7 @@ package dev.distillery.student;
 
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.artifacts.JobClaims;
+import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.RecordHandler;
@@ -12,10 +13,10 @@ import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import org.slf4j.LoggerFactory;
 
 /**
  * Trains students, two stages in one process: distillation (consumer group {@value #NAME}) from
@@ -41,34 +42,38 @@ public final class StudentTrainerService {
           TransferLearning transfer = new TransferLearning(events, store, state);
           JobClaims claims = new JobClaims(config.artifactsDir());
           return (RecordHandler<CompressionRequest>) (record, request) -> {
-            // The planner answers invalid requests and used ids; this stage takes the valid TRANSFER ones.
-            if (!request.getStages().contains(Stage.TRANSFER) || !validation.validate(request).isEmpty()) {
+            // Every request is claimed here too, in the partition's order, so this stage and the planner
+            // agree which request owns an id; the planner answers used ids, this stage checks and runs
+            // the TRANSFER requests.
+            String jobId = request.getJobId();
+            if (!RequestValidation.validJobId(jobId)) {
               return CompletableFuture.completedFuture(null);
             }
-            String jobId = request.getJobId();
             CompletableFuture<?> trained;
             try {
-              JobClaims.Claim claim = claims.claim(jobId, record.value(), Stage.TRANSFER.name());
-              if (claim == JobClaims.Claim.TAKEN || claim == JobClaims.Claim.DUPLICATE) {
+              JobClaims.Claim claim = claims.claim(record.key(), jobId, record.value(), Stage.TRANSFER.name());
+              if (!request.getStages().contains(Stage.TRANSFER)
+                  || (claim != JobClaims.Claim.NEW && claim != JobClaims.Claim.RESUMED)) {
                 return CompletableFuture.completedFuture(null);
               }
-              trained = workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked)
-                  .thenApply(acked -> finished(claims, jobId));
-            } catch (IOException e) {
+              validation.check(request);
+              trained = workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked);
+            } catch (IOException | JobFailedException e) {
               trained = CompletableFuture.failedFuture(e);
             }
-            return JobOutcomes.settle(jobId, Stage.TRANSFER, trained, events, metrics);
+            return JobOutcomes.settle(jobId, Stage.TRANSFER, trained, events, metrics)
+                .thenRun(() -> finished(claims, jobId));
           };
         }));
   }
 
-  /** Marks a transfer job handed on, so a re-delivery of its request does not train it again. */
-  private static Void finished(JobClaims claims, String jobId) {
+  /** Marks a transfer job ended, so a re-delivery of its request does not train it again. */
+  private static void finished(JobClaims claims, String jobId) {
     try {
       claims.finished(jobId, Stage.TRANSFER.name());
-      return null;
     } catch (IOException e) {
-      throw new UncheckedIOException(e);
+      LoggerFactory.getLogger(StudentTrainerService.class)
+          .warn("job {}: cannot record that it ended; a re-delivery would train it again", jobId, e);
     }
   }
 

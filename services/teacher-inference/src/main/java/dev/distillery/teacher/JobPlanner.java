@@ -28,7 +28,6 @@ import dev.distillery.schemas.TeacherShard;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -40,6 +39,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The entry of every job: checks the request, measures the teacher on the test set, and splits
@@ -48,6 +49,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  */
 final class JobPlanner implements RecordHandler<CompressionRequest> {
   private static final Stage STAGE = Stage.TEACHER_INFERENCE;
+  private static final Logger LOG = LoggerFactory.getLogger(JobPlanner.class);
 
   private final JobEvents events;
   private final Workers workers;
@@ -96,39 +98,50 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   private CompletionStage<?> claimAndPlan(ConsumerRecord<String, byte[]> record, CompressionRequest request)
       throws IOException {
     String jobId = request.getJobId();
+    if (!RequestValidation.validJobId(jobId)) {
+      return fail(jobId, validation.validate(request));
+    }
+    switch (claims.claim(record.key(), jobId, record.value(), STAGE.name())) {
+      case TAKEN:
+        return refuse(jobId, "already used by another request; the job of that id goes on as it was: "
+            + "submit with a new id (or none, and the job API makes one)");
+      case MISKEYED:
+        return refuse(jobId, "the request's record must be keyed by its jobId, was keyed '"
+            + (record.key() == null ? "" : record.key().substring(0, Math.min(64, record.key().length()))) + "'");
+      case DUPLICATE:
+        return CompletableFuture.completedFuture(null); // planned (or refused) before: a re-delivery
+      default:
+        break;
+    }
+    if (request.getStages().contains(Stage.TRANSFER)) {
+      return CompletableFuture.completedFuture(null); // the student trainer's transfer stage checks and runs it
+    }
     List<RequestValidation.Violation> problems = validation.validate(request);
-    boolean validId = problems.stream().noneMatch(p -> p.field().equals("jobId"));
-    if (validId && claims.takenByAnother(jobId, record.value())) {
-      return refuseUsedId(jobId);
-    }
     if (!problems.isEmpty()) {
-      return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(RequestValidation.failure(problems)),
-          events, metrics);
+      return fail(jobId, problems).thenRun(() -> finished(jobId));
     }
-    JobClaims.Claim claim = claims.claim(jobId, record.value(), STAGE.name());
-    if (claim == JobClaims.Claim.TAKEN) {
-      return refuseUsedId(jobId);
-    }
-    if (claim == JobClaims.Claim.DUPLICATE || request.getStages().contains(Stage.TRANSFER)) {
-      // Planned before (a re-delivery), or the student trainer's transfer stage takes it.
-      return CompletableFuture.completedFuture(null);
-    }
-    CompletableFuture<?> planned = workers.submit(() -> plan(request)).thenCompose(acked -> acked)
-        .thenApply(acked -> {
-          try {
-            claims.finished(jobId, STAGE.name());
-          } catch (IOException e) {
-            throw new UncheckedIOException(e); // not committed: a re-delivery resumes the plan
-          }
-          return acked;
-        });
-    return JobOutcomes.settle(jobId, STAGE, planned, events, metrics);
+    return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
+        events, metrics).thenRun(() -> finished(jobId));
   }
 
-  private CompletableFuture<?> refuseUsedId(String jobId) {
+  private CompletableFuture<Void> fail(String jobId, List<RequestValidation.Violation> problems) {
+    return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(RequestValidation.failure(problems)),
+        events, metrics);
+  }
+
+  /** Refuses one request and leaves the job of its id (if any) as it was. */
+  private CompletableFuture<?> refuse(String jobId, String reason) {
     metrics.jobFailed(0);
-    return events.refusal(jobId, STAGE, "already used by another request; the job of that id goes on as it was: "
-        + "submit with a new id (or none, and the job API makes one)");
+    return events.refusal(jobId, STAGE, reason);
+  }
+
+  /** Later deliveries of the request are duplicates; if this cannot be recorded, one is planned again. */
+  private void finished(String jobId) {
+    try {
+      claims.finished(jobId, STAGE.name());
+    } catch (IOException e) {
+      LOG.warn("job {}: cannot record that it was planned; a re-delivery would plan it again", jobId, e);
+    }
   }
 
   /**

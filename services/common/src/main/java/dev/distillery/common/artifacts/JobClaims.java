@@ -28,7 +28,9 @@ public final class JobClaims {
     /** This request already owns the id and {@code stage} finished it: nothing to do. */
     DUPLICATE,
     /** Another request owns the id. */
-    TAKEN
+    TAKEN,
+    /** The record's key is not its job id: every view of the job (keyed by id) would miss it. */
+    MISKEYED
   }
 
   private final Path dir;
@@ -38,14 +40,15 @@ public final class JobClaims {
     this.dir = artifactsRoot.toAbsolutePath().normalize().resolve(".jobs");
   }
 
-  /** Whether another request owns {@code jobId}; reads only. */
-  public boolean takenByAnother(String jobId, byte[] request) throws IOException {
-    Path claim = claimFile(jobId);
-    return Files.exists(claim) && !Files.readString(claim).equals(sha256(request));
-  }
-
-  /** Claims {@code jobId} for {@code request}, or says why not, for {@code stage}. */
-  public Claim claim(String jobId, byte[] request, String stage) throws IOException {
+  /**
+   * Claims {@code jobId} (a valid id: a file name) for {@code request}, the bytes of the record
+   * under {@code key}, or says why not, for {@code stage}. Every stage that takes requests claims
+   * each one, valid or not, in its partition's order, so all agree which request came first.
+   */
+  public Claim claim(String key, String jobId, byte[] request, String stage) throws IOException {
+    if (!jobId.equals(key)) {
+      return Claim.MISKEYED;
+    }
     Files.createDirectories(dir);
     Path claim = claimFile(jobId);
     String hash = sha256(request);

@@ -21,17 +21,15 @@ class JobClaimsTest {
   @Test
   void anIdBelongsToTheFirstRequestThatClaimsIt(@TempDir Path root) throws Exception {
     JobClaims claims = new JobClaims(root);
-    assertThat(claims.takenByAnother("job-1", FIRST)).isFalse();
-    assertThat(claims.claim("job-1", FIRST, "PLAN")).isEqualTo(Claim.NEW);
-    assertThat(claims.claim("job-1", FIRST, "PLAN")).as("re-delivered before it was planned").isEqualTo(Claim.RESUMED);
+    assertThat(claims.claim("job-1", "job-1", FIRST, "PLAN")).isEqualTo(Claim.NEW);
+    assertThat(claims.claim("job-1", "job-1", FIRST, "PLAN")).as("re-delivered before it was planned").isEqualTo(Claim.RESUMED);
     claims.finished("job-1", "PLAN");
-    assertThat(claims.claim("job-1", FIRST, "PLAN")).as("re-delivered after").isEqualTo(Claim.DUPLICATE);
-    assertThat(claims.claim("job-1", FIRST, "TRANSFER")).as("another stage's own progress").isEqualTo(Claim.RESUMED);
-    assertThat(claims.claim("job-1", OTHER, "PLAN")).isEqualTo(Claim.TAKEN);
-    assertThat(claims.takenByAnother("job-1", OTHER)).isTrue();
-    assertThat(claims.takenByAnother("job-1", FIRST)).isFalse();
+    assertThat(claims.claim("job-1", "job-1", FIRST, "PLAN")).as("re-delivered after").isEqualTo(Claim.DUPLICATE);
+    assertThat(claims.claim("job-1", "job-1", FIRST, "TRANSFER")).as("another stage's own progress").isEqualTo(Claim.RESUMED);
+    assertThat(claims.claim("job-1", "job-1", OTHER, "PLAN")).isEqualTo(Claim.TAKEN);
+    assertThat(claims.claim("job-2", "job-1", FIRST, "PLAN")).as("keyed by another id").isEqualTo(Claim.MISKEYED);
     // Another store (a restarted replica on the same volume) agrees.
-    assertThat(new JobClaims(root).claim("job-1", OTHER, "PLAN")).isEqualTo(Claim.TAKEN);
+    assertThat(new JobClaims(root).claim("job-1", "job-1", OTHER, "PLAN")).isEqualTo(Claim.TAKEN);
   }
 
   /** Replicas racing for one id: exactly one wins, whatever the interleaving. */
@@ -44,7 +42,7 @@ class JobClaimsTest {
         List<Future<Claim>> results = new ArrayList<>();
         for (int i = 0; i < 8; i++) {
           byte[] request = ("request " + i).getBytes(StandardCharsets.UTF_8);
-          results.add(pool.submit((Callable<Claim>) () -> new JobClaims(root).claim(id, request, "PLAN")));
+          results.add(pool.submit((Callable<Claim>) () -> new JobClaims(root).claim(id, id, request, "PLAN")));
         }
         List<Claim> claims = new ArrayList<>();
         for (Future<Claim> result : results) {
