@@ -314,28 +314,28 @@ public final class RequestValidation {
     }
   }
 
+  /** A place under the roots of its kind: a model file, or a dataset directory. */
+  private interface Resolver {
+    Path resolve(String field, String uri) throws AllowedRoots.OutsideRootsException;
+  }
+
   private void modelFile(List<Violation> problems, String field, String uri) {
-    if (uri.length() > MAX_URI) {
-      problems.add(new Violation(field, "must be at most " + MAX_URI + " characters"));
-      return;
-    }
-    try {
-      if (!Files.isRegularFile(roots.model(field, uri))) {
-        problems.add(new Violation(field, "no file there"));
-      }
-    } catch (AllowedRoots.OutsideRootsException e) {
-      problems.add(new Violation(e.field(), e.getMessage()));
-    }
+    existing(problems, field, uri, roots::model, Files::isRegularFile, "no file there");
   }
 
   private void datasetDirectory(List<Violation> problems, String field, String uri) {
+    existing(problems, field, uri, roots::dataset, Files::isDirectory, "no directory there");
+  }
+
+  private static void existing(List<Violation> problems, String field, String uri, Resolver under,
+      java.util.function.Predicate<Path> exists, String missing) {
     if (uri.length() > MAX_URI) {
       problems.add(new Violation(field, "must be at most " + MAX_URI + " characters"));
       return;
     }
     try {
-      if (!Files.isDirectory(roots.dataset(field, uri))) {
-        problems.add(new Violation(field, "no directory there"));
+      if (!exists.test(under.resolve(field, uri))) {
+        problems.add(new Violation(field, missing));
       }
     } catch (AllowedRoots.OutsideRootsException e) {
       problems.add(new Violation(e.field(), e.getMessage()));

@@ -375,11 +375,8 @@ class BadInputSuiteTest {
   /** Every record of {@code topic} under {@code key}, from the beginning to the end as it is now. */
   private static <V> List<V> records(String bootstrap, Topic<V> topic, String key) {
     List<V> found = new ArrayList<>();
-    try (KafkaConsumer<String, byte[]> consumer = rawConsumer(bootstrap)) {
-      List<TopicPartition> partitions = consumer.partitionsFor(topic.name()).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
-      consumer.assign(partitions);
-      consumer.seekToBeginning(partitions);
+    try (KafkaConsumer<String, byte[]> consumer = fromBeginning(bootstrap, topic.name())) {
+      Set<TopicPartition> partitions = consumer.assignment();
       Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
@@ -393,47 +390,40 @@ class BadInputSuiteTest {
   }
 
   private static <V> V awaitRecord(String bootstrap, Topic<V> topic, String key, java.util.function.Predicate<V> match) {
-    long deadline = System.nanoTime() + ANSWER.toNanos();
-    try (KafkaConsumer<String, byte[]> consumer = rawConsumer(bootstrap)) {
-      List<TopicPartition> partitions = consumer.partitionsFor(topic.name()).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
-      consumer.assign(partitions);
-      consumer.seekToBeginning(partitions);
-      while (System.nanoTime() < deadline) {
-        for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-          if (key.equals(record.key())) {
-            V value = topic.valueSerde().deserializer().deserialize(record.topic(), record.value());
-            if (match.test(value)) {
-              return value;
-            }
-          }
-        }
-      }
-    }
-    throw new AssertionError("no matching record under " + key + " on " + topic.name() + " within " + ANSWER);
+    ConsumerRecord<String, byte[]> record = awaitRaw(bootstrap, topic.name(), key,
+        r -> match.test(topic.valueSerde().deserializer().deserialize(r.topic(), r.value())));
+    return topic.valueSerde().deserializer().deserialize(record.topic(), record.value());
   }
 
   private static ConsumerRecord<String, byte[]> awaitDeadLetter(String bootstrap, String key) {
+    return awaitRaw(bootstrap, Topics.DEAD_LETTERS.name(), key, record -> true);
+  }
+
+  /** The first record of {@code topic} under {@code key} that {@code match}es, waiting up to {@link #ANSWER}. */
+  private static ConsumerRecord<String, byte[]> awaitRaw(String bootstrap, String topic, String key,
+      java.util.function.Predicate<ConsumerRecord<String, byte[]>> match) {
     long deadline = System.nanoTime() + ANSWER.toNanos();
-    try (KafkaConsumer<String, byte[]> consumer = rawConsumer(bootstrap)) {
-      List<TopicPartition> partitions = consumer.partitionsFor(Topics.DEAD_LETTERS.name()).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
-      consumer.assign(partitions);
-      consumer.seekToBeginning(partitions);
+    try (KafkaConsumer<String, byte[]> consumer = fromBeginning(bootstrap, topic)) {
       while (System.nanoTime() < deadline) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-          if (key.equals(record.key())) {
+          if (key.equals(record.key()) && match.test(record)) {
             return record;
           }
         }
       }
     }
-    throw new AssertionError("no dead letter with key " + key + " within " + ANSWER);
+    throw new AssertionError("no matching record under " + key + " on " + topic + " within " + ANSWER);
   }
 
-  private static KafkaConsumer<String, byte[]> rawConsumer(String bootstrap) {
-    return new KafkaConsumer<>(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap),
-        new StringDeserializer(), new ByteArrayDeserializer());
+  /** A consumer of every partition of {@code topic}, from its first record, in no group. */
+  private static KafkaConsumer<String, byte[]> fromBeginning(String bootstrap, String topic) {
+    KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG,
+        bootstrap), new StringDeserializer(), new ByteArrayDeserializer());
+    List<TopicPartition> partitions = consumer.partitionsFor(topic).stream()
+        .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+    consumer.assign(partitions);
+    consumer.seekToBeginning(partitions);
+    return consumer;
   }
 
   private static String header(ConsumerRecord<String, byte[]> record, String name) {
