@@ -118,7 +118,8 @@ public final class Cli {
       return 2;
     }
     ObjectNode object = (ObjectNode) json;
-    if (!object.hasNonNull("jobId")) {
+    boolean idGiven = object.hasNonNull("jobId");
+    if (!idGiven) {
       object.put("jobId", "job-" + UUID.randomUUID().toString().substring(0, 8));
     }
     if (!object.hasNonNull("submittedAtMs")) {
@@ -136,6 +137,16 @@ public final class Cli {
       out.println("invalid request:");
       problems.forEach(p -> out.println("  " + p));
       return 2;
+    }
+    if (idGiven) {
+      // The services would refuse it, and the earlier job's outcome is not this request's answer.
+      try (JobWatcher watcher = new JobWatcher(kafka)) {
+        if (watcher.seen(request.getJobId(), Duration.ofSeconds(30))) {
+          out.println("invalid request:\n  jobId: '" + request.getJobId() + "' is already used by another job; "
+              + "choose another, or leave it out and one is made");
+          return 2;
+        }
+      }
     }
     Map<String, Object> props = new HashMap<>(kafka);
     props.put(ProducerConfig.ACKS_CONFIG, "all");

@@ -15,6 +15,7 @@ import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
 
 /**
  * Follows one job on the progress, results and failures topics, as any pipeline or dashboard
@@ -77,6 +78,26 @@ public final class JobWatcher implements AutoCloseable {
         }
       }
     }
+  }
+
+  /**
+   * Whether any event of {@code jobId} is on the topics now: reads them to their current end. A
+   * request under a used id would be refused, and the job's earlier outcome is not its answer.
+   */
+  public boolean seen(String jobId, Duration timeout) throws TimeoutException {
+    Map<TopicPartition, Long> end = consumer.endOffsets(consumer.assignment());
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (end.entrySet().stream().anyMatch(e -> consumer.position(e.getKey()) < e.getValue())) {
+      if (System.nanoTime() > deadline) {
+        throw new TimeoutException("the job topics could not be read to their end within " + timeout);
+      }
+      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+        if (record.key() != null) {
+          backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
+        }
+      }
+    }
+    return backlog.containsKey(jobId) && !backlog.get(jobId).isEmpty();
   }
 
   @Override

@@ -130,6 +130,10 @@ class WatchingJobsTest {
     assertThat(result.status()).isZero();
     assertThat(result.text()).contains("pruned", "sparsity of prunable weights: 0.5000");
     assertThat(cli("result", "no-such-job").status()).isEqualTo(3);
+    // The same id again: refused before it is sent, and the finished job's result is not its answer.
+    Output reused = cli("submit", yaml.toString(), "--watch");
+    assertThat(reused.status()).isEqualTo(2);
+    assertThat(reused.text()).contains("jobId: 'cli-job' is already used").doesNotContain("final checkpoint:");
 
     Path bad = Files.writeString(work.resolve("bad.yaml"),
         new YAMLMapper().writeValueAsString(((ObjectNode) json).put("jobId", "bad-cli-job")).replace("lenet5", "resnet-9000"));
