@@ -391,7 +391,7 @@ final class Gateway {
       all.stream().sorted(Comparator.comparingLong(JobStatus::getSubmittedAtMs).reversed())
           .forEach(status -> array.add(PlainJson.write(status)));
       return array;
-    })).onSuccess(array -> {
+    }), false).onSuccess(array -> {
       if (array.isEmpty()) {
         unavailable(ctx);
       } else {
@@ -447,14 +447,15 @@ final class Gateway {
       return reject(400, problems);
     }
     String jobId = request.getJobId();
-    Optional<Optional<JobStatus>> known = jobs.get(jobId);
-    if (known.isEmpty()) {
-      return new Answer(503, error("the job store is not ready yet, so a new job id cannot be told from a used one;"
-          + " retry shortly"));
+    // Reserve the id first, then look it up: a status folded in between cannot let two through.
+    if (!publishing.add(jobId)) {
+      return usedId(jobId);
     }
-    if (known.get().isPresent() || !publishing.add(jobId)) {
-      return reject(409, List.of(new RequestValidation.Violation("jobId",
-          "'" + jobId + "' is already used by another job; choose another, or leave jobId out to get a new one")));
+    Optional<Optional<JobStatus>> known = jobs.get(jobId);
+    if (known.isEmpty() || known.get().isPresent()) {
+      publishing.remove(jobId);
+      return known.isEmpty() ? new Answer(503, error("the job store is not ready yet, so a new job id cannot be "
+          + "told from a used one; retry shortly")) : usedId(jobId);
     }
     byte[] value = Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request);
     try {
@@ -470,6 +471,11 @@ final class Gateway {
     }
     submitted.incrementAndGet();
     return new Answer(202, PlainJson.MAPPER.createObjectNode().put("jobId", jobId));
+  }
+
+  private Answer usedId(String jobId) {
+    return reject(409, List.of(new RequestValidation.Violation("jobId",
+        "'" + jobId + "' is already used by another job; choose another, or leave jobId out to get a new one")));
   }
 
   private Answer reject(int status, List<RequestValidation.Violation> problems) {
@@ -511,7 +517,8 @@ final class Gateway {
     // so no close handler would run), reset, or closed by the client.
     response.endHandler(cleanup);
     response.closeHandler(cleanup);
-    vertx.executeBlocking(() -> jobs.all().map(all -> all.stream().map(s -> PlainJson.write(s).toString()).toList()))
+    vertx.executeBlocking(() -> jobs.all().map(all -> all.stream().map(s -> PlainJson.write(s).toString()).toList()),
+            false)
         .onSuccess(snapshot -> {
           if (snapshot.isEmpty()) {
             response.end();
@@ -535,7 +542,8 @@ final class Gateway {
   }
 
   private void metrics(RoutingContext ctx) {
-    vertx.executeBlocking(this::prometheus)
+    // Unordered, as every scan here: ordered tasks share one queue, so a flood of one would delay all.
+    vertx.executeBlocking(this::prometheus, false)
         .onSuccess(text -> ctx.response().putHeader("content-type", "text/plain; version=0.0.4").end(text))
         .onFailure(ctx::fail);
   }

@@ -38,6 +38,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.TimeoutException;
+import org.apache.kafka.common.errors.SaslAuthenticationException;
 import org.apache.kafka.common.errors.TopicAuthorizationException;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -107,14 +108,21 @@ class SecurePipelineTest {
       anonymous.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 3_000);
       assertThatThrownBy(() -> sendRequest(anonymous, job))
           .as("a client without credentials").hasCauseInstanceOf(TimeoutException.class);
+      // A timeout alone could have other causes: the same listener refuses a wrong password by name.
+      Map<String, Object> impostor = new HashMap<>(broker.clientProperties(ServiceAcls.SUBMITTER));
+      impostor.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required "
+          + "username=\"" + ServiceAcls.SUBMITTER + "\" password=\"not-the-password\";");
+      impostor.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, (int) REFUSAL_WAIT.toMillis());
+      assertThatThrownBy(() -> sendRequest(impostor, job))
+          .as("a client with a wrong password").hasRootCauseInstanceOf(SaslAuthenticationException.class);
 
-      // The pruner may write results, so it has a producer id, but requests are not its to write.
-      Map<String, Object> pruner = new HashMap<>(broker.clientProperties(ServiceAcls.PRUNER));
-      pruner.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, (int) REFUSAL_WAIT.toMillis());
-      pruner.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, (int) REFUSAL_WAIT.toMillis());
-      pruner.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, (int) REFUSAL_WAIT.toMillis() / 2);
-      assertThatThrownBy(() -> sendRequest(pruner, job))
-          .as("the pruner writing a request").hasCauseInstanceOf(TopicAuthorizationException.class)
+      // The student trainer reads requests (TRANSFER jobs) and has a producer id, but may not write them.
+      Map<String, Object> trainer = new HashMap<>(broker.clientProperties(ServiceAcls.STUDENT_TRAINER));
+      trainer.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, (int) REFUSAL_WAIT.toMillis());
+      trainer.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, (int) REFUSAL_WAIT.toMillis());
+      trainer.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, (int) REFUSAL_WAIT.toMillis() / 2);
+      assertThatThrownBy(() -> sendRequest(trainer, job))
+          .as("the student trainer writing a request").hasCauseInstanceOf(TopicAuthorizationException.class)
           .cause().hasMessageContaining(Topics.REQUESTS.name());
     }
   }

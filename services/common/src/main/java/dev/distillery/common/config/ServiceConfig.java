@@ -156,6 +156,11 @@ public record ServiceConfig(
       } catch (IOException e) {
         throw new UncheckedIOException("cannot read api.tokens.file " + file, e);
       }
+      // A token file named but empty is a Secret nobody filled in: making one and logging it would
+      // put a working token in the pod's logs, and change it at every restart.
+      if (tokens.isEmpty()) {
+        throw new IllegalArgumentException("api.tokens.file " + file + " holds no token: put one per line");
+      }
     }
     return tokens;
   }

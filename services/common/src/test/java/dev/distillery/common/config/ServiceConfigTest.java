@@ -27,6 +27,18 @@ class ServiceConfigTest {
         .containsEntry("security.protocol", "SSL").containsEntry("linger.ms", "7");
   }
 
+  /** A Secret's file of tokens is read; one named but empty stops the service rather than leaving it open. */
+  @Test
+  void apiTokensComeFromAFileThatMustHoldOne(@TempDir Path dir) throws Exception {
+    Path tokens = Files.writeString(dir.resolve("tokens"), "first-token\n\n  second-token  \n");
+    assertThat(ServiceConfig.from("job-status", Map.of("DISTILLERY_API_TOKENS_FILE", tokens.toString(),
+        "DISTILLERY_API_TOKENS", "third-token")).api().tokens())
+        .containsExactlyInAnyOrder("first-token", "second-token", "third-token");
+    Path empty = Files.writeString(dir.resolve("empty"), "\n");
+    assertThatThrownBy(() -> ServiceConfig.from("job-status", Map.of("DISTILLERY_API_TOKENS_FILE", empty.toString())))
+        .hasMessageContaining("holds no token");
+  }
+
   @Test
   void aBadValueIsNamed() {
     assertThatThrownBy(() -> ServiceConfig.from("x", Map.of("DISTILLERY_WORKER_THREADS", "0")))
