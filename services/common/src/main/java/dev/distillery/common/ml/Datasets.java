@@ -21,13 +21,20 @@ public final class Datasets {
   private Datasets() {}
 
   /**
-   * The train and test sets of {@code spec}; fails naming {@code dataset.classes} when a class it
-   * chooses has no training images, so a job never trains on a label that is not there.
+   * The train and test sets of {@code spec}. A job with nothing to do fails at once, naming the
+   * field: {@code dataset.location} when its files cannot be read or hold no images (of the classes
+   * chosen), {@code dataset.classes} when a class it chooses has no training images.
    */
   public static TrainTest load(DatasetSpec spec) throws IOException, JobFailedException {
     Path dir = ArtifactStore.localPath(spec.getLocation());
-    ImageDataset train = read(dir, "train");
-    ImageDataset test = read(dir, "t10k");
+    ImageDataset train;
+    ImageDataset test;
+    try {
+      train = read(dir, "train");
+      test = read(dir, "t10k");
+    } catch (IOException e) {
+      throw new JobFailedException("dataset.location", e.getMessage(), e);
+    }
     int numClasses = Math.max(train.numClasses(), test.numClasses());
     if (!spec.getClasses().isEmpty()) {
       int[] classes = spec.getClasses().stream().mapToInt(Integer::intValue).toArray();
@@ -41,6 +48,10 @@ public final class Datasets {
       train = train.onlyClasses(classes);
       test = test.onlyClasses(classes);
       numClasses = classes.length;
+    }
+    if (train.size() == 0 || test.size() == 0) {
+      throw new JobFailedException("dataset.location", "holds " + train.size() + " training and " + test.size()
+          + " test images" + (spec.getClasses().isEmpty() ? "" : " of the classes chosen") + ": nothing to train or test on");
     }
     return new TrainTest(train.limit(spec.getTrainLimit()), test.limit(spec.getTestLimit()), numClasses);
   }

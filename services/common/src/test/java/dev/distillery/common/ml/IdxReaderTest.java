@@ -68,6 +68,21 @@ class IdxReaderTest {
     assertThat(train.limit(100).size()).isEqualTo(100);
   }
 
+  /** A job with nothing to train or test on fails at once, naming the field, instead of waiting forever. */
+  @Test
+  void anEmptyOrUnreadableDatasetFailsNamingItsLocation(@TempDir Path dir) throws IOException {
+    for (String prefix : new String[] {"train", "t10k"}) {
+      writeIdx(Files.newOutputStream(dir.resolve(prefix + "-images-idx3-ubyte")), 0x00000803, new int[] {0, 28, 28}, new byte[0]);
+      writeIdx(Files.newOutputStream(dir.resolve(prefix + "-labels-idx1-ubyte")), 0x00000801, new int[] {0}, new byte[0]);
+    }
+    var spec = dev.distillery.schemas.DatasetSpec.newBuilder().setLocation(dir.toString()).build();
+    assertThatThrownBy(() -> Datasets.load(spec)).isInstanceOfSatisfying(dev.distillery.common.JobFailedException.class,
+        e -> assertThat(e.field()).isEqualTo("dataset.location")).hasMessageContaining("0 training and 0 test images");
+    Files.writeString(dir.resolve("train-images-idx3-ubyte"), "not idx");
+    assertThatThrownBy(() -> Datasets.load(spec)).isInstanceOfSatisfying(dev.distillery.common.JobFailedException.class,
+        e -> assertThat(e.field()).isEqualTo("dataset.location")).hasMessageContaining("not an unsigned-byte IDX");
+  }
+
   @Test
   void aMissingFileIsNamed(@TempDir Path dir) {
     assertThatThrownBy(() -> Datasets.read(dir, "train")).hasMessageContaining("train-images-idx3-ubyte");
