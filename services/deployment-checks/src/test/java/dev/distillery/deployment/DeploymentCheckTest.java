@@ -100,7 +100,7 @@ class DeploymentCheckTest {
         // misspelt, and teacher-inference logs in by certificate.
         .replace("name: distillery.results, patternType: literal}, operations: [Write]}",
             "name: distillery.results, patternType: literal}, operations: [Write, Read]}")
-        .replace("patternType: prefix}, operations: [Create, Read, Write]", "patternType: prefix}, operations: [Create, Read]")
+        .replace("patternType: prefix}, operations: [Create, Read, Write, Delete]", "patternType: prefix}, operations: [Create, Read, Delete]")
         .replace("name: keda\n", "name: kedda\n")
         .replaceFirst("scram-sha-512", "tls")));
     assertThat(aclProblems).containsExactlyInAnyOrder(

@@ -13,6 +13,7 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessor;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessorContext;
 import org.apache.kafka.streams.processor.api.FixedKeyRecord;
@@ -22,8 +23,10 @@ import org.apache.kafka.streams.state.Stores;
  * The Kafka Streams topology of job status: every record of the requests, progress, checkpoints,
  * results and failures topics becomes an update of its job's {@link JobStatus} (by {@link
  * JobStatusFold}), kept in the queryable store {@link #STORE}. All five topics are keyed by job id
- * and have the same partition count, so one task sees all of a job's events and no repartitioning
- * is needed.
+ * and have the same partition count. The services write four of them with Kafka's Java
+ * partitioner; requests come from any client (librdkafka's default partitioner puts a key
+ * elsewhere), so they are re-partitioned by job id first: one task then sees all of a job's events,
+ * whoever produced them.
  */
 public final class JobStatusTopology {
   public static final String STORE = "job-status";
@@ -40,11 +43,11 @@ public final class JobStatusTopology {
   /** The topology; {@code onChange} hears every new status, on a stream thread. */
   public static Topology build(Consumer<JobStatus> onChange) {
     StreamsBuilder builder = new StreamsBuilder();
-    updates(builder, Topics.REQUESTS, JobStatusFold::request)
-        .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress)))
-        .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
-        .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
-        .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
+    updates(builder, Topics.REQUESTS, JobStatusFold::request, true)
+        .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress), false))
+        .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint, false))
+        .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result), false))
+        .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure), false))
         .groupByKey()
         .aggregate(() -> null,
             (jobId, update, status) -> update.apply(status != null ? status : JobStatusFold.empty(jobId)),
@@ -61,8 +64,15 @@ public final class JobStatusTopology {
    * job's request under another's id.
    */
   private static <V> KStream<String, UnaryOperator<JobStatus>> updates(StreamsBuilder builder, Topic<V> topic,
-      Fold<V> fold) {
-    return builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
+      Fold<V> fold, boolean repartition) {
+    KStream<String, V> records = builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()));
+    if (repartition) {
+      // Through an internal topic, partitioned as the services partition: by the key's murmur2 hash.
+      records = records.filter((jobId, value) -> jobId != null)
+          .repartition(Repartitioned.<String, V>with(Serdes.String(), topic.valueSerde())
+              .withName(topic.name().replace('.', '-') + "-by-job"));
+    }
+    return records
         .filter((jobId, value) -> jobId != null && value != null
             && !(value instanceof CompressionRequest request && !request.getJobId().equals(jobId)))
         .processValues(() -> new FixedKeyProcessor<String, V, UnaryOperator<JobStatus>>() {

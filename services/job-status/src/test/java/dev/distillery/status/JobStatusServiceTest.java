@@ -26,6 +26,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
+import java.util.UUID;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -127,6 +128,26 @@ class JobStatusServiceTest {
       assertThat(get(base + "/metrics").body())
           .contains("distillery_jobs{state=\"DONE\"} 1", "distillery_requests_rejected_total 3",
               "distillery_requests_submitted_total 1");
+
+      // A request on another partition than Java's partitioner picks for its key (librdkafka's
+      // default partitioner does that), its job's events where the services put them: one job, DONE.
+      String foreign = "foreign-" + UUID.randomUUID();
+      int javaPartition = org.apache.kafka.common.utils.Utils.toPositive(
+          org.apache.kafka.common.utils.Utils.murmur2(foreign.getBytes(StandardCharsets.UTF_8))) % 2;
+      var foreignJob = JobStatusTopologyTest.finishedJob(foreign, System.currentTimeMillis());
+      for (var event : foreignJob) {
+        Topic<Object> topic = event.topic();
+        Integer partition = topic.name().equals(Topics.REQUESTS.name()) ? 1 - javaPartition : null;
+        producer.send(new ProducerRecord<>(topic.name(), partition, event.timestampMs(), foreign,
+            topic.valueSerde().serializer().serialize(topic.name(), event.value()))).get(10, TimeUnit.SECONDS);
+      }
+      await(Duration.ofSeconds(30), () -> state(base, foreign).equals("DONE"));
+      JsonNode all = PlainJson.MAPPER.readTree(get(base + "/api/jobs").body());
+      List<String> listed = new java.util.ArrayList<>();
+      all.forEach(status -> listed.add(status.get("jobId").asText()));
+      assertThat(listed).as("one status per job").filteredOn(foreign::equals).hasSize(1);
+      assertThat(PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + foreign).body()).get("request").get("jobId").asText())
+          .isEqualTo(foreign);
     } finally {
       vertx.close().await(30, TimeUnit.SECONDS);
     }

@@ -92,11 +92,11 @@ public final class ServiceAcls {
           topic(Topics.CHECKPOINTS.name(), AclOperation.READ),
           topic(Topics.RESULTS.name(), AclOperation.READ),
           topic(Topics.FAILURES.name(), AclOperation.READ),
-          // Kafka Streams' internal topics (the store's changelog) are named after the application
-          // id: it creates them, writes them and restores from them. (It would purge repartition
-          // topics, with DELETE, but this topology has none.)
+          // Kafka Streams' internal topics (the store's changelog, the requests re-keyed by job id)
+          // are named after the application id: it creates them, writes and reads them, restores
+          // from the changelog and purges the repartition topic of what it consumed (DELETE).
           new Grant(ResourceType.TOPIC, JOB_STATUS_APPLICATION + "-", PatternType.PREFIXED, EnumSet.of(
-              AclOperation.CREATE, AclOperation.READ, AclOperation.WRITE))),
+              AclOperation.CREATE, AclOperation.READ, AclOperation.WRITE, AclOperation.DELETE))),
       SUBMITTER, List.of(
           topic(Topics.REQUESTS.name(), AclOperation.WRITE),
           // JobWatcher reads these without a consumer group, so no group ACL.
