@@ -28,7 +28,11 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   /** Outcomes remembered for late duplicate batches of started jobs. */
   private static final int REMEMBERED_JOBS = 1024;
-  /** A job whose set stays incomplete this long fails instead of holding its partition's commits. */
+  /**
+   * A job whose set stays incomplete for this long of fetching (time paused behind another job's
+   * training does not count: its batches could not be read) fails instead of holding its
+   * partition's commits.
+   */
   static final Duration INCOMPLETE_TIMEOUT = Duration.ofMinutes(10);
 
   private static final class Pending {
@@ -43,6 +47,8 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
 
   private final Map<String, Pending> pending = new HashMap<>();
   private final int maxPendingJobs;
+  /** The consumer's fetching clock, as of the last {@link #expire}. */
+  private long fetchingMillis;
   private final Map<String, CompletableFuture<Void>> outcomes = new LinkedHashMap<>(16, 0.75f, false) {
     @Override
     protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<Void>> eldest) {
@@ -89,7 +95,7 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
         pending.put(jobId, job);
       }
       job.records.add(done);
-      job.lastBatchMillis = System.currentTimeMillis();
+      job.lastBatchMillis = fetchingMillis;
       long before = job.labels.receivedSamples();
       if (job.labels.add(batch)) {
         reportProgress(jobId, job, before, batch.getTotalSamples());
@@ -127,14 +133,15 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
   }
 
   @Override
-  public void expire(long nowMillis) {
+  public void expire(long fetchingMillis) {
+    this.fetchingMillis = fetchingMillis;
     for (Iterator<Map.Entry<String, Pending>> it = pending.entrySet().iterator(); it.hasNext(); ) {
       Map.Entry<String, Pending> entry = it.next();
-      if (nowMillis - entry.getValue().lastBatchMillis > INCOMPLETE_TIMEOUT.toMillis()) {
+      if (fetchingMillis - entry.getValue().lastBatchMillis > INCOMPLETE_TIMEOUT.toMillis()) {
         Pending job = entry.getValue();
         it.remove();
         settle(entry.getKey(), job, CompletableFuture.failedFuture(new TimeoutException(
-            "soft labels incomplete: no batch for " + INCOMPLETE_TIMEOUT.toMinutes() + " minutes")));
+            "soft labels incomplete: no batch in " + INCOMPLETE_TIMEOUT.toMinutes() + " minutes of reading")));
       }
     }
   }

@@ -21,6 +21,11 @@ public interface RecordHandler<V> {
     return false;
   }
 
-  /** Called on the consumer thread at every poll, to give up on work that waits too long. */
-  default void expire(long nowMillis) {}
+  /**
+   * Called on the consumer thread at every poll, to give up on work that waits too long for input.
+   * {@code fetchingMillis} is a clock that runs only while the consumer fetches: paused (busy) it
+   * stands still, so nothing expires for want of records that could not be read. It is also the
+   * clock of the records {@link #handle}d since the previous call.
+   */
+  default void expire(long fetchingMillis) {}
 }

@@ -47,6 +47,10 @@ public final class StageConsumer<V> implements Runnable {
   private final StageMetrics metrics;
   private final Queue<ConsumerRecord<String, byte[]>> waiting = new ArrayDeque<>();
   private long nextLagReading;
+  /** Milliseconds spent fetching (not paused), for {@link RecordHandler#expire}. */
+  private long fetchingMillis;
+  private long lastTickNanos = System.nanoTime();
+  private boolean fetching;
   private final Queue<Finished> finished = new ConcurrentLinkedQueue<>();
   private final OffsetTracker offsets = new OffsetTracker();
   private final CountDownLatch stopped = new CountDownLatch(1);
@@ -71,9 +75,11 @@ public final class StageConsumer<V> implements Runnable {
       consumer.subscribe(List.of(input.name()), new Rebalance());
       while (running) {
         settleFinished();
-        handler.expire(System.currentTimeMillis());
+        tick();
+        handler.expire(fetchingMillis);
         dispatchWaiting();
-        if (waiting.isEmpty() && !handler.busy()) {
+        fetching = waiting.isEmpty() && !handler.busy();
+        if (fetching) {
           consumer.resume(consumer.paused());
         } else {
           consumer.pause(consumer.assignment());
@@ -102,6 +108,15 @@ public final class StageConsumer<V> implements Runnable {
       consumer.close();
       stopped.countDown();
     }
+  }
+
+  /** Advances the fetching clock by the time since the last tick, if the consumer was fetching then. */
+  private void tick() {
+    long now = System.nanoTime();
+    if (fetching) {
+      fetchingMillis += (now - lastTickNanos) / 1_000_000;
+    }
+    lastTickNanos = now - (now - lastTickNanos) % 1_000_000; // keep the sub-millisecond rest
   }
 
   /**

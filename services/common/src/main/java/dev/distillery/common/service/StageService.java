@@ -96,8 +96,8 @@ public final class StageService<V> extends VerticleBase {
       }
 
       @Override
-      public void expire(long nowMillis) {
-        handler.expire(nowMillis);
+      public void expire(long fetchingMillis) {
+        handler.expire(fetchingMillis);
       }
     };
   }

@@ -109,6 +109,66 @@ class StageConsumerTest {
     }
   }
 
+  /**
+   * The clock handlers expire work by stands still while the consumer is paused: a job waiting for
+   * records behind another job's long work must not time out for records it could not read.
+   */
+  @Test
+  void theExpiryClockStandsStillWhileTheConsumerIsPaused(EmbeddedKafkaBroker broker) throws Exception {
+    String name = "stage-clock-" + UUID.randomUUID();
+    broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));
+    Topic<JobFailure> topic = new Topic<>(name, AvroSerde.of(JobFailure.class));
+    ServiceConfig config = ServiceConfig.fromKeys(name, Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
+        "artifacts.dir", "/tmp", "worker.threads", "1", "torch.threads", "1", "management.port", "0"));
+    CompletableFuture<Void> longWork = new CompletableFuture<>();
+    java.util.concurrent.atomic.AtomicBoolean handled = new java.util.concurrent.atomic.AtomicBoolean();
+    List<Long> whilePaused = new CopyOnWriteArrayList<>();
+    List<Long> afterwards = new CopyOnWriteArrayList<>();
+    RecordHandler<JobFailure> handler = new RecordHandler<>() {
+      @Override
+      public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, JobFailure value) {
+        handled.set(true);
+        return longWork;
+      }
+
+      @Override
+      public boolean busy() {
+        return handled.get() && !longWork.isDone();
+      }
+
+      @Override
+      public void expire(long fetchingMillis) {
+        if (handled.get()) {
+          (longWork.isDone() ? afterwards : whilePaused).add(fetchingMillis);
+        }
+      }
+    };
+    try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(config);
+        JobEvents events = new JobEvents(producer)) {
+      StageConsumer<JobFailure> loop = new StageConsumer<>(KafkaClients.consumer(config), topic, handler,
+          new DeadLetters(events, name), new StageMetrics(name));
+      Thread thread = new Thread(loop, "stage-clock-test");
+      thread.start();
+      try {
+        await(loop::ready, "the consumer in its group");
+        events.send(topic, "long", failure("long")).get(10, TimeUnit.SECONDS);
+        await(handled::get, "the record handed out");
+        long pausedSince = System.nanoTime();
+        // Polls of 100 ms: a second of wall time paused behind the work.
+        await(() -> whilePaused.size() > 12 && System.nanoTime() - pausedSince > 1_000_000_000L, "polls while paused");
+        List<Long> paused = whilePaused.subList(whilePaused.size() - 10, whilePaused.size());
+        assertThat(paused.get(paused.size() - 1) - paused.get(0)).as("fetching ms passed while paused").isZero();
+        longWork.complete(null);
+        await(() -> afterwards.size() > 20, "polls after the work");
+        assertThat(afterwards.get(afterwards.size() - 1)).as("the clock runs again while fetching")
+            .isGreaterThan(whilePaused.get(whilePaused.size() - 1) + 500);
+      } finally {
+        loop.stop();
+        thread.join();
+      }
+    }
+  }
+
   private static JobFailure failure(String jobId) {
     return new JobFailure(jobId, Stage.PRUNING, null, "test", 0L, false);
   }
