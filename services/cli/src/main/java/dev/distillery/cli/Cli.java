@@ -22,7 +22,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -120,7 +119,7 @@ public final class Cli {
     ObjectNode object = (ObjectNode) json;
     boolean idGiven = object.hasNonNull("jobId");
     if (!idGiven) {
-      object.put("jobId", "job-" + UUID.randomUUID().toString().substring(0, 8));
+      object.put("jobId", RequestValidation.newJobId());
     }
     if (!object.hasNonNull("submittedAtMs")) {
       object.put("submittedAtMs", System.currentTimeMillis());

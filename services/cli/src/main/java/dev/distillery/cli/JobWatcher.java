@@ -72,11 +72,7 @@ public final class JobWatcher implements AutoCloseable {
       if (System.nanoTime() > deadline) {
         throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
       }
-      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-        if (record.key() != null) {
-          backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
-        }
-      }
+      pollIntoBacklog();
     }
   }
 
@@ -91,13 +87,17 @@ public final class JobWatcher implements AutoCloseable {
       if (System.nanoTime() > deadline) {
         throw new TimeoutException("the job topics could not be read to their end within " + timeout);
       }
-      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-        if (record.key() != null) {
-          backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
-        }
-      }
+      pollIntoBacklog();
     }
     return backlog.containsKey(jobId) && !backlog.get(jobId).isEmpty();
+  }
+
+  private void pollIntoBacklog() {
+    for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+      if (record.key() != null) {
+        backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
+      }
+    }
   }
 
   @Override

@@ -55,6 +55,11 @@ public final class RequestValidation {
     this.roots = roots;
   }
 
+  /** A new job id, for a request that gives none: {@code job-} and 12 random hex digits. */
+  public static String newJobId() {
+    return "job-" + java.util.UUID.randomUUID().toString().replace("-", "").substring(0, 12);
+  }
+
   /** Whether {@code jobId} has the form of a job id (it names files and directories). */
   public static boolean validJobId(String jobId) {
     return JOB_ID.matcher(jobId).matches() && !STORE_DIRECTORIES.contains(jobId);

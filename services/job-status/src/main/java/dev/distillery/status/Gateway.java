@@ -41,7 +41,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -433,7 +432,7 @@ final class Gateway {
         return reject(400, List.of(new RequestValidation.Violation("(the request)", "must be a JSON object")));
       }
       if (!body.hasNonNull("jobId")) {
-        ((ObjectNode) body).put("jobId", "job-" + UUID.randomUUID().toString().replace("-", "").substring(0, 12));
+        ((ObjectNode) body).put("jobId", RequestValidation.newJobId());
       }
       request = PlainJson.read(body, CompressionRequest.class);
     } catch (PlainJson.InvalidJsonException e) {

@@ -43,11 +43,11 @@ public final class JobStatusTopology {
   /** The topology; {@code onChange} hears every new status, on a stream thread. */
   public static Topology build(Consumer<JobStatus> onChange) {
     StreamsBuilder builder = new StreamsBuilder();
-    updates(builder, Topics.REQUESTS, JobStatusFold::request, true)
-        .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress), false))
-        .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint, false))
-        .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result), false))
-        .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure), false))
+    requests(builder)
+        .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress)))
+        .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
+        .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
+        .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
         .groupByKey()
         .aggregate(() -> null,
             (jobId, update, status) -> update.apply(status != null ? status : JobStatusFold.empty(jobId)),
@@ -59,22 +59,30 @@ public final class JobStatusTopology {
   }
 
   /**
-   * The topic's records as status updates; records without a key or value are skipped, and so is
-   * a request keyed by another id than its own (the planner refuses it), which would show one
-   * job's request under another's id.
+   * The requests as status updates. A request keyed by another id than its own is skipped (the
+   * planner refuses it): it would show one job's request under another's id. The rest go through
+   * an internal topic partitioned as the services partition (the key's murmur2 hash), since any
+   * client may have produced them.
    */
+  private static KStream<String, UnaryOperator<JobStatus>> requests(StreamsBuilder builder) {
+    Topic<CompressionRequest> topic = Topics.REQUESTS;
+    KStream<String, CompressionRequest> requests = builder.stream(topic.name(),
+            Consumed.with(Serdes.String(), topic.valueSerde()))
+        .filter((jobId, request) -> jobId != null && request != null && request.getJobId().equals(jobId))
+        .repartition(Repartitioned.with(Serdes.String(), topic.valueSerde())
+            .withName(topic.name().replace('.', '-') + "-by-job"));
+    return folded(requests, JobStatusFold::request);
+  }
+
+  /** The records of a topic the services write (keyed by job id) as status updates; those without a key or value are skipped. */
   private static <V> KStream<String, UnaryOperator<JobStatus>> updates(StreamsBuilder builder, Topic<V> topic,
-      Fold<V> fold, boolean repartition) {
-    KStream<String, V> records = builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()));
-    if (repartition) {
-      // Through an internal topic, partitioned as the services partition: by the key's murmur2 hash.
-      records = records.filter((jobId, value) -> jobId != null)
-          .repartition(Repartitioned.<String, V>with(Serdes.String(), topic.valueSerde())
-              .withName(topic.name().replace('.', '-') + "-by-job"));
-    }
+      Fold<V> fold) {
+    return folded(builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
+        .filter((jobId, value) -> jobId != null && value != null), fold);
+  }
+
+  private static <V> KStream<String, UnaryOperator<JobStatus>> folded(KStream<String, V> records, Fold<V> fold) {
     return records
-        .filter((jobId, value) -> jobId != null && value != null
-            && !(value instanceof CompressionRequest request && !request.getJobId().equals(jobId)))
         .processValues(() -> new FixedKeyProcessor<String, V, UnaryOperator<JobStatus>>() {
           private FixedKeyProcessorContext<String, UnaryOperator<JobStatus>> context;
 

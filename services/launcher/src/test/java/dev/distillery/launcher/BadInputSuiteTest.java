@@ -56,14 +56,11 @@ import java.util.stream.Stream;
 import org.apache.avro.SchemaNormalization;
 import org.apache.avro.io.BinaryEncoder;
 import org.apache.avro.io.EncoderFactory;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
-import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
@@ -174,8 +171,8 @@ class BadInputSuiteTest {
       }
       for (Map.Entry<String, Topic<?>> entry : dead.entrySet()) {
         ConsumerRecord<String, byte[]> letter = awaitDeadLetter(bootstrap, entry.getKey());
-        assertThat(header(letter, DeadLetters.SOURCE_TOPIC)).isEqualTo(entry.getValue().name());
-        assertThat(header(letter, DeadLetters.REASON)).as(entry.getKey()).isNotBlank();
+        assertThat(PipelineScenario.header(letter, DeadLetters.SOURCE_TOPIC)).isEqualTo(entry.getValue().name());
+        assertThat(PipelineScenario.header(letter, DeadLetters.REASON)).as(entry.getKey()).isNotBlank();
         answered++;
       }
       // Well-formed records that lie: a soft-label batch claiming 2^31 samples of 256 classes, and a
@@ -375,7 +372,7 @@ class BadInputSuiteTest {
   /** Every record of {@code topic} under {@code key}, from the beginning to the end as it is now. */
   private static <V> List<V> records(String bootstrap, Topic<V> topic, String key) {
     List<V> found = new ArrayList<>();
-    try (KafkaConsumer<String, byte[]> consumer = fromBeginning(bootstrap, topic.name())) {
+    try (KafkaConsumer<String, byte[]> consumer = PipelineScenario.fromBeginning(bootstrap, topic.name())) {
       Set<TopicPartition> partitions = consumer.assignment();
       Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
@@ -390,44 +387,13 @@ class BadInputSuiteTest {
   }
 
   private static <V> V awaitRecord(String bootstrap, Topic<V> topic, String key, java.util.function.Predicate<V> match) {
-    ConsumerRecord<String, byte[]> record = awaitRaw(bootstrap, topic.name(), key,
-        r -> match.test(topic.valueSerde().deserializer().deserialize(r.topic(), r.value())));
+    ConsumerRecord<String, byte[]> record = PipelineScenario.awaitRecord(bootstrap, topic.name(), key,
+        r -> match.test(topic.valueSerde().deserializer().deserialize(r.topic(), r.value())), ANSWER);
     return topic.valueSerde().deserializer().deserialize(record.topic(), record.value());
   }
 
   private static ConsumerRecord<String, byte[]> awaitDeadLetter(String bootstrap, String key) {
-    return awaitRaw(bootstrap, Topics.DEAD_LETTERS.name(), key, record -> true);
+    return PipelineScenario.awaitRecord(bootstrap, Topics.DEAD_LETTERS.name(), key, record -> true, ANSWER);
   }
 
-  /** The first record of {@code topic} under {@code key} that {@code match}es, waiting up to {@link #ANSWER}. */
-  private static ConsumerRecord<String, byte[]> awaitRaw(String bootstrap, String topic, String key,
-      java.util.function.Predicate<ConsumerRecord<String, byte[]>> match) {
-    long deadline = System.nanoTime() + ANSWER.toNanos();
-    try (KafkaConsumer<String, byte[]> consumer = fromBeginning(bootstrap, topic)) {
-      while (System.nanoTime() < deadline) {
-        for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-          if (key.equals(record.key()) && match.test(record)) {
-            return record;
-          }
-        }
-      }
-    }
-    throw new AssertionError("no matching record under " + key + " on " + topic + " within " + ANSWER);
-  }
-
-  /** A consumer of every partition of {@code topic}, from its first record, in no group. */
-  private static KafkaConsumer<String, byte[]> fromBeginning(String bootstrap, String topic) {
-    KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG,
-        bootstrap), new StringDeserializer(), new ByteArrayDeserializer());
-    List<TopicPartition> partitions = consumer.partitionsFor(topic).stream()
-        .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
-    consumer.assign(partitions);
-    consumer.seekToBeginning(partitions);
-    return consumer;
-  }
-
-  private static String header(ConsumerRecord<String, byte[]> record, String name) {
-    var header = record.headers().lastHeader(name);
-    return header == null ? null : new String(header.value(), StandardCharsets.UTF_8);
-  }
 }

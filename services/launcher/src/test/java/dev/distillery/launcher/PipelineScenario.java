@@ -269,25 +269,37 @@ final class PipelineScenario {
   }
 
   private static ConsumerRecord<String, byte[]> awaitDeadLetter(String bootstrapServers, String key, Duration timeout) {
-    try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(
-        ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers), new StringDeserializer(), new ByteArrayDeserializer())) {
-      List<TopicPartition> partitions = consumer.partitionsFor(Topics.DEAD_LETTERS.name()).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
-      consumer.assign(partitions);
-      consumer.seekToBeginning(partitions);
-      long deadline = System.nanoTime() + timeout.toNanos();
+    return awaitRecord(bootstrapServers, Topics.DEAD_LETTERS.name(), key, record -> true, timeout);
+  }
+
+  /** The first record of {@code topic} under {@code key} that {@code match}es, waiting up to {@code timeout}. */
+  static ConsumerRecord<String, byte[]> awaitRecord(String bootstrapServers, String topic, String key,
+      java.util.function.Predicate<ConsumerRecord<String, byte[]>> match, Duration timeout) {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    try (KafkaConsumer<String, byte[]> consumer = fromBeginning(bootstrapServers, topic)) {
       while (System.nanoTime() < deadline) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-          if (key.equals(record.key())) {
+          if (key.equals(record.key()) && match.test(record)) {
             return record;
           }
         }
       }
-      throw new AssertionError("no dead letter with key " + key + " within " + timeout);
     }
+    throw new AssertionError("no matching record under " + key + " on " + topic + " within " + timeout);
   }
 
-  private static String header(ConsumerRecord<String, byte[]> record, String name) {
+  /** A consumer of every partition of {@code topic}, from its first record, in no group. */
+  static KafkaConsumer<String, byte[]> fromBeginning(String bootstrapServers, String topic) {
+    KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG,
+        bootstrapServers), new StringDeserializer(), new ByteArrayDeserializer());
+    List<TopicPartition> partitions = consumer.partitionsFor(topic).stream()
+        .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+    consumer.assign(partitions);
+    consumer.seekToBeginning(partitions);
+    return consumer;
+  }
+
+  static String header(ConsumerRecord<String, byte[]> record, String name) {
     var header = record.headers().lastHeader(name);
     return header == null ? null : new String(header.value(), StandardCharsets.UTF_8);
   }

@@ -14,6 +14,8 @@ import java.security.DigestOutputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
+import java.util.function.Function;
+import java.util.regex.Pattern;
 
 /**
  * Stores artifacts (checkpoints) as files under a root directory and names them by {@code file:}
@@ -22,6 +24,8 @@ import java.util.HexFormat;
  * file instead of changing one an earlier event already points at.
  */
 public final class ArtifactStore {
+  private static final Pattern SCHEME = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*:");
+
   private final Path root;
 
   public ArtifactStore(Path root) {
@@ -82,25 +86,32 @@ public final class ArtifactStore {
    */
   public static Path localPath(String uri) {
     boolean fileUri = uri.regionMatches(true, 0, "file:", 0, 5);
-    if (!fileUri && uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*")) {
+    if (!fileUri && hasScheme(uri)) {
       throw new IllegalArgumentException("only file: URIs and absolute paths are supported");
     }
-    Path path;
-    try {
-      URI parsed = fileUri ? URI.create(uri) : null;
-      if (parsed != null && (parsed.getAuthority() != null || parsed.getQuery() != null || parsed.getFragment() != null)) {
-        throw new IllegalArgumentException("must be a file: URI without host, query or fragment");
-      }
-      path = parsed != null ? Path.of(parsed) : Path.of(uri);
-    } catch (IllegalArgumentException e) {
-      // The parsers' own messages quote the input, which may be anything: say what, not where.
-      throw e.getMessage() != null && e.getMessage().startsWith("must be a file")
-          ? e : new IllegalArgumentException("is not a valid file: URI or path");
+    URI parsed = fileUri ? parse(uri, URI::create) : null;
+    if (parsed != null && (parsed.getAuthority() != null || parsed.getQuery() != null || parsed.getFragment() != null)) {
+      throw new IllegalArgumentException("must be a file: URI without host, query or fragment");
     }
+    Path path = parsed != null ? parse(parsed, Path::of) : parse(uri, Path::of);
     try {
       return realPath(path.toAbsolutePath());
     } catch (IOException e) {
       throw new IllegalArgumentException("cannot be resolved", e);
+    }
+  }
+
+  /** Whether {@code uri} starts with a URI scheme ({@code file:}, {@code http:}, ...). */
+  public static boolean hasScheme(String uri) {
+    return SCHEME.matcher(uri).lookingAt();
+  }
+
+  /** The parsers' own messages quote the input, which may be anything: say what, not where. */
+  private static <T, R> R parse(T input, Function<T, R> parser) {
+    try {
+      return parser.apply(input);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("is not a valid file: URI or path");
     }
   }
 

@@ -72,8 +72,7 @@ public record AllowedRoots(List<Path> models, List<Path> datasets, List<Path> ar
 
   /** The real path of a {@code file:} URI or an absolute path ({@link ArtifactStore#localPath}). */
   static Path resolve(String field, String uri) throws OutsideRootsException {
-    boolean uriOrAbsolute = uri.startsWith("/") || uri.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*");
-    if (!uriOrAbsolute) {
+    if (!uri.startsWith("/") && !ArtifactStore.hasScheme(uri)) {
       throw new OutsideRootsException(field, "must be an absolute path or file: URI");
     }
     try {

@@ -56,7 +56,7 @@ public final class ServiceAcls {
   }
 
   private static final Map<String, List<Grant>> GRANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
-      TEACHER_INFERENCE, List.of(
+      TEACHER_INFERENCE, stage(
           group(TEACHER_PLANNER_GROUP, AclOperation.READ),
           group(TEACHER_INFERENCE, AclOperation.READ),
           topic(Topics.REQUESTS.name(), AclOperation.READ),
@@ -64,26 +64,17 @@ public final class ServiceAcls {
           topic(Topics.TEACHER_SHARDS.name(), AclOperation.READ, AclOperation.WRITE),
           topic(Topics.SOFT_LABELS.name(), AclOperation.WRITE),
           // A job without distillation goes from the planner straight to the pruner.
-          topic(Topics.CHECKPOINTS.name(), AclOperation.WRITE),
-          topic(Topics.PROGRESS.name(), AclOperation.WRITE),
-          topic(Topics.FAILURES.name(), AclOperation.WRITE),
-          topic(Topics.DEAD_LETTERS.name(), AclOperation.WRITE)),
-      STUDENT_TRAINER, List.of(
+          topic(Topics.CHECKPOINTS.name(), AclOperation.WRITE)),
+      STUDENT_TRAINER, stage(
           group(STUDENT_TRAINER, AclOperation.READ),
           group(STUDENT_TRANSFER_GROUP, AclOperation.READ),
           topic(Topics.SOFT_LABELS.name(), AclOperation.READ),
           topic(Topics.REQUESTS.name(), AclOperation.READ),
-          topic(Topics.CHECKPOINTS.name(), AclOperation.WRITE),
-          topic(Topics.PROGRESS.name(), AclOperation.WRITE),
-          topic(Topics.FAILURES.name(), AclOperation.WRITE),
-          topic(Topics.DEAD_LETTERS.name(), AclOperation.WRITE)),
-      PRUNER, List.of(
+          topic(Topics.CHECKPOINTS.name(), AclOperation.WRITE)),
+      PRUNER, stage(
           group(PRUNER, AclOperation.READ),
           topic(Topics.CHECKPOINTS.name(), AclOperation.READ),
-          topic(Topics.RESULTS.name(), AclOperation.WRITE),
-          topic(Topics.PROGRESS.name(), AclOperation.WRITE),
-          topic(Topics.FAILURES.name(), AclOperation.WRITE),
-          topic(Topics.DEAD_LETTERS.name(), AclOperation.WRITE)),
+          topic(Topics.RESULTS.name(), AclOperation.WRITE)),
       JOB_STATUS, List.of(
           group(JOB_STATUS_APPLICATION, AclOperation.READ),
           // The five topics JobStatusTopology folds; requests also written, by the HTTP API.
@@ -108,6 +99,15 @@ public final class ServiceAcls {
           topic(Topics.TEACHER_SHARDS.name(), AclOperation.DESCRIBE)))));
 
   private ServiceAcls() {}
+
+  /** A stage's own grants, and what every stage writes: progress and failures ({@code JobEvents}), dead letters. */
+  private static List<Grant> stage(Grant... own) {
+    List<Grant> grants = new ArrayList<>(List.of(own));
+    for (var events : List.of(Topics.PROGRESS, Topics.FAILURES, Topics.DEAD_LETTERS)) {
+      grants.add(topic(events.name(), AclOperation.WRITE));
+    }
+    return List.copyOf(grants);
+  }
 
   /** Every principal, sorted. */
   public static Set<String> principals() {

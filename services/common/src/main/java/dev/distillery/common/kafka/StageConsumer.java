@@ -47,8 +47,8 @@ public final class StageConsumer<V> implements Runnable {
   private final StageMetrics metrics;
   private final Queue<ConsumerRecord<String, byte[]>> waiting = new ArrayDeque<>();
   private long nextLagReading;
-  /** Milliseconds spent fetching (not paused), for {@link RecordHandler#expire}. */
-  private long fetchingMillis;
+  /** Time spent fetching (not paused), for {@link RecordHandler#expire}. */
+  private long fetchingNanos;
   private long lastTickNanos = System.nanoTime();
   private boolean fetching;
   private final Queue<Finished> finished = new ConcurrentLinkedQueue<>();
@@ -76,7 +76,7 @@ public final class StageConsumer<V> implements Runnable {
       while (running) {
         settleFinished();
         tick();
-        handler.expire(fetchingMillis);
+        handler.expire(fetchingNanos / 1_000_000);
         dispatchWaiting();
         fetching = waiting.isEmpty() && !handler.busy();
         if (fetching) {
@@ -114,9 +114,9 @@ public final class StageConsumer<V> implements Runnable {
   private void tick() {
     long now = System.nanoTime();
     if (fetching) {
-      fetchingMillis += (now - lastTickNanos) / 1_000_000;
+      fetchingNanos += now - lastTickNanos;
     }
-    lastTickNanos = now - (now - lastTickNanos) % 1_000_000; // keep the sub-millisecond rest
+    lastTickNanos = now;
   }
 
   /**

@@ -61,10 +61,8 @@ class StageConsumerTest {
   @Test
   void commitsOnlyPastRecordsWhoseOutputsExistAndDeadLettersTheRest(EmbeddedKafkaBroker broker) throws Exception {
     String name = "stage-consumer-" + UUID.randomUUID();
-    broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));
-    Topic<JobFailure> topic = new Topic<>(name, AvroSerde.of(JobFailure.class));
-    ServiceConfig config = ServiceConfig.fromKeys(name, Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
-        "artifacts.dir", "/tmp", "worker.threads", "1", "torch.threads", "1", "management.port", "0"));
+    Topic<JobFailure> topic = inputTopic(broker, name);
+    ServiceConfig config = config(broker, name);
     HeldHandler handler = new HeldHandler();
     TopicPartition partition = new TopicPartition(name, 0);
 
@@ -116,10 +114,8 @@ class StageConsumerTest {
   @Test
   void theExpiryClockStandsStillWhileTheConsumerIsPaused(EmbeddedKafkaBroker broker) throws Exception {
     String name = "stage-clock-" + UUID.randomUUID();
-    broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));
-    Topic<JobFailure> topic = new Topic<>(name, AvroSerde.of(JobFailure.class));
-    ServiceConfig config = ServiceConfig.fromKeys(name, Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
-        "artifacts.dir", "/tmp", "worker.threads", "1", "torch.threads", "1", "management.port", "0"));
+    Topic<JobFailure> topic = inputTopic(broker, name);
+    ServiceConfig config = config(broker, name);
     CompletableFuture<Void> longWork = new CompletableFuture<>();
     java.util.concurrent.atomic.AtomicBoolean handled = new java.util.concurrent.atomic.AtomicBoolean();
     List<Long> whilePaused = new CopyOnWriteArrayList<>();
@@ -167,6 +163,17 @@ class StageConsumerTest {
         thread.join();
       }
     }
+  }
+
+  /** A fresh input topic of one partition (and the dead-letter topic) for one test's stage. */
+  private static Topic<JobFailure> inputTopic(EmbeddedKafkaBroker broker, String name) {
+    broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));
+    return new Topic<>(name, AvroSerde.of(JobFailure.class));
+  }
+
+  private static ServiceConfig config(EmbeddedKafkaBroker broker, String name) {
+    return ServiceConfig.fromKeys(name, Map.of("kafka.bootstrap.servers", broker.bootstrapServers(),
+        "artifacts.dir", "/tmp", "worker.threads", "1", "torch.threads", "1", "management.port", "0"));
   }
 
   private static JobFailure failure(String jobId) {

@@ -27,7 +27,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.function.BooleanSupplier;
 import java.util.stream.Stream;
 
 import org.apache.kafka.clients.admin.Admin;
@@ -36,7 +35,6 @@ import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.ScramCredentialInfo;
 import org.apache.kafka.clients.admin.ScramMechanism;
-import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Uuid;
@@ -289,17 +287,8 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
      * metadata requests; clients started in that window would fail or stall.
      */
     private static void awaitClusterReady(Admin admin) {
-        awaitCondition(() -> {
-            try {
-                return !admin.describeCluster(new DescribeClusterOptions().timeoutMs(2_000))
-                        .nodes().get().isEmpty();
-            } catch (ExecutionException e) {
-                return false;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("Interrupted while waiting for the Kafka broker", e);
-            }
-        }, "the Kafka broker to serve requests");
+        awaitCondition(() -> !admin.describeCluster(new DescribeClusterOptions().timeoutMs(2_000)).nodes().get().isEmpty(),
+                "the Kafka broker to serve requests");
     }
 
     /** @return the {@code host:port} list for a client's {@code bootstrap.servers} */
@@ -327,33 +316,17 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     public void addUser(String user) {
         Security security = requireSecure();
         String password = Security.randomSecret();
-        try {
-            admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user,
-                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password)))
-                    .all().get(READY_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("Interrupted while adding user " + user, e);
-        } catch (ExecutionException | TimeoutException e) {
-            throw new IllegalStateException("Could not add user " + user, e);
-        }
+        await(admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user,
+                new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password))).all(),
+                "adding user " + user);
         security.passwords.put(user, password);
         // The controller acknowledges the credential once committed; the broker's credential
         // cache learns it from the metadata log a moment later. Only a login proves it has.
         Map<String, Object> probeConfig = new LinkedHashMap<>(clientProperties(user));
         probeConfig.put(AdminClientConfig.CLIENT_ID_CONFIG, "embedded-kafka-login-probe");
         try (Admin probe = Admin.create(probeConfig)) {
-            awaitCondition(() -> {
-                try {
-                    probe.describeCluster(new DescribeClusterOptions().timeoutMs(2_000)).clusterId().get();
-                    return true;
-                } catch (ExecutionException e) {
-                    return false;
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new IllegalStateException("Interrupted while waiting for user " + user, e);
-                }
-            }, "user " + user + " to authenticate");
+            awaitCondition(() -> probe.describeCluster(new DescribeClusterOptions().timeoutMs(2_000)).clusterId().get() != null,
+                    "user " + user + " to authenticate");
         }
     }
 
@@ -364,25 +337,10 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
      */
     public void addAcls(Collection<AclBinding> bindings) {
         requireSecure();
-        try {
-            admin.createAcls(bindings).all().get(READY_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("Interrupted while creating ACLs", e);
-        } catch (ExecutionException | TimeoutException e) {
-            throw new IllegalStateException("Could not create ACLs " + bindings, e);
-        }
+        await(admin.createAcls(bindings).all(), "creating ACLs " + bindings);
         // As with credentials: committed by the controller first, applied by the broker's authorizer after.
-        awaitCondition(() -> {
-            try {
-                return new HashSet<>(admin.describeAcls(AclBindingFilter.ANY).values().get()).containsAll(bindings);
-            } catch (ExecutionException e) {
-                return false;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("Interrupted while waiting for ACLs", e);
-            }
-        }, "ACLs to be in force");
+        awaitCondition(() -> new HashSet<>(admin.describeAcls(AclBindingFilter.ANY).values().get()).containsAll(bindings),
+                "ACLs to be in force");
     }
 
     /**
@@ -465,19 +423,9 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
      * new metadata asynchronously; a producer racing it would see UNKNOWN_TOPIC_OR_PARTITION.
      */
     private void awaitLeaders(Set<String> topics) {
-        awaitCondition(() -> {
-            try {
-                Map<String, TopicDescription> descriptions = admin.describeTopics(topics).allTopicNames().get();
-                return descriptions.values().stream()
-                        .flatMap(d -> d.partitions().stream())
-                        .allMatch(p -> p.leader() != null && !p.leader().isEmpty());
-            } catch (ExecutionException e) {
-                return false;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("Interrupted while waiting for topics " + topics, e);
-            }
-        }, "leaders for topics " + topics);
+        awaitCondition(() -> admin.describeTopics(topics).allTopicNames().get().values().stream()
+                .flatMap(d -> d.partitions().stream())
+                .allMatch(p -> p.leader() != null && !p.leader().isEmpty()), "leaders for topics " + topics);
     }
 
     /**
@@ -520,19 +468,45 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         }
     }
 
-    private static void awaitCondition(BooleanSupplier condition, String what) {
+    /** A check against the broker; a failed request ({@link ExecutionException}) means "not yet". */
+    @FunctionalInterface
+    private interface Probe {
+        boolean holds() throws ExecutionException, InterruptedException;
+    }
+
+    private static void awaitCondition(Probe condition, String what) {
         long deadline = System.nanoTime() + READY_TIMEOUT.toNanos();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new IllegalStateException("Timed out after " + READY_TIMEOUT.toSeconds() + " s waiting for " + what);
-            }
-            try {
+        try {
+            while (!holds(condition)) {
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("Timed out after " + READY_TIMEOUT.toSeconds() + " s waiting for " + what);
+                }
                 // Each probe is a network round trip to the broker; a short pause keeps it from spinning.
                 Thread.sleep(20);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("Interrupted while waiting for " + what, e);
             }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("Interrupted while waiting for " + what, e);
+        }
+    }
+
+    private static boolean holds(Probe condition) throws InterruptedException {
+        try {
+            return condition.holds();
+        } catch (ExecutionException e) {
+            return false;
+        }
+    }
+
+    /** Waits for an admin operation the broker must complete. */
+    private static void await(KafkaFuture<?> operation, String what) {
+        try {
+            operation.get(READY_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("Interrupted while " + what, e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("Failed " + what, e);
         }
     }
 
