@@ -2,6 +2,7 @@ package dev.distillery.schemas.kafka;
 
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
@@ -17,6 +18,7 @@ import org.apache.kafka.common.serialization.Serdes;
  * requests ─▶ teacher planner ─▶ teacher-shards ─▶ teacher-inference replicas ─▶ soft-labels
  *          ─▶ student-trainer ─▶ checkpoints ─▶ pruner ─▶ results
  *                        (every stage) ─▶ progress, failures; undecodable input ─▶ dlq
+ * users ─▶ cancellations ─▶ every stage, job-status
  * </pre>
  */
 public final class Topics {
@@ -35,13 +37,20 @@ public final class Topics {
       new Topic<>("distillery.results", AvroSerde.of(JobResult.class));
   public static final Topic<JobFailure> FAILURES =
       new Topic<>("distillery.failures", AvroSerde.of(JobFailure.class));
+  /**
+   * Requests to stop a job, from the job API, the CLI or a pipeline. Every service reads all of it
+   * (no consumer group) to stop the job's work wherever it runs; job-status folds it into the status.
+   */
+  public static final Topic<JobCancellation> CANCELLATIONS =
+      new Topic<>("distillery.cancellations", AvroSerde.of(JobCancellation.class));
   /** Records no service could decode, as they arrived, with headers saying why (see DeadLetters). */
   public static final Topic<byte[]> DEAD_LETTERS =
       new Topic<>("distillery.dlq", Serdes.ByteArray());
 
   /** Every topic, for creating them. */
   public static final List<Topic<?>> ALL =
-      List.of(REQUESTS, TEACHER_SHARDS, SOFT_LABELS, CHECKPOINTS, PROGRESS, RESULTS, FAILURES, DEAD_LETTERS);
+      List.of(REQUESTS, TEACHER_SHARDS, SOFT_LABELS, CHECKPOINTS, PROGRESS, RESULTS, FAILURES, CANCELLATIONS,
+          DEAD_LETTERS);
 
   private Topics() {}
 }

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
@@ -32,7 +33,8 @@ class SchemaCompatibilityTest {
 
   static Stream<Class<? extends SpecificRecord>> topLevelRecords() {
     return Stream.of(CompressionRequest.class, SoftLabelBatch.class, CheckpointReady.class,
-        JobProgress.class, JobResult.class, JobFailure.class, TeacherShard.class, JobStatus.class);
+        JobProgress.class, JobResult.class, JobFailure.class, TeacherShard.class, JobStatus.class,
+        JobCancellation.class);
   }
 
   @ParameterizedTest

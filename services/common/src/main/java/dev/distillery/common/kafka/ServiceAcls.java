@@ -83,6 +83,8 @@ public final class ServiceAcls {
           topic(Topics.CHECKPOINTS.name(), AclOperation.READ),
           topic(Topics.RESULTS.name(), AclOperation.READ),
           topic(Topics.FAILURES.name(), AclOperation.READ),
+          // Folded into the status too; written by the API's DELETE /api/jobs/{id}.
+          topic(Topics.CANCELLATIONS.name(), AclOperation.READ, AclOperation.WRITE),
           // Kafka Streams' internal topics (the store's changelog, the requests re-keyed by job id)
           // are named after the application id: it creates them, writes and reads them, restores
           // from the changelog and purges the repartition topic of what it consumed (DELETE).
@@ -93,19 +95,26 @@ public final class ServiceAcls {
           // JobWatcher reads these without a consumer group, so no group ACL.
           topic(Topics.PROGRESS.name(), AclOperation.READ),
           topic(Topics.RESULTS.name(), AclOperation.READ),
-          topic(Topics.FAILURES.name(), AclOperation.READ)),
+          topic(Topics.FAILURES.name(), AclOperation.READ),
+          // distillery cancel; read back to tell a cancelled job from a failed one.
+          topic(Topics.CANCELLATIONS.name(), AclOperation.READ, AclOperation.WRITE)),
       AUTOSCALER, List.of(
           group(TEACHER_INFERENCE, AclOperation.DESCRIBE),
           topic(Topics.TEACHER_SHARDS.name(), AclOperation.DESCRIBE)))));
 
   private ServiceAcls() {}
 
-  /** A stage's own grants, and what every stage writes: progress and failures ({@code JobEvents}), dead letters. */
+  /**
+   * A stage's own grants, and what every stage does: writes progress and failures ({@code
+   * JobEvents}) and dead letters, and reads cancellations and failures without a group ({@code
+   * JobSignals}) to stop a job's work wherever it runs.
+   */
   private static List<Grant> stage(Grant... own) {
     List<Grant> grants = new ArrayList<>(List.of(own));
-    for (var events : List.of(Topics.PROGRESS, Topics.FAILURES, Topics.DEAD_LETTERS)) {
-      grants.add(topic(events.name(), AclOperation.WRITE));
-    }
+    grants.add(topic(Topics.PROGRESS.name(), AclOperation.WRITE));
+    grants.add(topic(Topics.FAILURES.name(), AclOperation.READ, AclOperation.WRITE));
+    grants.add(topic(Topics.DEAD_LETTERS.name(), AclOperation.WRITE));
+    grants.add(topic(Topics.CANCELLATIONS.name(), AclOperation.READ));
     return List.copyOf(grants);
   }
 
