@@ -5,6 +5,7 @@ import java.io.Reader;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -34,6 +35,7 @@ import java.util.stream.Stream;
  * @param shardSize training samples per teacher-inference shard (rounded up to whole batches)
  * @param labelBatchSize samples per soft-label record
  * @param maxPendingJobs jobs whose soft labels a trainer assembles at once; more are failed
+ * @param reliability attempts, back-off, job leases and status retention ({@link Reliability})
  */
 public record ServiceConfig(
     String service,
@@ -46,7 +48,21 @@ public record ServiceConfig(
     int managementPort,
     int shardSize,
     int labelBatchSize,
-    int maxPendingJobs) {
+    int maxPendingJobs,
+    Reliability reliability) {
+
+  /**
+   * How a stage rides out faults.
+   *
+   * @param maxAttempts attempts of one job in one stage, counting in-process retries of a retryable
+   *     error and processes that died while working on it ({@code max.attempts})
+   * @param retryBackoff the wait before the first retry, doubled for each next one up to a minute
+   *     ({@code retry.backoff.ms})
+   * @param lease how long a job's lease outlives its holder's last renewal, before another process may
+   *     take the job over ({@code lease.ms})
+   * @param statusRetention how long job-status keeps a job after it ended ({@code status.retention.ms})
+   */
+  public record Reliability(int maxAttempts, Duration retryBackoff, Duration lease, Duration statusRetention) {}
 
   private static final String KAFKA_PREFIX = "kafka.";
   private static final Path HOME = Path.of(System.getProperty("user.home"), ".distillery");
@@ -65,7 +81,11 @@ public record ServiceConfig(
       Map.entry("torch.threads", String.valueOf(Math.max(1, Runtime.getRuntime().availableProcessors()))),
       Map.entry("management.port", "0"),
       Map.entry("shard.size", "4096"),
-      Map.entry("label.batch.size", "256"));
+      Map.entry("label.batch.size", "256"),
+      Map.entry("max.attempts", "3"),
+      Map.entry("retry.backoff.ms", "2000"),
+      Map.entry("lease.ms", "30000"),
+      Map.entry("status.retention.ms", String.valueOf(Duration.ofDays(7).toMillis())));
 
   /**
    * Whether a service reads environment variable {@code name}: {@code DISTILLERY_CONFIG}, a
@@ -137,13 +157,15 @@ public record ServiceConfig(
         Integer.parseInt(required(keys, "management.port")),
         positive(keys, "shard.size"),
         positive(keys, "label.batch.size"),
-        positive(keys, "max.pending.jobs"));
+        positive(keys, "max.pending.jobs"),
+        new Reliability(positive(keys, "max.attempts"), millis(keys, "retry.backoff.ms"), millis(keys, "lease.ms"),
+            millis(keys, "status.retention.ms")));
   }
 
   /** The same configuration for another stage of the process, with its own consumer group. */
   public ServiceConfig withService(String name) {
     return new ServiceConfig(name, kafka, artifactsDir, roots, api, workerThreads, torchThreads, managementPort,
-        shardSize, labelBatchSize, maxPendingJobs);
+        shardSize, labelBatchSize, maxPendingJobs, reliability);
   }
 
   private static Set<String> tokens(Map<String, String> keys) {
@@ -195,6 +217,19 @@ public record ServiceConfig(
       return value;
     } catch (NumberFormatException e) {
       throw new IllegalArgumentException("configuration key '" + key + "' must be an integer, was " + raw, e);
+    }
+  }
+
+  private static Duration millis(Map<String, String> keys, String key) {
+    String raw = required(keys, key);
+    try {
+      long value = Long.parseLong(raw.trim());
+      if (value < 1) {
+        throw new IllegalArgumentException("configuration key '" + key + "' must be at least 1 (ms), was " + raw);
+      }
+      return Duration.ofMillis(value);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("configuration key '" + key + "' must be milliseconds, was " + raw, e);
     }
   }
 
