@@ -62,18 +62,29 @@ public final class JobStatusService implements AutoCloseable {
     this.access = access;
   }
 
+  /** As {@link #start(ServiceConfig, JobStatusSettings, Vertx, CompressionRequest)} with the default settings. */
+  public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
+      throws Exception {
+    return start(config, JobStatusSettings.DEFAULT, vertx, exampleRequest);
+  }
+
   /**
    * Starts the Streams application and the HTTP server on {@code vertx}; returns once it listens.
    * {@code exampleRequest}, if not null, is the request the dashboard's form starts with.
    */
-  public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
-      throws Exception {
+  public static JobStatusService start(ServiceConfig config, JobStatusSettings settings, Vertx vertx,
+      CompressionRequest exampleRequest) throws Exception {
     // Changes before the gateway listens reach no client; its first event is a full snapshot.
     AtomicReference<Gateway> listening = new AtomicReference<>();
-    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(status -> {
+    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(settings, status -> {
       Gateway gateway = listening.get();
       if (gateway != null) {
         gateway.changed(status);
+      }
+    }, jobId -> {
+      Gateway gateway = listening.get();
+      if (gateway != null) {
+        gateway.removed(jobId);
       }
     }), streamsProperties(config));
     boolean generated = config.api().tokens().isEmpty();
@@ -188,7 +199,7 @@ public final class JobStatusService implements AutoCloseable {
     }
     Vertx vertx = Vertx.vertx();
     try {
-      JobStatusService service = start(ServiceConfig.load(NAME), vertx, CompressionRequest.newBuilder()
+      CompressionRequest example = CompressionRequest.newBuilder()
           .setJobId("")
           // The images' paths (docker/Dockerfile); the teacher is the user's to name.
           .setTeacher(TeacherSpec.newBuilder().setArchitecture("convnet")
@@ -197,7 +208,8 @@ public final class JobStatusService implements AutoCloseable {
           .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5").setWidth(1.0).build())
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(PruningSettings.newBuilder().build())
-          .build());
+          .build();
+      JobStatusService service = start(ServiceConfig.load(NAME), JobStatusSettings.load(), vertx, example);
       LOG.info("job-status running: dashboard and API on http://localhost:{}/", service.port());
       Runtime.getRuntime().addShutdownHook(new Thread(() -> {
         service.close();

@@ -1,10 +1,13 @@
 package dev.distillery.status;
 
-import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.kafka.AvroSerde;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.BiPredicate;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import org.apache.kafka.common.serialization.Serdes;
@@ -12,21 +15,30 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.KStream;
-import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.processor.PunctuationType;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessor;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessorContext;
 import org.apache.kafka.streams.processor.api.FixedKeyRecord;
+import org.apache.kafka.streams.processor.api.Processor;
+import org.apache.kafka.streams.processor.api.ProcessorContext;
+import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.state.KeyValueIterator;
+import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.Stores;
 
 /**
- * The Kafka Streams topology of job status: every record of the requests, progress, checkpoints,
- * results and failures topics becomes an update of its job's {@link JobStatus} (by {@link
- * JobStatusFold}), kept in the queryable store {@link #STORE}. All five topics are keyed by job id
- * and have the same partition count. The services write four of them with Kafka's Java
- * partitioner; requests come from any client (librdkafka's default partitioner puts a key
- * elsewhere), so they are re-partitioned by job id first: one task then sees all of a job's events,
- * whoever produced them.
+ * The Kafka Streams topology of job status: every record of the requests, cancellations, progress,
+ * checkpoints, results and failures topics becomes an update of its job's {@link JobStatus} (by
+ * {@link JobStatusFold}), kept in the queryable in-memory store {@link #STORE}, changelogged by
+ * Kafka. All six topics are keyed by job id and have the same partition count. The services write
+ * four of them with Kafka's Java partitioner; requests and cancellations come from any client
+ * (librdkafka's default partitioner puts a key elsewhere), so they are re-partitioned by job id
+ * first: one task then sees all of a job's events, whoever produced them.
+ *
+ * <p>A job that ended (DONE, FAILED, CANCELLED) is deleted from the store once its last event is
+ * older, by the wall clock, than the retention: its changelog gets a tombstone, so neither the
+ * store nor the changelog keep every job forever.
  */
 public final class JobStatusTopology {
   public static final String STORE = "job-status";
@@ -40,38 +52,40 @@ public final class JobStatusTopology {
     JobStatus apply(JobStatus status, V value, long timestampMs);
   }
 
-  /** The topology; {@code onChange} hears every new status, on a stream thread. */
-  public static Topology build(Consumer<JobStatus> onChange) {
+  /**
+   * The topology. {@code onChange} hears every new status and {@code onRemoved} the id of every job
+   * deleted for its age, both on a stream thread, after the store changed.
+   */
+  public static Topology build(JobStatusSettings settings, Consumer<JobStatus> onChange,
+      Consumer<String> onRemoved) {
     StreamsBuilder builder = new StreamsBuilder();
-    requests(builder)
+    builder.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore(STORE), Serdes.String(), SERDE)
+        .withCachingDisabled());
+    // A request or cancellation keyed by another id than its own is skipped (the planner refuses
+    // such a request): it would show under another job's id.
+    byJob(builder, Topics.REQUESTS, (jobId, request) -> request.getJobId().equals(jobId), JobStatusFold::request)
+        .merge(byJob(builder, Topics.CANCELLATIONS, (jobId, cancellation) -> cancellation.getJobId().equals(jobId),
+            (status, cancellation, ts) -> JobStatusFold.cancellation(status, cancellation)))
         .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress)))
         .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
         .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
         .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
-        .groupByKey()
-        .aggregate(() -> null,
-            (jobId, update, status) -> update.apply(status != null ? status : JobStatusFold.empty(jobId)),
-            Materialized.<String, JobStatus>as(Stores.inMemoryKeyValueStore(STORE))
-                .withKeySerde(Serdes.String()).withValueSerde(SERDE))
-        .toStream()
-        .foreach((jobId, status) -> onChange.accept(status));
+        .process(() -> new Statuses(settings, onChange, onRemoved), STORE);
     return builder.build();
   }
 
   /**
-   * The requests as status updates. A request keyed by another id than its own is skipped (the
-   * planner refuses it): it would show one job's request under another's id. The rest go through
-   * an internal topic partitioned as the services partition (the key's murmur2 hash), since any
-   * client may have produced them.
+   * The records of a topic any client may write, as status updates: those whose key is their own
+   * job id ({@code ownKey}) go through an internal topic partitioned as the services partition
+   * (the key's murmur2 hash).
    */
-  private static KStream<String, UnaryOperator<JobStatus>> requests(StreamsBuilder builder) {
-    Topic<CompressionRequest> topic = Topics.REQUESTS;
-    KStream<String, CompressionRequest> requests = builder.stream(topic.name(),
-            Consumed.with(Serdes.String(), topic.valueSerde()))
-        .filter((jobId, request) -> jobId != null && request != null && request.getJobId().equals(jobId))
+  private static <V> KStream<String, UnaryOperator<JobStatus>> byJob(StreamsBuilder builder, Topic<V> topic,
+      BiPredicate<String, V> ownKey, Fold<V> fold) {
+    KStream<String, V> records = builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
+        .filter((jobId, value) -> jobId != null && value != null && ownKey.test(jobId, value))
         .repartition(Repartitioned.with(Serdes.String(), topic.valueSerde())
             .withName(topic.name().replace('.', '-') + "-by-job"));
-    return folded(requests, JobStatusFold::request);
+    return folded(records, fold);
   }
 
   /** The records of a topic the services write (keyed by job id) as status updates; those without a key or value are skipped. */
@@ -98,5 +112,50 @@ public final class JobStatusTopology {
             context.forward(record.withValue(status -> fold.apply(status, value, timestampMs)));
           }
         });
+  }
+
+  /** Applies each update to its job's status in the store, and deletes ended jobs past their retention. */
+  private static final class Statuses implements Processor<String, UnaryOperator<JobStatus>, Void, Void> {
+    private final JobStatusSettings settings;
+    private final Consumer<JobStatus> onChange;
+    private final Consumer<String> onRemoved;
+    private KeyValueStore<String, JobStatus> store;
+
+    Statuses(JobStatusSettings settings, Consumer<JobStatus> onChange, Consumer<String> onRemoved) {
+      this.settings = settings;
+      this.onChange = onChange;
+      this.onRemoved = onRemoved;
+    }
+
+    @Override
+    public void init(ProcessorContext<Void, Void> context) {
+      store = context.getStateStore(STORE);
+      context.schedule(settings.sweepInterval(), PunctuationType.WALL_CLOCK_TIME, this::expire);
+    }
+
+    @Override
+    public void process(Record<String, UnaryOperator<JobStatus>> record) {
+      JobStatus known = store.get(record.key());
+      JobStatus status = record.value().apply(known != null ? known : JobStatusFold.empty(record.key()));
+      store.put(record.key(), status);
+      onChange.accept(status);
+    }
+
+    /** Deletes every ended job whose last event is at least the retention older than {@code nowMs}. */
+    private void expire(long nowMs) {
+      long retentionMs = settings.retention().toMillis();
+      List<String> expired = new ArrayList<>();
+      try (KeyValueIterator<String, JobStatus> all = store.all()) {
+        all.forEachRemaining(entry -> {
+          if (JobStatusFold.ended(entry.value.getState()) && nowMs - entry.value.getUpdatedAtMs() >= retentionMs) {
+            expired.add(entry.key);
+          }
+        });
+      }
+      for (String jobId : expired) {
+        store.delete(jobId);
+        onRemoved.accept(jobId);
+      }
+    }
   }
 }

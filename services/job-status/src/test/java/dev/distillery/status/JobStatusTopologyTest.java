@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobContext;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
@@ -18,14 +19,19 @@ import dev.distillery.schemas.StageStatus;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Random;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.TestInputTopic;
 import org.apache.kafka.streams.TopologyTestDriver;
@@ -35,9 +41,15 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** The job-status fold through the real topology: order, duplicates, failures, bad records. */
+/**
+ * The job-status fold through the real topology: order, duplicates, failures, cancellations, bad
+ * records, the retention of ended jobs and the size of the history.
+ */
 class JobStatusTopologyTest {
+  private static final String APPLICATION = "job-status-test";
+  private static final Duration RETENTION = Duration.ofHours(1);
   private final List<JobStatus> changes = new ArrayList<>();
+  private final List<String> removed = new ArrayList<>();
   private TopologyTestDriver driver;
 
   /** One event on its topic at its time. */
@@ -46,10 +58,12 @@ class JobStatusTopologyTest {
   @BeforeEach
   void start() {
     Properties props = new Properties();
-    props.put(StreamsConfig.APPLICATION_ID_CONFIG, "job-status-test");
+    props.put(StreamsConfig.APPLICATION_ID_CONFIG, APPLICATION);
     props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
     props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
-    driver = new TopologyTestDriver(JobStatusTopology.build(changes::add), props);
+    // The wall clock starts with the events' times (a few seconds after the epoch) and moves only when told.
+    driver = new TopologyTestDriver(JobStatusTopology.build(new JobStatusSettings(RETENTION), changes::add, removed::add),
+        props, Instant.ofEpochMilli(0));
   }
 
   @AfterEach
@@ -119,6 +133,150 @@ class JobStatusTopologyTest {
     assertThat(store().get("victim")).isNull();
     finishedJob("victim", 2_000).forEach(this::pipe);
     assertThat(store().get("victim").getRequest().getJobId()).isEqualTo("victim");
+  }
+
+  @Test
+  void aCancelledJobStaysCancelledWhateverArrivesAfter() throws Exception {
+    List<Event> job = finishedJob("cancelled", 1_000);
+    job.subList(0, 4).forEach(this::pipe); // requested, labelled, one epoch of distillation
+    assertThat(store().get("cancelled").getState()).isEqualTo(JobState.RUNNING);
+
+    pipe(cancellation("cancelled", "wrong dataset", 4_500));
+    JobStatus cancelled = store().get("cancelled");
+    assertThat(cancelled.getState()).isEqualTo(JobState.CANCELLED);
+    assertThat(cancelled.getCancellation().getReason()).isEqualTo("wrong dataset");
+    assertThat(cancelled.getCancellation().getRequestedBy()).isEqualTo("cli");
+
+    // The stages had work in flight: its progress, result and failure come after the cancellation.
+    job.subList(4, job.size()).forEach(this::pipe);
+    pipe(new Event(topic(Topics.FAILURES), new JobFailure("cancelled", Stage.PRUNING, null, "late", 9_500L, false), 9_500));
+    JobStatus after = store().get("cancelled");
+    assertThat(after.getState()).isEqualTo(JobState.CANCELLED);
+    assertThat(after.getResult()).isNull();
+    assertThat(after.getFailure()).isNull();
+    assertThat(after.getCancellation().getReason()).isEqualTo("wrong dataset");
+    assertThat(after.getUpdatedAtMs()).isEqualTo(9_500);
+    // A second cancellation, earlier by its clock: the earlier one is shown.
+    pipe(cancellation("cancelled", "sooner", 4_400));
+    assertThat(store().get("cancelled").getCancellation().getReason()).isEqualTo("sooner");
+    assertThat(store().get("cancelled").getState()).isEqualTo(JobState.CANCELLED);
+  }
+
+  @Test
+  void aCancellationOfAnEndedJobChangesOnlyItsTimes() throws Exception {
+    finishedJob("done", 1_000).forEach(this::pipe);
+    JobStatus done = store().get("done");
+    pipe(cancellation("done", "too late", 20_000));
+    assertThat(store().get("done")).isEqualTo(JobStatus.newBuilder(done).setUpdatedAtMs(20_000).build());
+
+    List<Event> failing = finishedJob("failed", 1_000);
+    failing.subList(0, 3).forEach(this::pipe);
+    pipe(new Event(topic(Topics.FAILURES), new JobFailure("failed", Stage.DISTILLATION, null, "out of memory",
+        3_500L, false), 3_500));
+    pipe(cancellation("failed", "too late", 4_000));
+    assertThat(store().get("failed").getState()).isEqualTo(JobState.FAILED);
+    assertThat(store().get("failed").getCancellation()).isNull();
+  }
+
+  /** A cancellation before anything else of its job (another client, another partition): the request fills in later. */
+  @Test
+  void aCancellationFirstThenTheRequestIsOneCancelledJob() throws Exception {
+    pipe(cancellation("early", "never mind", 500));
+    List<Event> job = finishedJob("early", 1_000);
+    pipe(job.get(0));
+    pipe(job.get(1));
+    JobStatus early = store().get("early");
+    assertThat(early.getState()).isEqualTo(JobState.CANCELLED);
+    assertThat(early.getRequest().getJobId()).isEqualTo("early");
+    assertThat(early.getSubmittedAtMs()).isEqualTo(500);
+  }
+
+  /** A cancellation keyed by another job's id would cancel that job: it is skipped. */
+  @Test
+  void aCancellationKeyedByAnotherIdIsSkipped() throws Exception {
+    List<Event> job = finishedJob("victim", 1_000);
+    job.subList(0, 3).forEach(this::pipe);
+    driver.createInputTopic(Topics.CANCELLATIONS.name(), new StringSerializer(),
+            Topics.CANCELLATIONS.valueSerde().serializer())
+        .pipeInput("victim", new JobCancellation("attacker", "", "cli", 3_500L), 3_500);
+    assertThat(store().get("victim").getState()).isEqualTo(JobState.RUNNING);
+    assertThat(store().get("attacker")).isNull();
+  }
+
+  /**
+   * Once the retention has passed since an ended job's last event (by the wall clock), the job is
+   * deleted from the store and its changelog gets a tombstone; a running job and a job that ended
+   * later stay.
+   */
+  @Test
+  void anEndedJobIsRemovedAfterItsRetentionWithATombstoneAndARunningJobIsNot() throws Exception {
+    finishedJob("old-done", 1_000).forEach(this::pipe);
+    List<Event> running = finishedJob("old-running", 1_000);
+    running.subList(0, 4).forEach(this::pipe);
+    pipe(cancellation("old-cancelled", "", 2_000));
+    List<Event> recent = finishedJob("recent-failed", 1_000);
+    recent.subList(0, 2).forEach(this::pipe);
+    long recentEnd = RETENTION.toMillis() / 2;
+    pipe(new Event(topic(Topics.FAILURES), new JobFailure("recent-failed", Stage.TEACHER_INFERENCE, null, "disk full",
+        recentEnd, false), recentEnd));
+
+    driver.advanceWallClockTime(RETENTION.minusMinutes(10)); // not yet for anyone
+    assertThat(store().get("old-done")).isNotNull();
+    assertThat(removed).isEmpty();
+
+    driver.advanceWallClockTime(Duration.ofMinutes(11));
+    assertThat(store().get("old-done")).isNull();
+    assertThat(store().get("old-cancelled")).isNull();
+    assertThat(removed).containsExactlyInAnyOrder("old-done", "old-cancelled");
+    assertThat(store().get("old-running").getState()).isEqualTo(JobState.RUNNING);
+    assertThat(store().get("recent-failed").getState()).isEqualTo(JobState.FAILED);
+    List<KeyValue<String, byte[]>> changelog = driver.createOutputTopic(APPLICATION + "-" + JobStatusTopology.STORE
+        + "-changelog", new StringDeserializer(), new ByteArrayDeserializer()).readKeyValuesToList();
+    assertThat(changelog).filteredOn(record -> record.value == null).extracting(record -> record.key)
+        .containsExactlyInAnyOrder("old-done", "old-cancelled");
+    assertThat(changelog).filteredOn(record -> record.key.equals("old-done")).last()
+        .extracting(record -> record.value).isNull();
+
+    driver.advanceWallClockTime(RETENTION.dividedBy(2));
+    assertThat(store().get("recent-failed")).isNull();
+    assertThat(store().get("old-running")).isNotNull();
+  }
+
+  /**
+   * A long run's history is summarised: at most {@link JobStatusFold#HISTORY_PER_STAGE} entries per
+   * stage, each stage's first and latest step among them, the others evenly spread; the status
+   * stays small.
+   */
+  @Test
+  void theHistoryStaysSmallAndKeepsEachStagesFirstAndLatestStep() throws Exception {
+    List<Event> job = finishedJob("long", 1_000);
+    pipe(job.get(0));
+    int epochs = 1_000;
+    for (int epoch = 1; epoch <= epochs; epoch++) {
+      pipe(progress("long", Stage.DISTILLATION, epoch, epochs, Map.of("loss", 1.0 / epoch, "learningRate", 0.001),
+          2_000 + epoch));
+    }
+    for (int step = 1; step <= 10; step++) {
+      pipe(progress("long", Stage.PRUNING, step, 10, Map.of("accuracyPruned", 0.7), 10_000 + step));
+    }
+    JobStatus status = store().get("long");
+    List<Long> distillation = status.getHistory().stream().filter(p -> p.getStage() == Stage.DISTILLATION)
+        .map(JobProgress::getStep).toList();
+    assertThat(distillation).hasSize(JobStatusFold.HISTORY_PER_STAGE).startsWith(1L).endsWith((long) epochs)
+        .isSorted();
+    List<Long> gaps = new ArrayList<>();
+    for (int i = 1; i < distillation.size(); i++) {
+      gaps.add(distillation.get(i) - distillation.get(i - 1));
+    }
+    double even = (double) (epochs - 1) / (distillation.size() - 1);
+    assertThat(gaps).allMatch(gap -> gap >= even / 2 && gap <= even * 2, "within half and twice of " + even);
+    assertThat(status.getHistory()).filteredOn(p -> p.getStage() == Stage.PRUNING).hasSize(10);
+    assertThat(JobStatusTopology.SERDE.serializer().serialize("t", status).length).isLessThan(16_000);
+    assertThat(status.getStages().get(0).getLatest().getStep()).isEqualTo(epochs);
+  }
+
+  private static Event cancellation(String jobId, String reason, long timestampMs) {
+    return new Event(topic(Topics.CANCELLATIONS), new JobCancellation(jobId, reason, "cli", timestampMs), timestampMs);
   }
 
   /**
