@@ -3,7 +3,6 @@ package dev.distillery.pruner;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.RecordHandler;
-import dev.distillery.common.service.JobOutcomes;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
 import dev.distillery.schemas.CheckpointReady;
@@ -19,10 +18,10 @@ public final class PrunerService {
 
   public static List<StageService<?>> stages(ServiceConfig config) {
     ArtifactStore store = new ArtifactStore(config.artifactsDir());
-    return List.of(new StageService<>(config, Topics.CHECKPOINTS, (events, workers, metrics) -> {
-      Pruner pruner = new Pruner(events, store, config.roots());
-      return (RecordHandler<CheckpointReady>) (record, event) -> JobOutcomes.settle(event.getJobId(), Stage.PRUNING,
-          workers.submit(() -> pruner.prune(event)).thenCompose(acked -> acked), events, metrics);
+    return List.of(StageService.fenced(config, Stage.PRUNING, Topics.CHECKPOINTS, jobs -> {
+      Pruner pruner = new Pruner(jobs.events(), store, config.roots());
+      return (RecordHandler<CheckpointReady>) (record, event) ->
+          jobs.run(record, event.getJobId(), () -> pruner.prune(event));
     }));
   }
 

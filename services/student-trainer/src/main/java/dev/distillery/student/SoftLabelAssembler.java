@@ -2,11 +2,9 @@ package dev.distillery.student;
 
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.RecordHandler;
-import dev.distillery.common.service.JobOutcomes;
-import dev.distillery.common.service.StageMetrics;
-import dev.distillery.common.service.Workers;
-import dev.distillery.schemas.SoftLabelBatch;
+import dev.distillery.common.service.JobRunner;
 import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.SoftLabelBatch;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -56,16 +54,14 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
     }
   };
   private final Distiller distiller;
+  private final JobRunner jobs;
   private final JobEvents events;
-  private final Workers workers;
-  private final StageMetrics metrics;
 
-  SoftLabelAssembler(Distiller distiller, JobEvents events, Workers workers, StageMetrics metrics, int maxPendingJobs) {
+  SoftLabelAssembler(Distiller distiller, JobRunner jobs, int maxPendingJobs) {
     this.maxPendingJobs = maxPendingJobs;
     this.distiller = distiller;
-    this.events = events;
-    this.workers = workers;
-    this.metrics = metrics;
+    this.jobs = jobs;
+    this.events = jobs.events();
   }
 
   @Override
@@ -77,6 +73,12 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
     }
     CompletableFuture<Void> done = new CompletableFuture<>();
     Pending job = pending.get(jobId);
+    if (job == null && jobs.finishedBefore(jobId)) {
+      // The tail of a job distilled before this process started (a restart, a rebalance): nothing to do.
+      CompletableFuture<Void> finished = CompletableFuture.completedFuture(null);
+      outcomes.put(jobId, finished);
+      return finished;
+    }
     try {
       if (job == null) {
         if (pending.size() >= maxPendingJobs) {
@@ -103,17 +105,16 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
     } catch (IllegalArgumentException e) {
       if (job == null) {
         // Remembered, so the job's other batches do not fail it again.
-        CompletableFuture<Void> failed = JobOutcomes.settle(jobId, Stage.DISTILLATION,
-            CompletableFuture.failedFuture(e), events, metrics);
+        CompletableFuture<Void> failed = jobs.fail(jobId, e);
         outcomes.put(jobId, failed);
         return failed;
       }
-      finish(jobId, CompletableFuture.failedFuture(e));
+      finish(jobId, jobs.fail(jobId, e));
       return done;
     }
     if (job.labels.complete()) {
       Pending complete = job;
-      finish(jobId, workers.submit(() -> distiller.distill(complete.labels)).thenCompose(acked -> acked));
+      finish(jobId, jobs.run(record, jobId, () -> distiller.distill(complete.labels)));
     }
     return done;
   }
@@ -132,26 +133,34 @@ final class SoftLabelAssembler implements RecordHandler<SoftLabelBatch> {
     }
   }
 
+  /**
+   * Gives up the jobs whose sets stay incomplete too long, and drops at once the jobs that ended
+   * (cancelled, or failed in another stage): their batches are done with, and their memory freed.
+   */
   @Override
   public void expire(long fetchingMillis) {
     this.fetchingMillis = fetchingMillis;
     for (Iterator<Map.Entry<String, Pending>> it = pending.entrySet().iterator(); it.hasNext(); ) {
       Map.Entry<String, Pending> entry = it.next();
-      if (fetchingMillis - entry.getValue().lastBatchMillis > INCOMPLETE_TIMEOUT.toMillis()) {
-        Pending job = entry.getValue();
+      String jobId = entry.getKey();
+      Pending job = entry.getValue();
+      if (jobs.ended(jobId)) {
         it.remove();
-        settle(entry.getKey(), job, CompletableFuture.failedFuture(new TimeoutException(
+        settle(jobId, job, CompletableFuture.completedFuture(null));
+      } else if (fetchingMillis - job.lastBatchMillis > INCOMPLETE_TIMEOUT.toMillis()) {
+        it.remove();
+        settle(jobId, job, jobs.fail(jobId, new TimeoutException(
             "soft labels incomplete: no batch in " + INCOMPLETE_TIMEOUT.toMinutes() + " minutes of reading")));
       }
     }
   }
 
-  private void finish(String jobId, CompletableFuture<?> work) {
-    settle(jobId, pending.remove(jobId), work);
+  private void finish(String jobId, CompletableFuture<Void> outcome) {
+    settle(jobId, pending.remove(jobId), outcome);
   }
 
-  private void settle(String jobId, Pending job, CompletableFuture<?> work) {
-    CompletableFuture<Void> outcome = JobOutcomes.settle(jobId, Stage.DISTILLATION, work, events, metrics);
+  /** Completes every batch record of the job with its outcome (settled: published, or nothing to publish). */
+  private void settle(String jobId, Pending job, CompletableFuture<Void> outcome) {
     outcomes.put(jobId, outcome);
     outcome.whenComplete((ok, error) -> job.records.forEach(record -> {
       if (error == null) {

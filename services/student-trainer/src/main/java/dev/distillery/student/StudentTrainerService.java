@@ -6,7 +6,6 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.RecordHandler;
-import dev.distillery.common.service.JobOutcomes;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
 import dev.distillery.schemas.CompressionRequest;
@@ -35,11 +34,11 @@ public final class StudentTrainerService {
     Path state = config.artifactsDir().resolve("training");
     RequestValidation validation = new RequestValidation(config.roots());
     return List.of(
-        new StageService<>(config, Topics.SOFT_LABELS, (events, workers, metrics) ->
-            new SoftLabelAssembler(new Distiller(events, store, state, validation), events, workers, metrics,
+        StageService.fenced(config, Stage.DISTILLATION, Topics.SOFT_LABELS, jobs ->
+            new SoftLabelAssembler(new Distiller(jobs.events(), store, state, validation), jobs,
                 config.maxPendingJobs())),
-        new StageService<>(config.withService(TRANSFER), Topics.REQUESTS, (events, workers, metrics) -> {
-          TransferLearning transfer = new TransferLearning(events, store, state);
+        StageService.fenced(config.withService(TRANSFER), Stage.TRANSFER, Topics.REQUESTS, jobs -> {
+          TransferLearning transfer = new TransferLearning(jobs.events(), store, state);
           JobClaims claims = new JobClaims(config.artifactsDir());
           return (RecordHandler<CompressionRequest>) (record, request) -> {
             // Every request is claimed here too, in the partition's order, so this stage and the planner
@@ -49,28 +48,25 @@ public final class StudentTrainerService {
             if (!RequestValidation.validJobId(jobId)) {
               return CompletableFuture.completedFuture(null);
             }
-            CompletableFuture<?> trained;
             try {
-              JobClaims.Claim claim = claims.claim(record.key(), jobId, record.value(), Stage.TRANSFER.name());
+              JobClaims.Claim claim = claims.claim(record.key(), jobId, record.value(), jobs.name());
               if (!request.getStages().contains(Stage.TRANSFER)
                   || (claim != JobClaims.Claim.NEW && claim != JobClaims.Claim.RESUMED)) {
                 return CompletableFuture.completedFuture(null);
               }
               validation.check(request);
-              trained = workers.submit(() -> transfer.transfer(request)).thenCompose(acked -> acked);
             } catch (IOException | JobFailedException e) {
-              trained = CompletableFuture.failedFuture(e);
+              return jobs.fail(jobId, e).thenRun(() -> finished(claims, jobs.name(), jobId));
             }
-            return JobOutcomes.settle(jobId, Stage.TRANSFER, trained, events, metrics)
-                .thenRun(() -> finished(claims, jobId));
+            return jobs.run(record, jobId, () -> transfer.transfer(request));
           };
         }));
   }
 
-  /** Marks a transfer job ended, so a re-delivery of its request does not train it again. */
-  private static void finished(JobClaims claims, String jobId) {
+  /** Marks a refused transfer job ended, so a re-delivery of its request is not checked again. */
+  private static void finished(JobClaims claims, String stage, String jobId) {
     try {
-      claims.finished(jobId, Stage.TRANSFER.name());
+      claims.finished(jobId, stage);
     } catch (IOException e) {
       LoggerFactory.getLogger(StudentTrainerService.class)
           .warn("job {}: cannot record that it ended; a re-delivery would train it again", jobId, e);

@@ -13,9 +13,7 @@ import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
-import dev.distillery.common.service.JobOutcomes;
-import dev.distillery.common.service.StageMetrics;
-import dev.distillery.common.service.Workers;
+import dev.distillery.common.service.JobRunner;
 import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
@@ -50,9 +48,8 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
   private static final Stage STAGE = Stage.TEACHER_INFERENCE;
   private static final Logger LOG = LoggerFactory.getLogger(JobPlanner.class);
 
+  private final JobRunner jobs;
   private final JobEvents events;
-  private final Workers workers;
-  private final StageMetrics metrics;
   private final int shardSize;
   private final int batchSize;
   private final RequestValidation validation;
@@ -66,13 +63,11 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
         }
       });
 
-  JobPlanner(JobEvents events, Workers workers, StageMetrics metrics, AllowedRoots roots, JobClaims claims,
-      int shardSize, int batchSize) {
+  JobPlanner(JobRunner jobs, AllowedRoots roots, JobClaims claims, int shardSize, int batchSize) {
     this.validation = new RequestValidation(roots);
     this.claims = claims;
-    this.events = events;
-    this.workers = workers;
-    this.metrics = metrics;
+    this.jobs = jobs;
+    this.events = jobs.events();
     this.batchSize = batchSize;
     // Whole batches per shard, so every batch index is global and belongs to exactly one shard.
     this.shardSize = Math.max(1, (shardSize + batchSize - 1) / batchSize) * batchSize;
@@ -88,9 +83,8 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     try {
       return claimAndPlan(record, request);
     } catch (IOException e) {
-      return JobOutcomes.settle(request.getJobId(), STAGE, CompletableFuture.failedFuture(
-          new IOException("cannot record which request owns job id " + request.getJobId() + ": " + e.getMessage(), e)),
-          events, metrics);
+      return jobs.fail(request.getJobId(),
+          new IOException("cannot record which request owns job id " + request.getJobId() + ": " + e.getMessage(), e));
     }
   }
 
@@ -100,7 +94,7 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     if (!RequestValidation.validJobId(jobId)) {
       return fail(jobId, validation.validate(request));
     }
-    switch (claims.claim(record.key(), jobId, record.value(), STAGE.name())) {
+    switch (claims.claim(record.key(), jobId, record.value(), jobs.name())) {
       case TAKEN:
         return refuse(jobId, "already used by another request; the job of that id goes on as it was: "
             + "submit with a new id (or none, and the job API makes one)");
@@ -119,25 +113,23 @@ final class JobPlanner implements RecordHandler<CompressionRequest> {
     if (!problems.isEmpty()) {
       return fail(jobId, problems).thenRun(() -> finished(jobId));
     }
-    return JobOutcomes.settle(jobId, STAGE, workers.submit(() -> plan(request)).thenCompose(acked -> acked),
-        events, metrics).thenRun(() -> finished(jobId));
+    return jobs.run(record, jobId, () -> plan(request));
   }
 
   private CompletableFuture<Void> fail(String jobId, List<RequestValidation.Violation> problems) {
-    return JobOutcomes.settle(jobId, STAGE, CompletableFuture.failedFuture(RequestValidation.failure(problems)),
-        events, metrics);
+    return jobs.fail(jobId, RequestValidation.failure(problems));
   }
 
   /** Refuses one request and leaves the job of its id (if any) as it was. */
   private CompletableFuture<?> refuse(String jobId, String reason) {
-    metrics.jobFailed(0);
+    jobs.metrics().jobFailed(0);
     return events.refusal(jobId, STAGE, reason);
   }
 
-  /** Later deliveries of the request are duplicates; if this cannot be recorded, one is planned again. */
+  /** Later deliveries of an invalid request are duplicates (JobRunner marks the jobs it runs). */
   private void finished(String jobId) {
     try {
-      claims.finished(jobId, STAGE.name());
+      claims.finished(jobId, jobs.name());
     } catch (IOException e) {
       LOG.warn("job {}: cannot record that it was planned; a re-delivery would plan it again", jobId, e);
     }

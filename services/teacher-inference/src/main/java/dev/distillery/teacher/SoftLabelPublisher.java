@@ -7,12 +7,9 @@ import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Evaluation;
-import dev.distillery.common.service.JobOutcomes;
-import dev.distillery.common.service.StageMetrics;
-import dev.distillery.common.service.Workers;
+import dev.distillery.common.service.JobRunner;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.SoftLabelBatch;
-import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.TeacherShard;
 import dev.distillery.schemas.kafka.Topics;
 import java.nio.ByteBuffer;
@@ -31,28 +28,23 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  * every batch of the shard is acknowledged, so nothing is lost.
  */
 final class SoftLabelPublisher implements RecordHandler<TeacherShard> {
-  private static final Stage STAGE = Stage.TEACHER_INFERENCE;
-
   /** The job whose teacher and data a worker thread holds, so its next shard skips loading them. */
   private record Loaded(String jobId, JobModel teacher, Datasets.TrainTest data) {}
 
   private final ThreadLocal<Loaded> loaded = new ThreadLocal<>();
+  private final JobRunner jobs;
   private final JobEvents events;
-  private final Workers workers;
-  private final StageMetrics metrics;
   private final RequestValidation validation;
 
-  SoftLabelPublisher(JobEvents events, Workers workers, StageMetrics metrics, RequestValidation validation) {
-    this.events = events;
-    this.workers = workers;
-    this.metrics = metrics;
+  SoftLabelPublisher(JobRunner jobs, RequestValidation validation) {
+    this.jobs = jobs;
+    this.events = jobs.events();
     this.validation = validation;
   }
 
   @Override
   public CompletionStage<?> handle(ConsumerRecord<String, byte[]> record, TeacherShard shard) {
-    return JobOutcomes.settle(shard.getJobId(), STAGE, workers.submit(() -> label(shard)).thenCompose(acked -> acked),
-        events, metrics);
+    return jobs.run(record, shard.getJobId(), () -> label(shard));
   }
 
   /** Runs on a worker thread; the future completes when every batch of the shard is acknowledged. */

@@ -5,6 +5,7 @@ import dev.distillery.common.artifacts.JobClaims;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
+import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
 import java.util.List;
 
@@ -22,17 +23,17 @@ public final class TeacherInferenceService {
 
   public static List<StageService<?>> stages(ServiceConfig config) {
     return List.of(
-        new StageService<>(config.withService(PLANNER), Topics.REQUESTS, (events, workers, metrics) ->
-            new JobPlanner(events, workers, metrics, config.roots(),
-                new JobClaims(config.artifactsDir()), config.shardSize(), config.labelBatchSize())),
+        StageService.fenced(config.withService(PLANNER), Stage.TEACHER_INFERENCE, Topics.REQUESTS, jobs ->
+            new JobPlanner(jobs, config.roots(), new JobClaims(config.artifactsDir()), config.shardSize(),
+                config.labelBatchSize())),
         labeler(config));
   }
 
   /** The shard-labelling stage alone: what a scaled-out replica needs. */
   public static StageService<?> labeler(ServiceConfig config) {
     RequestValidation validation = new RequestValidation(config.roots());
-    return new StageService<>(config, Topics.TEACHER_SHARDS, (events, workers, metrics) ->
-        new SoftLabelPublisher(events, workers, metrics, validation));
+    return StageService.shared(config, Stage.TEACHER_INFERENCE, Topics.TEACHER_SHARDS, jobs ->
+        new SoftLabelPublisher(jobs, validation));
   }
 
   public static void main(String[] args) {

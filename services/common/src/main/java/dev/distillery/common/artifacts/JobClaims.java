@@ -76,6 +76,11 @@ public final class JobClaims {
     }
   }
 
+  /** True when {@code stage} handed the job on before (or ended it): a delivery now is a duplicate. */
+  public boolean isFinished(String jobId, String stage) {
+    return Files.exists(doneFile(jobId, stage));
+  }
+
   private Path claimFile(String jobId) {
     return dir.resolve(jobId + ".request");
   }

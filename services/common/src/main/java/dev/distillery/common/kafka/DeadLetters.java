@@ -2,6 +2,7 @@ package dev.distillery.common.kafka;
 
 import dev.distillery.schemas.kafka.Topics;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -20,6 +21,8 @@ public final class DeadLetters {
   public static final String SOURCE_TOPIC = "distillery.dlq.topic";
   public static final String SOURCE_PARTITION = "distillery.dlq.partition";
   public static final String SOURCE_OFFSET = "distillery.dlq.offset";
+  /** How many times the record's job was attempted before it was given up, when it was. */
+  public static final String ATTEMPTS = "distillery.dlq.attempts";
 
   private final JobEvents events;
   private final String service;
@@ -30,12 +33,20 @@ public final class DeadLetters {
   }
 
   public CompletableFuture<RecordMetadata> send(ConsumerRecord<String, byte[]> record, String reason) {
-    List<Header> headers = List.of(
+    return send(record, reason, 0);
+  }
+
+  /** The record given up after {@code attempts} attempts of its job (0: not counted). */
+  public CompletableFuture<RecordMetadata> send(ConsumerRecord<String, byte[]> record, String reason, int attempts) {
+    List<Header> headers = new ArrayList<>(List.of(
         header(REASON, reason),
         header(SERVICE, service),
         header(SOURCE_TOPIC, record.topic()),
         header(SOURCE_PARTITION, String.valueOf(record.partition())),
-        header(SOURCE_OFFSET, String.valueOf(record.offset())));
+        header(SOURCE_OFFSET, String.valueOf(record.offset()))));
+    if (attempts > 0) {
+      headers.add(header(ATTEMPTS, String.valueOf(attempts)));
+    }
     return events.sendRaw(new ProducerRecord<>(Topics.DEAD_LETTERS.name(), null, record.key(), record.value(), headers));
   }
 

@@ -1,5 +1,6 @@
 package dev.distillery.common.kafka;
 
+import dev.distillery.common.JobControl;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.Stage;
@@ -42,8 +43,13 @@ public final class JobEvents implements AutoCloseable {
     this.progressObserver = progressObserver;
   }
 
-  /** Sends {@code value} to {@code topic}; the future completes when the broker acknowledged it. */
+  /**
+   * Sends {@code value} to {@code topic}; the future completes when the broker acknowledged it. On
+   * a thread working on a job that must stop (cancelled, ended, taken over) it throws {@code
+   * JobStoppedException} instead: such a job publishes nothing more.
+   */
   public <V> CompletableFuture<RecordMetadata> send(Topic<V> topic, String jobId, V value, Header... headers) {
+    JobControl.checkpoint();
     byte[] bytes = topic.valueSerde().serializer().serialize(topic.name(), value);
     return sendRaw(new ProducerRecord<>(topic.name(), null, jobId, bytes, List.of(headers)));
   }

@@ -40,6 +40,16 @@ final class OffsetTracker {
     return commits;
   }
 
+  /** The first offset of {@code partition} still in progress (what a commit now would name), or -1. */
+  long head(TopicPartition partition) {
+    TreeMap<Long, Boolean> offsets = doneByOffset.get(partition);
+    return offsets == null || offsets.isEmpty() ? -1 : offsets.firstKey();
+  }
+
+  void clear() {
+    doneByOffset.clear();
+  }
+
   int inProgress() {
     return doneByOffset.values().stream().mapToInt(TreeMap::size).sum();
   }

@@ -1,5 +1,6 @@
 package dev.distillery.common.ml;
 
+import dev.distillery.common.JobControl;
 import ai.djl.Model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
@@ -52,6 +53,7 @@ public final class Evaluation {
     try (NDManager scope = model.getNDManager().newSubManager()) {
       ParameterStore parameters = new ParameterStore(scope, false);
       for (int first = from; first < to; first += batchSize) {
+        JobControl.checkpoint(); // a cancelled job stops here, between batches
         int count = Math.min(batchSize, to - first);
         try (NDManager batch = scope.newSubManager()) {
           NDArray images = data.images(batch, ImageDataset.range(first, first + count), input);

@@ -133,10 +133,15 @@ public final class TrainingCheckpoint {
     }
   }
 
+  /** Writes under a temporary name of its own (two writers never share one), then moves it in place at once. */
   private void replace(String name, byte[] content) throws IOException {
-    Path temporary = dir.resolve(name + ".tmp");
-    Files.write(temporary, content);
-    Files.move(temporary, dir.resolve(name), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    Path temporary = Files.createTempFile(dir, name, ".tmp");
+    try {
+      Files.write(temporary, content);
+      Files.move(temporary, dir.resolve(name), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    } finally {
+      Files.deleteIfExists(temporary);
+    }
   }
 
   static byte[] weights(Model model) throws IOException {

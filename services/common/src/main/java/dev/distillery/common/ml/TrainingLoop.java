@@ -1,5 +1,6 @@
 package dev.distillery.common.ml;
 
+import dev.distillery.common.JobControl;
 import ai.djl.Model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
@@ -245,6 +246,7 @@ public final class TrainingLoop {
           double lossSum = 0;
           int steps = 0;
           for (int from = 0; from < order.length; from += plan.batchSize()) {
+            JobControl.checkpoint(); // a cancelled job stops here, between batches
             int[] indices = Arrays.copyOfRange(order, from, Math.min(order.length, from + plan.batchSize()));
             stepSize.current = (float) plan.learningRateAt(epoch, steps, stepsPerEpoch);
             lossSum += step(trainer, indices, batchBuffer, epoch, steps);

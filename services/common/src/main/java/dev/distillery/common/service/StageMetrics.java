@@ -13,6 +13,7 @@ public final class StageMetrics {
   private final AtomicLong deadLettered = new AtomicLong();
   private final AtomicLong jobsCompleted = new AtomicLong();
   private final AtomicLong jobsFailed = new AtomicLong();
+  private final AtomicLong jobsStopped = new AtomicLong();
   private final DoubleAdder jobSeconds = new DoubleAdder();
   private final AtomicInteger inProgress = new AtomicInteger();
   private final AtomicLong consumerLag = new AtomicLong();
@@ -40,6 +41,11 @@ public final class StageMetrics {
   public void jobFailed(double seconds) {
     jobsFailed.incrementAndGet();
     jobSeconds.add(seconds);
+  }
+
+  /** A job's work in this stage stopped: cancelled, ended elsewhere, or taken over by another process. */
+  public void jobStopped() {
+    jobsStopped.incrementAndGet();
   }
 
   public void setInProgress(int records) {
@@ -83,6 +89,8 @@ public final class StageMetrics {
         + "distillery_jobs_completed_total" + labels + " " + jobsCompleted.get() + "\n"
         + "# TYPE distillery_jobs_failed_total counter\n"
         + "distillery_jobs_failed_total" + labels + " " + jobsFailed.get() + "\n"
+        + "# TYPE distillery_jobs_stopped_total counter\n"
+        + "distillery_jobs_stopped_total" + labels + " " + jobsStopped.get() + "\n"
         + "# TYPE distillery_stage_job_seconds summary\n"
         + "distillery_stage_job_seconds_sum" + labels + " " + jobSeconds.sum() + "\n"
         + "distillery_stage_job_seconds_count" + labels + " " + (jobsCompleted.get() + jobsFailed.get()) + "\n"

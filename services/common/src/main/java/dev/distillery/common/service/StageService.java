@@ -1,12 +1,16 @@
 package dev.distillery.common.service;
 
+import dev.distillery.common.artifacts.JobClaims;
+import dev.distillery.common.artifacts.JobLeases;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.DeadLetters;
 import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.JobSignals;
 import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.common.kafka.RecordHandler;
 import dev.distillery.common.kafka.StageConsumer;
 import dev.distillery.common.ml.DjlRuntime;
+import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topic;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
@@ -27,27 +31,45 @@ public final class StageService<V> extends VerticleBase {
   private static final Logger LOG = LoggerFactory.getLogger(StageService.class);
   private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(30);
 
-  /** Builds the stage's logic, given where to publish and where to run heavy work. */
+  /** Builds the stage's logic, given what runs its jobs ({@link JobRunner}: workers, events, faults). */
   @FunctionalInterface
   public interface HandlerFactory<V> {
-    RecordHandler<V> create(JobEvents events, Workers workers, StageMetrics metrics);
+    RecordHandler<V> create(JobRunner jobs);
   }
 
   private final ServiceConfig config;
+  private final Stage stage;
+  private final boolean fenced;
   private final Topic<V> input;
   private final HandlerFactory<V> factory;
   private final StageMetrics metrics;
   private KafkaProducer<String, byte[]> producer;
   private JobEvents events;
   private Workers workers;
+  private JobSignals signals;
+  private JobLeases leases;
   private StageConsumer<V> stageConsumer;
 
-  /** A stage whose consumer group is {@code config.service()}. */
-  public StageService(ServiceConfig config, Topic<V> input, HandlerFactory<V> factory) {
+  private StageService(ServiceConfig config, Stage stage, boolean fenced, Topic<V> input, HandlerFactory<V> factory) {
     this.config = config;
+    this.stage = stage;
+    this.fenced = fenced;
     this.input = input;
     this.factory = factory;
     this.metrics = new StageMetrics(config.service());
+  }
+
+  /**
+   * A stage whose consumer group is {@code config.service()} and whose jobs are each worked on by
+   * one process at a time (a lease per job, see {@link JobRunner}).
+   */
+  public static <V> StageService<V> fenced(ServiceConfig config, Stage stage, Topic<V> input, HandlerFactory<V> factory) {
+    return new StageService<>(config, stage, true, input, factory);
+  }
+
+  /** A stage whose replicas share the records of one job (the shards of a job's labelling). */
+  public static <V> StageService<V> shared(ServiceConfig config, Stage stage, Topic<V> input, HandlerFactory<V> factory) {
+    return new StageService<>(config, stage, false, input, factory);
   }
 
   @Override
@@ -58,9 +80,13 @@ public final class StageService<V> extends VerticleBase {
       producer = KafkaClients.producer(config);
       events = new JobEvents(producer, metrics::progressed);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
-      stageConsumer = new StageConsumer<>(KafkaClients.consumer(config), input,
-          pausedWhileWorkersFull(factory.create(events, workers, metrics)), new DeadLetters(events, config.service()),
-          metrics);
+      signals = new JobSignals(config).start();
+      leases = new JobLeases(config.artifactsDir(), config.reliability().lease());
+      DeadLetters deadLetters = new DeadLetters(events, config.service());
+      JobRunner jobs = new JobRunner(config.service(), stage, fenced, config.reliability(), events, workers, metrics,
+          signals, leases, new JobClaims(config.artifactsDir()), deadLetters);
+      stageConsumer = new StageConsumer<>(() -> KafkaClients.consumer(config), input,
+          pausedWhileWorkersFull(factory.create(jobs)), deadLetters, metrics, jobs);
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
       thread.start();
@@ -106,6 +132,12 @@ public final class StageService<V> extends VerticleBase {
     if (workers != null) {
       workers.close();
     }
+    if (signals != null) {
+      signals.close();
+    }
+    if (leases != null) {
+      leases.close();
+    }
     if (producer != null) {
       producer.close();
     }
@@ -114,12 +146,15 @@ public final class StageService<V> extends VerticleBase {
     }
   }
 
-  /** False once the consumer loop died: the process should be restarted. */
+  /** False only if the consumer loop ended without being stopped: the process should be restarted. */
   public boolean healthy() {
     return stageConsumer == null || stageConsumer.healthy();
   }
 
-  /** True while the consumer is in its group and polls: the stage takes work when given partitions. */
+  /**
+   * True while the consumer is in its group, polls and hears from the broker: the stage takes work
+   * when given partitions. False while the broker is away or a failed consumer is being replaced.
+   */
   public boolean ready() {
     return stageConsumer != null && stageConsumer.ready();
   }

@@ -76,8 +76,8 @@ class StageConsumerTest {
       events.send(topic, "explodes", failure("explodes")).get(10, TimeUnit.SECONDS); // 4
       events.send(topic, "d", failure("d")).get(10, TimeUnit.SECONDS);               // 5
 
-      StageConsumer<JobFailure> loop = new StageConsumer<>(KafkaClients.consumer(config), topic, handler,
-          new DeadLetters(events, name), new StageMetrics(name));
+      StageConsumer<JobFailure> loop = new StageConsumer<>(() -> KafkaClients.consumer(config), topic, handler,
+          new DeadLetters(events, name), new StageMetrics(name), JobGate.NONE);
       Thread thread = new Thread(loop, "stage-consumer-test");
       thread.start();
       try {
@@ -141,8 +141,8 @@ class StageConsumerTest {
     };
     try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(config);
         JobEvents events = new JobEvents(producer)) {
-      StageConsumer<JobFailure> loop = new StageConsumer<>(KafkaClients.consumer(config), topic, handler,
-          new DeadLetters(events, name), new StageMetrics(name));
+      StageConsumer<JobFailure> loop = new StageConsumer<>(() -> KafkaClients.consumer(config), topic, handler,
+          new DeadLetters(events, name), new StageMetrics(name), JobGate.NONE);
       Thread thread = new Thread(loop, "stage-clock-test");
       thread.start();
       try {
