@@ -59,6 +59,7 @@ public final class JobLeases implements AutoCloseable {
     private final String stage;
     private final long epoch;
     private final String owner;
+    private volatile boolean released;
 
     private Lease(String jobId, String stage, long epoch, String owner) {
       this.jobId = jobId;
@@ -71,8 +72,11 @@ public final class JobLeases implements AutoCloseable {
       return epoch;
     }
 
-    /** True while this lease is the job's current one: no later epoch, and its file still names this holder. */
+    /** True until released, while this lease is the job's current one: no later epoch, and its file names this holder. */
     public boolean held() {
+      if (released) {
+        return false;
+      }
       try {
         return !Files.exists(file(jobId, stage, epoch + 1)) && owner.equals(read(file(jobId, stage, epoch)).owner());
       } catch (IOException e) {
@@ -91,6 +95,7 @@ public final class JobLeases implements AutoCloseable {
         if (held()) {
           write(file(jobId, stage, epoch), owner, 0);
         }
+        released = true;
       } catch (IOException e) {
         LOG.warn("job {}: cannot release its {} lease; it expires in {}", jobId, stage, duration, e);
       }
