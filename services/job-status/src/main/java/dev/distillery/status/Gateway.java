@@ -7,6 +7,7 @@ import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ApiAccess;
 import dev.distillery.common.service.ManagementServer;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.json.PlainJson;
@@ -61,8 +62,12 @@ import org.slf4j.LoggerFactory;
  *       {@link #BODY_LIMIT} bytes), validated and published to the requests topic (202 with the job
  *       id, made up when the request has none), 400 with each problem and the field it is in, or 409
  *       when its job id is already used;
+ *   <li>{@code DELETE /api/jobs/:id}: cancels a job that has not ended, publishing a {@link
+ *       JobCancellation} (202 with it), optionally with a JSON body {@code {"reason": "..."}}; 404
+ *       for a job this service does not know, 409 with its state for one that ended;
  *   <li>{@code GET /api/events}: server-sent events, one {@code job} event per status change,
- *       starting with every job's current status;
+ *       starting with every job's current status, and a {@code removed} event with the id of each
+ *       job deleted after its retention;
  *   <li>{@code GET /api/example-request}: a request to start from, without a job id;
  *   <li>{@code /}: the dashboard; {@code /health}, {@code /ready}, {@code /metrics}.
  * </ul>
@@ -83,11 +88,13 @@ import org.slf4j.LoggerFactory;
  * topic metadata) run on workers.
  */
 final class Gateway {
-  /** Event-bus address of status changes, as JSON text. */
+  /** Event-bus address of status changes and removals, as server-sent event frames. */
   private static final String CHANGES = "distillery.job-status.changes";
   private static final long KEEP_ALIVE_MS = 15_000;
   /** The largest request body accepted, in bytes: requests are a few hundred bytes of settings. */
   static final int BODY_LIMIT = 1 << 20;
+  /** The longest reason a cancellation may give, in characters. */
+  static final int REASON_LIMIT = 1000;
   /** How long a client may go on sending a body after its 413 before it is cut off. */
   private static final long LINGER_MS = 1000;
   private static final Logger LOG = LoggerFactory.getLogger(Gateway.class);
@@ -108,6 +115,7 @@ final class Gateway {
   private final Set<String> publishing = ConcurrentHashMap.newKeySet();
   private final AtomicLong submitted = new AtomicLong();
   private final AtomicLong rejected = new AtomicLong();
+  private final AtomicLong cancelled = new AtomicLong();
   private final AtomicLong streamsOpen = new AtomicLong();
 
   /** Reads of the status store; empty while the store is not queryable (starting, rebalancing). */
@@ -150,7 +158,7 @@ final class Gateway {
     this.metricsNeedToken = access.metricsNeedToken();
     this.cors = allowedOrigins.isEmpty() ? null : CorsHandler.create()
         .addOrigins(List.copyOf(allowedOrigins))
-        .allowedMethods(Set.of(HttpMethod.GET, HttpMethod.POST))
+        .allowedMethods(Set.of(HttpMethod.GET, HttpMethod.POST, HttpMethod.DELETE))
         .allowedHeaders(Set.of(HttpHeaders.AUTHORIZATION.toString(), HttpHeaders.CONTENT_TYPE.toString()))
         .maxAgeSeconds(600);
   }
@@ -160,10 +168,18 @@ final class Gateway {
    * status (with its history) is written as JSON only when a client is there to read it.
    */
   void changed(JobStatus status) {
-    // The store holds it now (the aggregate writes before it forwards): its own check takes over.
+    // The store holds it now (the topology writes before it tells): its own check takes over.
     publishing.remove(status.getJobId());
     if (streamsOpen.get() > 0) {
-      vertx.eventBus().publish(CHANGES, PlainJson.write(status).toString());
+      vertx.eventBus().publish(CHANGES, frame("job", PlainJson.write(status).toString()));
+    }
+  }
+
+  /** Tells the open event streams that a job was deleted after its retention. Called on a stream thread. */
+  void removed(String jobId) {
+    if (streamsOpen.get() > 0) {
+      vertx.eventBus().publish(CHANGES, frame("removed", PlainJson.MAPPER.createObjectNode().put("jobId", jobId)
+          .toString()));
     }
   }
 
@@ -185,6 +201,8 @@ final class Gateway {
     // Content-Length says so, or once that many bytes arrived, keeping none.
     router.post("/api/jobs").handler(Gateway::jsonOnly);
     router.post("/api/jobs").handler(BodyHandler.create(false).setBodyLimit(BODY_LIMIT)).handler(this::submit);
+    router.delete("/api/jobs/:id").handler(Gateway::jsonOrNothing);
+    router.delete("/api/jobs/:id").handler(BodyHandler.create(false).setBodyLimit(BODY_LIMIT)).handler(this::cancel);
     router.get("/api/events").handler(this::events);
     router.get("/api/example-request").handler(ctx -> {
       if (exampleRequest == null) {
@@ -302,6 +320,19 @@ final class Gateway {
     } else {
       json(ctx.response(), 415, error("the body must be JSON sent as 'Content-Type: application/json', was "
           + (type == null ? "no Content-Type" : "'" + type + "'")));
+    }
+  }
+
+  /** A body is optional (a cancellation's reason), but one that is sent must be JSON, as for {@link #jsonOnly}. */
+  private static void jsonOrNothing(RoutingContext ctx) {
+    HttpServerRequest request = ctx.request();
+    String length = request.getHeader(HttpHeaders.CONTENT_LENGTH);
+    boolean noBody = request.getHeader(HttpHeaders.CONTENT_TYPE) == null
+        && request.getHeader(HttpHeaders.TRANSFER_ENCODING) == null && (length == null || length.trim().equals("0"));
+    if (noBody) {
+      ctx.next();
+    } else {
+      jsonOnly(ctx);
     }
   }
 
@@ -472,6 +503,76 @@ final class Gateway {
     return new Answer(202, PlainJson.MAPPER.createObjectNode().put("jobId", jobId));
   }
 
+  /** Reading the body, looking the job up and publishing (which may wait for the broker) run on a worker. */
+  private void cancel(RoutingContext ctx) {
+    String jobId = ctx.pathParam("id");
+    String body = ctx.body().asString();
+    vertx.executeBlocking(() -> cancellation(jobId, body), false)
+        .onSuccess(answer -> json(ctx.response(), answer.status(), answer.body()))
+        .onFailure(ctx::fail);
+  }
+
+  /**
+   * Publishes a cancellation of a job that has not ended (202 with it), or says why not: 400 for
+   * a body that is not {@code {"reason": "..."}}, 404 for a job not in the store, 409 with the state
+   * of one that ended, 503 while the store cannot be read or the broker does not acknowledge.
+   */
+  private Answer cancellation(String jobId, String text) {
+    String reason = "";
+    if (text != null && !text.isBlank()) {
+      JsonNode body;
+      try {
+        body = PlainJson.MAPPER.readTree(text);
+      } catch (Exception e) {
+        return new Answer(400, error("the body is not JSON: " + e.getMessage()));
+      }
+      List<String> unknown = new ArrayList<>();
+      if (body != null && body.isObject()) {
+        body.fieldNames().forEachRemaining(name -> {
+          if (!name.equals("reason")) {
+            unknown.add(name);
+          }
+        });
+      }
+      JsonNode given = body == null ? null : body.get("reason");
+      if (body == null || !body.isObject() || !unknown.isEmpty() || given != null && !given.isTextual()
+          && !given.isNull()) {
+        return new Answer(400, error("the body must be a JSON object with at most a text 'reason'"
+            + (unknown.isEmpty() ? "" : "; unknown fields: " + String.join(", ", unknown))));
+      }
+      reason = given == null || given.isNull() ? "" : given.asText();
+      if (reason.length() > REASON_LIMIT) {
+        return new Answer(400, error("the reason is longer than " + REASON_LIMIT + " characters"));
+      }
+    }
+    Optional<Optional<JobStatus>> known = jobs.get(jobId);
+    if (known.isEmpty()) {
+      return new Answer(503, error("the job store is not ready yet; retry shortly"));
+    }
+    if (known.get().isEmpty()) {
+      return new Answer(404, error("no job '" + jobId + "'"));
+    }
+    JobState state = known.get().get().getState();
+    if (JobStatusFold.ended(state)) {
+      return new Answer(409, error("job '" + jobId + "' has already ended (" + state + "): nothing to cancel")
+          .put("jobId", jobId).put("state", state.toString()));
+    }
+    JobCancellation cancellation = JobCancellation.newBuilder().setJobId(jobId).setReason(reason)
+        .setRequestedBy("api").setTimestampMs(System.currentTimeMillis()).build();
+    byte[] value = Topics.CANCELLATIONS.valueSerde().serializer().serialize(Topics.CANCELLATIONS.name(), cancellation);
+    try {
+      producer.send(new ProducerRecord<>(Topics.CANCELLATIONS.name(), jobId, value)).get(30, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return new Answer(503, error("could not publish the cancellation: interrupted"));
+    } catch (ExecutionException | TimeoutException e) {
+      Throwable cause = e instanceof ExecutionException && e.getCause() != null ? e.getCause() : e;
+      return new Answer(503, error("could not publish the cancellation: " + cause.getMessage()));
+    }
+    cancelled.incrementAndGet();
+    return new Answer(202, PlainJson.write(cancellation));
+  }
+
   private Answer usedId(String jobId) {
     return reject(409, List.of(new RequestValidation.Violation("jobId",
         "'" + jobId + "' is already used by another job; choose another, or leave jobId out to get a new one")));
@@ -522,14 +623,19 @@ final class Gateway {
           if (snapshot.isEmpty()) {
             response.end();
           } else {
-            snapshot.get().forEach(json -> send(response, json));
+            snapshot.get().forEach(json -> send(response, frame("job", json)));
           }
         })
         .onFailure(e -> response.reset());
   }
 
-  /** One event ({@code json}), or a keep-alive comment for null; closes a client that fell behind. */
-  private static void send(HttpServerResponse response, String json) {
+  /** One event's frame: its type and its data, one line of JSON. */
+  private static String frame(String type, String json) {
+    return "event: " + type + "\ndata: " + json + "\n\n";
+  }
+
+  /** One event's {@code frame}, or a keep-alive comment for null; closes a client that fell behind. */
+  private static void send(HttpServerResponse response, String frame) {
     if (response.closed() || response.ended()) {
       return;
     }
@@ -537,7 +643,7 @@ final class Gateway {
       response.reset();
       return;
     }
-    response.write(json == null ? ": keep-alive\n\n" : "event: job\ndata: " + json + "\n\n");
+    response.write(frame == null ? ": keep-alive\n\n" : frame);
   }
 
   private void metrics(RoutingContext ctx) {
@@ -569,6 +675,8 @@ final class Gateway {
     lines.add("distillery_requests_submitted_total " + submitted.get());
     lines.add("# TYPE distillery_requests_rejected_total counter");
     lines.add("distillery_requests_rejected_total " + rejected.get());
+    lines.add("# TYPE distillery_cancellations_requested_total counter");
+    lines.add("distillery_cancellations_requested_total " + cancelled.get());
     lines.add("# TYPE distillery_event_streams_open gauge");
     lines.add("distillery_event_streams_open " + streamsOpen.get());
     return String.join("\n", lines) + "\n";

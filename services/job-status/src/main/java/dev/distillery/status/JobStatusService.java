@@ -62,21 +62,15 @@ public final class JobStatusService implements AutoCloseable {
     this.access = access;
   }
 
-  /** As {@link #start(ServiceConfig, JobStatusSettings, Vertx, CompressionRequest)} with the default settings. */
-  public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
-      throws Exception {
-    return start(config, JobStatusSettings.DEFAULT, vertx, exampleRequest);
-  }
-
   /**
    * Starts the Streams application and the HTTP server on {@code vertx}; returns once it listens.
    * {@code exampleRequest}, if not null, is the request the dashboard's form starts with.
    */
-  public static JobStatusService start(ServiceConfig config, JobStatusSettings settings, Vertx vertx,
-      CompressionRequest exampleRequest) throws Exception {
+  public static JobStatusService start(ServiceConfig config, Vertx vertx, CompressionRequest exampleRequest)
+      throws Exception {
     // Changes before the gateway listens reach no client; its first event is a full snapshot.
     AtomicReference<Gateway> listening = new AtomicReference<>();
-    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(settings, status -> {
+    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(config.reliability().statusRetention(), status -> {
       Gateway gateway = listening.get();
       if (gateway != null) {
         gateway.changed(status);
@@ -209,7 +203,7 @@ public final class JobStatusService implements AutoCloseable {
           .setDistillation(DistillationSettings.newBuilder().build())
           .setPruning(PruningSettings.newBuilder().build())
           .build();
-      JobStatusService service = start(ServiceConfig.load(NAME), JobStatusSettings.load(), vertx, example);
+      JobStatusService service = start(ServiceConfig.load(NAME), vertx, example);
       LOG.info("job-status running: dashboard and API on http://localhost:{}/", service.port());
       Runtime.getRuntime().addShutdownHook(new Thread(() -> {
         service.close();

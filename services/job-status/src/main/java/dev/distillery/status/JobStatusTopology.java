@@ -53,11 +53,11 @@ public final class JobStatusTopology {
   }
 
   /**
-   * The topology. {@code onChange} hears every new status and {@code onRemoved} the id of every job
-   * deleted for its age, both on a stream thread, after the store changed.
+   * The topology. A job that ended is deleted {@code retention} after its last event ({@code
+   * status.retention.ms}). {@code onChange} hears every new status and {@code onRemoved} the id of
+   * every job deleted for its age, both on a stream thread, after the store changed.
    */
-  public static Topology build(JobStatusSettings settings, Consumer<JobStatus> onChange,
-      Consumer<String> onRemoved) {
+  public static Topology build(Duration retention, Consumer<JobStatus> onChange, Consumer<String> onRemoved) {
     StreamsBuilder builder = new StreamsBuilder();
     builder.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore(STORE), Serdes.String(), SERDE)
         .withCachingDisabled());
@@ -70,7 +70,7 @@ public final class JobStatusTopology {
         .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
         .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
         .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
-        .process(() -> new Statuses(settings, onChange, onRemoved), STORE);
+        .process(() -> new Statuses(retention, onChange, onRemoved), STORE);
     return builder.build();
   }
 
@@ -114,15 +114,25 @@ public final class JobStatusTopology {
         });
   }
 
+  /**
+   * How often the store is searched for jobs past their {@code retention}: a tenth of it, between
+   * 100 ms and a minute, so a job goes at most that much later than its retention says.
+   */
+  static Duration sweepInterval(Duration retention) {
+    Duration tenth = retention.dividedBy(10);
+    return tenth.compareTo(Duration.ofMillis(100)) < 0 ? Duration.ofMillis(100)
+        : tenth.compareTo(Duration.ofMinutes(1)) > 0 ? Duration.ofMinutes(1) : tenth;
+  }
+
   /** Applies each update to its job's status in the store, and deletes ended jobs past their retention. */
   private static final class Statuses implements Processor<String, UnaryOperator<JobStatus>, Void, Void> {
-    private final JobStatusSettings settings;
+    private final Duration retention;
     private final Consumer<JobStatus> onChange;
     private final Consumer<String> onRemoved;
     private KeyValueStore<String, JobStatus> store;
 
-    Statuses(JobStatusSettings settings, Consumer<JobStatus> onChange, Consumer<String> onRemoved) {
-      this.settings = settings;
+    Statuses(Duration retention, Consumer<JobStatus> onChange, Consumer<String> onRemoved) {
+      this.retention = retention;
       this.onChange = onChange;
       this.onRemoved = onRemoved;
     }
@@ -130,7 +140,7 @@ public final class JobStatusTopology {
     @Override
     public void init(ProcessorContext<Void, Void> context) {
       store = context.getStateStore(STORE);
-      context.schedule(settings.sweepInterval(), PunctuationType.WALL_CLOCK_TIME, this::expire);
+      context.schedule(sweepInterval(retention), PunctuationType.WALL_CLOCK_TIME, this::expire);
     }
 
     @Override
@@ -143,7 +153,7 @@ public final class JobStatusTopology {
 
     /** Deletes every ended job whose last event is at least the retention older than {@code nowMs}. */
     private void expire(long nowMs) {
-      long retentionMs = settings.retention().toMillis();
+      long retentionMs = retention.toMillis();
       List<String> expired = new ArrayList<>();
       try (KeyValueIterator<String, JobStatus> all = store.all()) {
         all.forEachRemaining(entry -> {

@@ -10,6 +10,7 @@ import dev.distillery.common.kafka.KafkaTopics;
 import dev.distillery.kafka.embedded.EmbeddedKafkaBroker;
 import dev.distillery.kafka.embedded.EmbeddedKafkaExtension;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
@@ -46,6 +47,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The job-status service on the real in-process broker: a job submitted through the HTTP API is
  * followed to DONE through the API and the server-sent event stream, as its events reach the topics;
+ * jobs cancelled through the API and on the topic, and ended jobs leaving after their retention;
  * and the API's trust boundary (tokens, Origin, JSON only, body size, used job ids), each refusal
  * asked of the real service by a real HTTP client.
  */
@@ -98,9 +100,7 @@ class JobStatusServiceTest {
       // The pipeline's events, as its services would publish them (the request is already there).
       var pipeline = JobStatusTopologyTest.finishedJob(jobId, System.currentTimeMillis());
       for (var event : pipeline.subList(1, pipeline.size())) {
-        Topic<Object> topic = event.topic();
-        producer.send(new ProducerRecord<>(topic.name(), null, event.timestampMs(), jobId,
-            topic.valueSerde().serializer().serialize(topic.name(), event.value()))).get(10, TimeUnit.SECONDS);
+        send(producer, event.topic(), null, jobId, event);
       }
       JsonNode done = next(events, e -> e.get("jobId").asText().equals(jobId) && e.get("state").asText().equals("DONE"));
       assertThat(done.get("stages")).extracting(stage -> stage.get("stage").asText())
@@ -136,10 +136,8 @@ class JobStatusServiceTest {
           org.apache.kafka.common.utils.Utils.murmur2(foreign.getBytes(StandardCharsets.UTF_8))) % 2;
       var foreignJob = JobStatusTopologyTest.finishedJob(foreign, System.currentTimeMillis());
       for (var event : foreignJob) {
-        Topic<Object> topic = event.topic();
-        Integer partition = topic.name().equals(Topics.REQUESTS.name()) ? 1 - javaPartition : null;
-        producer.send(new ProducerRecord<>(topic.name(), partition, event.timestampMs(), foreign,
-            topic.valueSerde().serializer().serialize(topic.name(), event.value()))).get(10, TimeUnit.SECONDS);
+        send(producer, event.topic(), event.topic().name().equals(Topics.REQUESTS.name()) ? 1 - javaPartition : null,
+            foreign, event);
       }
       await(Duration.ofSeconds(30), () -> state(base, foreign).equals("DONE"));
       JsonNode all = PlainJson.MAPPER.readTree(get(base + "/api/jobs").body());
@@ -148,6 +146,134 @@ class JobStatusServiceTest {
       assertThat(listed).as("one status per job").filteredOn(foreign::equals).hasSize(1);
       assertThat(PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + foreign).body()).get("request").get("jobId").asText())
           .isEqualTo(foreign);
+    } finally {
+      vertx.close().await(30, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void cancelsAJobThatHasNotEndedAndRefusesUnknownAndEndedOnes(EmbeddedKafkaBroker broker, @TempDir Path dir)
+      throws Exception {
+    ServiceConfig config = config(broker, dir, "job-status-cancel", Map.of("api.tokens", TOKEN));
+    Vertx vertx = Vertx.vertx();
+    try (JobStatusService service = JobStatusService.start(config, vertx, example(dir));
+        KafkaProducer<String, byte[]> producer = KafkaClients.producer(config)) {
+      String base = "http://127.0.0.1:" + service.port();
+      await(Duration.ofMinutes(1), () -> get(base + "/ready").statusCode() == 200);
+      String jobId = "to-cancel-" + UUID.randomUUID();
+      ObjectNode request = (ObjectNode) PlainJson.MAPPER.readTree(get(base + "/api/example-request").body());
+      assertThat(post(base + "/api/jobs", request.put("jobId", jobId).toString()).statusCode()).isEqualTo(202);
+      await(Duration.ofSeconds(30), () -> state(base, jobId).equals("ACCEPTED"));
+
+      // The same rules as every /api route: a token, and no foreign page.
+      HttpResponse<String> anonymous = send(open(base + "/api/jobs/" + jobId).DELETE());
+      assertThat(anonymous.statusCode()).isEqualTo(401);
+      assertThat(anonymous.headers().firstValue("WWW-Authenticate")).get().asString().startsWith("Bearer");
+      assertThat(send(authorized(base + "/api/jobs/" + jobId).header("Origin", "https://evil.example").DELETE())
+          .statusCode()).isEqualTo(403);
+      // A body, if any, is JSON with a text reason and nothing else.
+      assertThat(delete(base, jobId, "text/plain", "stop").statusCode()).isEqualTo(415);
+      assertThat(delete(base, jobId, "application/json", "{\"reason\": 5}").statusCode()).isEqualTo(400);
+      assertThat(delete(base, jobId, "application/json", "{\"reason\": \"x\", \"force\": true}").body())
+          .contains("force");
+      assertThat(delete(base, jobId, "application/json", "{\"reason\": \"" + "x".repeat(Gateway.REASON_LIMIT + 1)
+          + "\"}").statusCode()).isEqualTo(400);
+      assertThat(published(config, Topics.CANCELLATIONS, jobId)).isEmpty();
+
+      HttpResponse<String> unknown = send(authorized(base + "/api/jobs/no-such-job").DELETE());
+      assertThat(unknown.statusCode()).isEqualTo(404);
+      assertThat(unknown.body()).contains("no-such-job");
+
+      HttpResponse<String> accepted = delete(base, jobId, "application/json", "{\"reason\": \"wrong dataset\"}");
+      assertThat(accepted.statusCode()).as(accepted.body()).isEqualTo(202);
+      assertThat(accepted.headers().firstValue("content-type")).contains("application/json");
+      JsonNode answer = PlainJson.MAPPER.readTree(accepted.body());
+      assertThat(answer.get("jobId").asText()).isEqualTo(jobId);
+      assertThat(answer.get("requestedBy").asText()).isEqualTo("api");
+      List<byte[]> records = published(config, Topics.CANCELLATIONS, jobId);
+      assertThat(records).hasSize(1);
+      JobCancellation cancellation = Topics.CANCELLATIONS.valueSerde().deserializer()
+          .deserialize(Topics.CANCELLATIONS.name(), records.get(0));
+      assertThat(cancellation.getJobId()).isEqualTo(jobId);
+      assertThat(cancellation.getReason()).isEqualTo("wrong dataset");
+      assertThat(cancellation.getRequestedBy()).isEqualTo("api");
+
+      await(Duration.ofSeconds(30), () -> state(base, jobId).equals("CANCELLED"));
+      JsonNode cancelled = PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + jobId).body());
+      assertThat(cancelled.get("cancellation").get("reason").asText()).isEqualTo("wrong dataset");
+      // Ended, so nothing more to cancel: 409 with the state, and nothing published.
+      HttpResponse<String> again = send(authorized(base + "/api/jobs/" + jobId).DELETE());
+      assertThat(again.statusCode()).isEqualTo(409);
+      assertThat(PlainJson.MAPPER.readTree(again.body()).get("state").asText()).isEqualTo("CANCELLED");
+      assertThat(published(config, Topics.CANCELLATIONS, jobId)).hasSize(1);
+
+      // A job that finished, as its services would publish it: 409 DONE.
+      String done = "done-" + UUID.randomUUID();
+      for (var event : JobStatusTopologyTest.finishedJob(done, System.currentTimeMillis())) {
+        send(producer, event.topic(), null, done, event);
+      }
+      await(Duration.ofSeconds(30), () -> state(base, done).equals("DONE"));
+      HttpResponse<String> finished = send(authorized(base + "/api/jobs/" + done).DELETE());
+      assertThat(finished.statusCode()).isEqualTo(409);
+      assertThat(PlainJson.MAPPER.readTree(finished.body()).get("state").asText()).isEqualTo("DONE");
+
+      // A cancellation from another client, on another partition than Java's partitioner picks for
+      // its key (where the job's own events are): one status, CANCELLED.
+      String foreign = "foreign-cancel-" + UUID.randomUUID();
+      int javaPartition = org.apache.kafka.common.utils.Utils.toPositive(
+          org.apache.kafka.common.utils.Utils.murmur2(foreign.getBytes(StandardCharsets.UTF_8))) % 2;
+      var foreignJob = JobStatusTopologyTest.finishedJob(foreign, System.currentTimeMillis());
+      for (var event : foreignJob.subList(0, 4)) {
+        send(producer, event.topic(), null, foreign, event);
+      }
+      await(Duration.ofSeconds(30), () -> state(base, foreign).equals("RUNNING"));
+      JobCancellation elsewhere = new JobCancellation(foreign, "from a pipeline", "nightly-pipeline",
+          System.currentTimeMillis());
+      producer.send(new ProducerRecord<>(Topics.CANCELLATIONS.name(), 1 - javaPartition, foreign,
+          Topics.CANCELLATIONS.valueSerde().serializer().serialize(Topics.CANCELLATIONS.name(), elsewhere)))
+          .get(10, TimeUnit.SECONDS);
+      await(Duration.ofSeconds(30), () -> state(base, foreign).equals("CANCELLED"));
+      List<String> listed = new java.util.ArrayList<>();
+      PlainJson.MAPPER.readTree(get(base + "/api/jobs").body()).forEach(s -> listed.add(s.get("jobId").asText()));
+      assertThat(listed).as("one status per job").filteredOn(foreign::equals).hasSize(1);
+      assertThat(PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + foreign).body()).get("cancellation")
+          .get("requestedBy").asText()).isEqualTo("nightly-pipeline");
+
+      assertThat(get(base + "/metrics").body()).contains("distillery_cancellations_requested_total 1\n",
+          "distillery_jobs{state=\"CANCELLED\"} 2\n");
+    } finally {
+      vertx.close().await(30, TimeUnit.SECONDS);
+    }
+  }
+
+  /** With a short retention an ended job leaves the API and the event stream says so; a running one stays. */
+  @Test
+  void anEndedJobLeavesAfterItsRetention(EmbeddedKafkaBroker broker, @TempDir Path dir) throws Exception {
+    ServiceConfig config = config(broker, dir, "job-status-retention",
+        Map.of("api.tokens", TOKEN, "status.retention.ms", "2000"));
+    Vertx vertx = Vertx.vertx();
+    try (JobStatusService service = JobStatusService.start(config, vertx, example(dir));
+        KafkaProducer<String, byte[]> producer = KafkaClients.producer(config)) {
+      String base = "http://127.0.0.1:" + service.port();
+      await(Duration.ofMinutes(1), () -> get(base + "/ready").statusCode() == 200);
+      BlockingQueue<String> events = new LinkedBlockingQueue<>();
+      http.sendAsync(authorized(base + "/api/events").build(), HttpResponse.BodyHandlers.ofLines())
+          .thenAccept(response -> response.body().forEach(events::add));
+
+      String ended = "ended-" + UUID.randomUUID();
+      String running = "running-" + UUID.randomUUID();
+      long start = System.currentTimeMillis() - 10_000; // its events are all in the past
+      for (var event : JobStatusTopologyTest.finishedJob(ended, start)) {
+        send(producer, event.topic(), null, ended, event);
+      }
+      for (var event : JobStatusTopologyTest.finishedJob(running, start).subList(0, 4)) {
+        send(producer, event.topic(), null, running, event);
+      }
+      await(Duration.ofSeconds(30), () -> state(base, running).equals("RUNNING"));
+      // Gone within the retention and a sweep; seen DONE first only if the sweep came late.
+      await(Duration.ofSeconds(30), () -> get(base + "/api/jobs/" + ended).statusCode() == 404);
+      awaitEvent(events, "event: removed", "data: {\"jobId\":\"" + ended + "\"}");
+      assertThat(state(base, running)).isEqualTo("RUNNING");
     } finally {
       vertx.close().await(30, TimeUnit.SECONDS);
     }
@@ -370,30 +496,58 @@ class JobStatusServiceTest {
 
   /** How many records of the requests topic carry {@code jobId} as key. */
   private static long requestsPublished(ServiceConfig config, String jobId) {
+    return published(config, Topics.REQUESTS, jobId).size();
+  }
+
+  /** The values of the records of {@code topic} keyed {@code jobId}, read to the topic's current end. */
+  private static List<byte[]> published(ServiceConfig config, Topic<?> topic, String jobId) {
     Map<String, String> keys = new HashMap<>();
     config.kafka().forEach((k, v) -> keys.put("kafka." + k, v));
     keys.put("artifacts.dir", config.artifactsDir().toString());
     try (KafkaConsumer<String, byte[]> consumer =
-        KafkaClients.consumer(ServiceConfig.fromKeys("requests-reader-" + System.nanoTime(), keys))) {
-      List<TopicPartition> partitions = consumer.partitionsFor(Topics.REQUESTS.name()).stream()
+        KafkaClients.consumer(ServiceConfig.fromKeys("topic-reader-" + System.nanoTime(), keys))) {
+      List<TopicPartition> partitions = consumer.partitionsFor(topic.name()).stream()
           .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
       consumer.assign(partitions);
       consumer.seekToBeginning(partitions);
       Map<TopicPartition, Long> ends = consumer.endOffsets(partitions);
-      long count = 0;
+      List<byte[]> values = new java.util.ArrayList<>();
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < ends.get(p))) {
         if (System.nanoTime() > deadline) {
-          throw new AssertionError("requests topic not read to its end within 30 s");
+          throw new AssertionError(topic.name() + " not read to its end within 30 s");
         }
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
           if (jobId.equals(record.key())) {
-            count++;
+            values.add(record.value());
           }
         }
       }
-      return count;
+      return values;
     }
+  }
+
+  /** Publishes {@code event} as {@code key}'s, as a service (or with a {@code partition}, another client) would. */
+  private static void send(KafkaProducer<String, byte[]> producer, Topic<Object> topic, Integer partition, String key,
+      JobStatusTopologyTest.Event event) throws Exception {
+    producer.send(new ProducerRecord<>(topic.name(), partition, event.timestampMs(), key,
+        topic.valueSerde().serializer().serialize(topic.name(), event.value()))).get(10, TimeUnit.SECONDS);
+  }
+
+  /** Waits for an event of {@code type} ({@code "event: ..."}) whose data line is {@code data}. */
+  private static void awaitEvent(BlockingQueue<String> lines, String type, String data) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    String previous = "";
+    while (System.nanoTime() < deadline) {
+      String line = lines.poll(1, TimeUnit.SECONDS);
+      if (line != null) {
+        if (previous.equals(type) && line.equals(data)) {
+          return;
+        }
+        previous = line;
+      }
+    }
+    throw new AssertionError("no '" + type + "' with '" + data + "' within 30 s");
   }
 
   private long openStreams(String base) throws Exception {
@@ -462,6 +616,11 @@ class JobStatusServiceTest {
   /** With the token: the API as its users call it. */
   private HttpResponse<String> get(String url) throws Exception {
     return send(authorized(url));
+  }
+
+  private HttpResponse<String> delete(String base, String jobId, String contentType, String body) throws Exception {
+    return send(authorized(base + "/api/jobs/" + jobId).header("content-type", contentType)
+        .method("DELETE", HttpRequest.BodyPublishers.ofString(body)));
   }
 
   private HttpResponse<String> post(String url, String body) throws Exception {

@@ -62,8 +62,8 @@ class JobStatusTopologyTest {
     props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
     props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
     // The wall clock starts with the events' times (a few seconds after the epoch) and moves only when told.
-    driver = new TopologyTestDriver(JobStatusTopology.build(new JobStatusSettings(RETENTION), changes::add, removed::add),
-        props, Instant.ofEpochMilli(0));
+    driver = new TopologyTestDriver(JobStatusTopology.build(RETENTION, changes::add, removed::add), props,
+        Instant.ofEpochMilli(0));
   }
 
   @AfterEach
@@ -273,6 +273,13 @@ class JobStatusTopologyTest {
     assertThat(status.getHistory()).filteredOn(p -> p.getStage() == Stage.PRUNING).hasSize(10);
     assertThat(JobStatusTopology.SERDE.serializer().serialize("t", status).length).isLessThan(16_000);
     assertThat(status.getStages().get(0).getLatest().getStep()).isEqualTo(epochs);
+  }
+
+  @Test
+  void theStoreIsSweptEveryTenthOfTheRetentionBetween100MillisecondsAndAMinute() {
+    assertThat(JobStatusTopology.sweepInterval(Duration.ofDays(7))).isEqualTo(Duration.ofMinutes(1));
+    assertThat(JobStatusTopology.sweepInterval(Duration.ofSeconds(5))).isEqualTo(Duration.ofMillis(500));
+    assertThat(JobStatusTopology.sweepInterval(Duration.ofMillis(200))).isEqualTo(Duration.ofMillis(100));
   }
 
   private static Event cancellation(String jobId, String reason, long timestampMs) {
