@@ -7,10 +7,14 @@ import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
+import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.StageStatus;
 import dev.distillery.schemas.json.PlainJson;
+import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.status.JobStatusFold;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,6 +26,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -39,15 +44,21 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * distillery watch JOB                               follow a job's progress until it ends
  * distillery list                                     every job and its state
  * distillery result JOB                               a finished job's results
+ * distillery cancel JOB [--reason TEXT] [--watch]    ask every stage to stop a job
  * options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)
  * </pre>
  *
  * Other Kafka client settings come from the environment as for the services ({@code KAFKA_*},
  * e.g. {@code KAFKA_SECURITY_PROTOCOL}, {@code KAFKA_SASL_JAAS_CONFIG}).
  *
- * Exit status: 0 done, 1 the job failed, 2 bad usage or an invalid request, 3 no such job.
+ * Exit status: 0 done (for {@code cancel}: the cancellation was published, or the job was cancelled
+ * already), 1 the job failed, 2 bad usage or an invalid request, 3 no such job (or no result yet),
+ * 4 the job was cancelled, 5 nothing to cancel: the job had already ended (DONE or FAILED).
  */
 public final class Cli {
+  /** Exit statuses beyond 0 (done), 1 (failed), 2 (bad usage) and 3 (no such job). */
+  static final int CANCELLED = 4;
+  static final int ALREADY_ENDED = 5;
   private static final DateTimeFormatter TIME =
       DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss").withZone(ZoneId.systemDefault());
 
@@ -89,6 +100,7 @@ public final class Cli {
         case "watch" -> words.size() == 2 ? watch(words.get(1)) : usage();
         case "list" -> list();
         case "result" -> words.size() == 2 ? result(words.get(1)) : usage();
+        case "cancel" -> cancel(words.subList(1, words.size()));
         default -> usage();
       };
     } catch (Exception e) {
@@ -103,6 +115,7 @@ public final class Cli {
                distillery watch JOB
                distillery list
                distillery result JOB
+               distillery cancel JOB [--reason TEXT] [--watch]
         options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)""");
     return 2;
   }
@@ -137,24 +150,14 @@ public final class Cli {
       problems.forEach(p -> out.println("  " + p));
       return 2;
     }
-    if (idGiven) {
-      // The services would refuse it, and the earlier job's outcome is not this request's answer.
-      try (JobWatcher watcher = new JobWatcher(kafka)) {
-        if (watcher.seen(request.getJobId(), Duration.ofSeconds(30))) {
-          out.println("invalid request:\n  jobId: '" + request.getJobId() + "' is already used by another job; "
-              + "choose another, or leave it out and one is made");
-          return 2;
-        }
-      }
+    // The services would refuse it, and the earlier job's outcome is not this request's answer.
+    if (idGiven && JobSnapshot.of(kafka, request.getJobId()).isPresent()) {
+      out.println("invalid request:\n  jobId: '" + request.getJobId() + "' is already used by another job; "
+          + "choose another, or leave it out and one is made");
+      return 2;
     }
-    Map<String, Object> props = new HashMap<>(kafka);
-    props.put(ProducerConfig.ACKS_CONFIG, "all");
     long sentAtMs = System.currentTimeMillis();
-    try (KafkaProducer<String, byte[]> producer =
-        new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer())) {
-      producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), request.getJobId(),
-          Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request))).get(30, TimeUnit.SECONDS);
-    }
+    publish(Topics.REQUESTS, request.getJobId(), request);
     out.println("submitted " + request.getJobId());
     return watch ? watch(request.getJobId(), sentAtMs) : 0;
   }
@@ -165,9 +168,13 @@ public final class Cli {
 
   /** Follows a job; a refusal from {@code sentAtMs} on is the answer to a request sent then. */
   private int watch(String jobId, long sentAtMs) throws Exception {
-    try (JobWatcher watcher = new JobWatcher(kafka)) {
+    try (JobWatcher watcher = JobWatcher.forJob(kafka, jobId)) {
       JobWatcher.Outcome outcome = watcher.awaitSubmitted(jobId, sentAtMs, Duration.ofDays(7),
           p -> out.println(ProgressLine.format(p)));
+      if (outcome.cancellation() != null) {
+        out.printf("job %s CANCELLED %s%n", jobId, describe(outcome.cancellation()));
+        return CANCELLED;
+      }
       if (outcome.failure() != null) {
         out.printf("job %s FAILED in %s%s: %s%n", jobId, outcome.failure().getStage(),
             outcome.failure().getField() == null ? "" : " (field " + outcome.failure().getField() + ")",
@@ -179,8 +186,83 @@ public final class Cli {
     }
   }
 
+  /**
+   * {@code cancel JOB [--reason TEXT] [--watch]}: publishes a cancellation of a job that has not
+   * ended; with {@code --watch}, then reads the job's outcome from the topics (its cancellation, or
+   * the result or failure that came first).
+   */
+  int cancel(List<String> args) throws Exception {
+    String jobId = null;
+    String reason = "";
+    boolean watch = false;
+    for (int i = 0; i < args.size(); i++) {
+      String word = args.get(i);
+      if (word.equals("--watch")) {
+        watch = true;
+      } else if (word.equals("--reason") && i + 1 < args.size()) {
+        reason = args.get(++i);
+      } else if (jobId == null && !word.startsWith("--")) {
+        jobId = word;
+      } else {
+        return usage();
+      }
+    }
+    if (jobId == null) {
+      return usage();
+    }
+    Optional<JobStatus> job = JobSnapshot.of(kafka, jobId);
+    if (job.isEmpty()) {
+      out.println("no job " + jobId);
+      return 3;
+    }
+    JobState state = job.get().getState();
+    if (state == JobState.CANCELLED) {
+      out.printf("job %s was already CANCELLED %s%n", jobId, describe(job.get().getCancellation()));
+      return 0;
+    }
+    if (JobStatusFold.ended(state)) {
+      out.printf("job %s has already ended (%s): nothing to cancel%n", jobId, state);
+      return ALREADY_ENDED;
+    }
+    publish(Topics.CANCELLATIONS, jobId, JobCancellation.newBuilder().setJobId(jobId).setReason(reason)
+        .setRequestedBy("cli").setTimestampMs(System.currentTimeMillis()).build());
+    out.println("cancellation of " + jobId + " sent");
+    if (!watch) {
+      return 0;
+    }
+    try (JobWatcher watcher = JobWatcher.forJob(kafka, jobId)) {
+      JobWatcher.Outcome outcome = watcher.await(jobId, Duration.ofMinutes(5), p -> {});
+      if (outcome.cancellation() != null) {
+        out.printf("job %s CANCELLED %s%n", jobId, describe(outcome.cancellation()));
+        return 0;
+      }
+      out.printf("job %s ended %s before it could be cancelled%n", jobId, outcome.result() != null ? "DONE" : "FAILED");
+      return ALREADY_ENDED;
+    }
+  }
+
+  /** Who cancelled and why, as one line's end. */
+  private static String describe(JobCancellation c) {
+    if (c == null) {
+      return "";
+    }
+    return "by " + (c.getRequestedBy().isEmpty() ? "a client" : c.getRequestedBy())
+        + (c.getReason().isEmpty() ? " (no reason given)" : ": " + c.getReason());
+  }
+
+  /** Publishes {@code value} keyed by its job id and waits until the broker has it. */
+  private <V> void publish(Topic<V> topic, String jobId, V value) throws Exception {
+    Map<String, Object> props = new HashMap<>(kafka);
+    props.put(ProducerConfig.ACKS_CONFIG, "all");
+    try (KafkaProducer<String, byte[]> producer =
+        new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer())) {
+      producer.send(new ProducerRecord<>(topic.name(), jobId, topic.valueSerde().serializer().serialize(topic.name(),
+          value))).get(30, TimeUnit.SECONDS);
+    }
+  }
+
   int list() {
-    Map<String, JobStatus> jobs = JobSnapshot.read(kafka);
+    Map<String, JobStatus> jobs = JobSnapshot.summaries(kafka);
     out.printf("%-28s %-9s %-19s %s%n", "job", "state", "submitted", "stages");
     jobs.values().forEach(job -> out.printf("%-28s %-9s %-19s %s%n", job.getJobId(), job.getState(),
         job.getSubmittedAtMs() == 0 ? "" : TIME.format(Instant.ofEpochMilli(job.getSubmittedAtMs())),
@@ -189,10 +271,14 @@ public final class Cli {
   }
 
   int result(String jobId) {
-    JobStatus job = JobSnapshot.read(kafka).get(jobId);
+    JobStatus job = JobSnapshot.of(kafka, jobId).orElse(null);
     if (job == null) {
       out.println("no job " + jobId);
       return 3;
+    }
+    if (job.getState() == JobState.CANCELLED) {
+      out.printf("job %s was CANCELLED %s; no result%n", jobId, describe(job.getCancellation()));
+      return CANCELLED;
     }
     if (job.getFailure() != null && job.getResult() == null) {
       out.printf("job %s FAILED in %s: %s%n", jobId, job.getFailure().getStage(), job.getFailure().getReason());

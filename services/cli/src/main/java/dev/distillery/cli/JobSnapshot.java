@@ -2,6 +2,7 @@ package dev.distillery.cli;
 
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
@@ -13,6 +14,9 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.function.Predicate;
+import java.util.function.UnaryOperator;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
@@ -20,26 +24,42 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Every job's status as the topics hold it now: the topics read from the beginning to their current
+ * Jobs' statuses as the topics hold them now: the topics read from the beginning to their current
  * end, without a consumer group, and folded as the job-status service folds them. Needs only Kafka.
  */
 final class JobSnapshot {
   private static final Logger LOG = LoggerFactory.getLogger(JobSnapshot.class);
   private static final List<String> TOPICS = List.of(Topics.REQUESTS.name(), Topics.PROGRESS.name(),
-      Topics.CHECKPOINTS.name(), Topics.RESULTS.name(), Topics.FAILURES.name());
+      Topics.CHECKPOINTS.name(), Topics.RESULTS.name(), Topics.FAILURES.name(), Topics.CANCELLATIONS.name());
 
   private JobSnapshot() {}
 
-  /** Statuses by job id, in the order the jobs were first seen; {@code kafka}: client properties. */
-  static Map<String, JobStatus> read(Map<String, ?> kafka) {
+  /**
+   * Every job's summary by job id, in the order the jobs were first seen: its state, times, stages,
+   * failure and cancellation, without its history, request and result, so that what is held per
+   * job stays small however many jobs the topics hold.
+   */
+  static Map<String, JobStatus> summaries(Map<String, ?> kafka) {
+    return read(kafka, jobId -> true, status -> JobStatus.newBuilder(status).setHistory(List.of()).setRequest(null)
+        .setResult(null).build());
+  }
+
+  /** One job's whole status, or empty when no record of it is on the topics. */
+  static Optional<JobStatus> of(Map<String, ?> kafka, String jobId) {
+    return Optional.ofNullable(read(kafka, jobId::equals, UnaryOperator.identity()).get(jobId));
+  }
+
+  /** The statuses of the jobs {@code wanted} picks, each passed through {@code kept} after every fold. */
+  private static Map<String, JobStatus> read(Map<String, ?> kafka, Predicate<String> wanted,
+      UnaryOperator<JobStatus> kept) {
     Map<String, JobStatus> jobs = new LinkedHashMap<>();
     try (KafkaConsumer<String, byte[]> consumer = TopicReader.fromBeginning(kafka, "distillery-cli-", TOPICS)) {
       List<TopicPartition> partitions = new ArrayList<>(consumer.assignment());
       Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(500))) {
-          if (record.key() != null && record.value() != null) {
-            fold(jobs, record);
+          if (record.key() != null && record.value() != null && wanted.test(record.key())) {
+            fold(jobs, record, kept);
           }
         }
       }
@@ -47,7 +67,8 @@ final class JobSnapshot {
     return jobs;
   }
 
-  private static void fold(Map<String, JobStatus> jobs, ConsumerRecord<String, byte[]> record) {
+  private static void fold(Map<String, JobStatus> jobs, ConsumerRecord<String, byte[]> record,
+      UnaryOperator<JobStatus> kept) {
     String jobId = record.key();
     JobStatus status = jobs.getOrDefault(jobId, JobStatusFold.empty(jobId));
     try {
@@ -55,6 +76,9 @@ final class JobSnapshot {
       String t = record.topic();
       if (t.equals(Topics.REQUESTS.name())) {
         CompressionRequest request = Topics.REQUESTS.valueSerde().deserializer().deserialize(t, v);
+        if (!request.getJobId().equals(jobId)) {
+          return; // keyed by another job's id: job-status skips it too
+        }
         status = JobStatusFold.request(status, request, record.timestamp());
       } else if (t.equals(Topics.PROGRESS.name())) {
         JobProgress progress = Topics.PROGRESS.valueSerde().deserializer().deserialize(t, v);
@@ -65,11 +89,17 @@ final class JobSnapshot {
       } else if (t.equals(Topics.RESULTS.name())) {
         JobResult result = Topics.RESULTS.valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.result(status, result);
-      } else {
+      } else if (t.equals(Topics.FAILURES.name())) {
         JobFailure failure = Topics.FAILURES.valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.failure(status, failure);
+      } else {
+        JobCancellation cancellation = Topics.CANCELLATIONS.valueSerde().deserializer().deserialize(t, v);
+        if (!cancellation.getJobId().equals(jobId)) {
+          return;
+        }
+        status = JobStatusFold.cancellation(status, cancellation);
       }
-      jobs.put(jobId, status);
+      jobs.put(jobId, kept.apply(status));
     } catch (RuntimeException e) {
       LOG.debug("skipped an unreadable record at {}-{}@{}", record.topic(), record.partition(), record.offset(), e);
     }

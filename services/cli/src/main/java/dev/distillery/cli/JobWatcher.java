@@ -1,13 +1,18 @@
 package dev.distillery.cli;
 
+import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
+import dev.distillery.schemas.Stage;
+import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.EnumMap;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeoutException;
@@ -15,34 +20,57 @@ import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.common.TopicPartition;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * Follows one job on the progress, results and failures topics, as any pipeline or dashboard
- * can: it reads the topics from the beginning without joining a consumer group.
+ * Follows jobs on the progress, results, failures and cancellations topics, as any pipeline or
+ * dashboard can: it reads the topics from the beginning without joining a consumer group.
+ *
+ * <p>What it holds is bounded. Records of the job being awaited are handed on as they are read. A
+ * watcher made {@link #forJob for one job} keeps nothing of other jobs; one made for any job keeps,
+ * of each job nobody awaits yet, what a later {@link #await} needs: at most {@link #KEPT_PER_JOB}
+ * events, the oldest progress going first, and once the job has ended only its ending and the latest
+ * progress of each stage.
  */
 public final class JobWatcher implements AutoCloseable {
-  /** How a job ended: exactly one of {@code result} and {@code failure} is set. */
-  public record Outcome(JobResult result, JobFailure failure) {}
+  /** Events kept of a job nobody awaits yet. */
+  static final int KEPT_PER_JOB = 256;
+  private static final Logger LOG = LoggerFactory.getLogger(JobWatcher.class);
+
+  /** How a job ended: exactly one of {@code result}, {@code failure} and {@code cancellation} is set. */
+  public record Outcome(JobResult result, JobFailure failure, JobCancellation cancellation) {}
 
   private final KafkaConsumer<String, byte[]> consumer;
-  /** Records of jobs nobody is waiting for yet, so a later {@link #await} still sees them. */
-  private final Map<String, Deque<ConsumerRecord<String, byte[]>>> backlog = new HashMap<>();
+  /** The one job this watcher follows, or null for any. */
+  private final String only;
+  /** Events of jobs nobody is waiting for yet, so a later {@link #await} still sees them. */
+  private final Map<String, Backlog> backlog = new HashMap<>();
 
   public JobWatcher(String bootstrapServers) {
     this(Map.of(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers));
   }
 
-  /** A watcher with these Kafka client properties (bootstrap servers, security, ...). */
+  /** A watcher of any job, with these Kafka client properties (bootstrap servers, security, ...). */
   public JobWatcher(Map<String, ?> kafka) {
-    consumer = TopicReader.fromBeginning(kafka, "distillery-watcher-",
-        List.of(Topics.PROGRESS.name(), Topics.RESULTS.name(), Topics.FAILURES.name()));
+    this(kafka, null);
+  }
+
+  private JobWatcher(Map<String, ?> kafka, String only) {
+    this.only = only;
+    consumer = TopicReader.fromBeginning(kafka, "distillery-watcher-", List.of(Topics.PROGRESS.name(),
+        Topics.RESULTS.name(), Topics.FAILURES.name(), Topics.CANCELLATIONS.name()));
+  }
+
+  /** A watcher of {@code jobId} alone: it keeps nothing of other jobs. */
+  public static JobWatcher forJob(Map<String, ?> kafka, String jobId) {
+    return new JobWatcher(kafka, jobId);
   }
 
   /**
-   * Waits for the job's result or failure, passing each progress event of the job to {@code
-   * onProgress}. The refusal of another request under the job's id ({@code refusedRequest}) is not
-   * the job's end: it is skipped.
+   * Waits for the job's result, failure or cancellation, passing each progress event of the job to
+   * {@code onProgress}. The refusal of another request under the job's id ({@code refusedRequest})
+   * is not the job's end: it is skipped.
    */
   public Outcome await(String jobId, Duration timeout, Consumer<JobProgress> onProgress) throws TimeoutException {
     return awaitSubmitted(jobId, Long.MAX_VALUE, timeout, onProgress);
@@ -54,49 +82,91 @@ public final class JobWatcher implements AutoCloseable {
    */
   public Outcome awaitSubmitted(String jobId, long sentAtMs, Duration timeout, Consumer<JobProgress> onProgress)
       throws TimeoutException {
-    Deque<ConsumerRecord<String, byte[]>> mine = backlog.computeIfAbsent(jobId, id -> new ArrayDeque<>());
+    if (only != null && !only.equals(jobId)) {
+      throw new IllegalArgumentException("this watcher follows job " + only + ", not " + jobId);
+    }
+    Backlog kept = backlog.remove(jobId);
+    Deque<Object> mine = kept == null ? new ArrayDeque<>() : kept.events;
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
-      for (ConsumerRecord<String, byte[]> record; (record = mine.poll()) != null; ) {
-        if (record.topic().equals(Topics.PROGRESS.name())) {
-          onProgress.accept(Topics.PROGRESS.valueSerde().deserializer().deserialize(record.topic(), record.value()));
-        } else if (record.topic().equals(Topics.RESULTS.name())) {
-          return new Outcome(Topics.RESULTS.valueSerde().deserializer().deserialize(record.topic(), record.value()), null);
-        } else {
-          JobFailure failure = Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value());
-          if (!failure.getRefusedRequest() || failure.getTimestampMs() >= sentAtMs) {
-            return new Outcome(null, failure);
-          }
+      for (Object event; (event = mine.poll()) != null; ) {
+        if (event instanceof JobProgress progress) {
+          onProgress.accept(progress);
+        } else if (event instanceof JobResult result) {
+          return new Outcome(result, null, null);
+        } else if (event instanceof JobCancellation cancellation) {
+          return new Outcome(null, null, cancellation);
+        } else if (event instanceof JobFailure failure
+            && (!failure.getRefusedRequest() || failure.getTimestampMs() >= sentAtMs)) {
+          return new Outcome(null, failure, null);
         }
       }
       if (System.nanoTime() > deadline) {
         throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
       }
-      pollIntoBacklog();
+      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+        Object event = decode(record);
+        if (event == null) {
+          continue;
+        }
+        if (record.key().equals(jobId)) {
+          mine.add(event);
+        } else if (only == null) {
+          backlog.computeIfAbsent(record.key(), id -> new Backlog()).add(event);
+        }
+      }
     }
   }
 
-  /**
-   * Whether any event of {@code jobId} is on the topics now: reads them to their current end. A
-   * request under a used id would be refused, and the job's earlier outcome is not its answer.
-   */
-  public boolean seen(String jobId, Duration timeout) throws TimeoutException {
-    Map<TopicPartition, Long> end = consumer.endOffsets(consumer.assignment());
-    long deadline = System.nanoTime() + timeout.toNanos();
-    while (end.entrySet().stream().anyMatch(e -> consumer.position(e.getKey()) < e.getValue())) {
-      if (System.nanoTime() > deadline) {
-        throw new TimeoutException("the job topics could not be read to their end within " + timeout);
-      }
-      pollIntoBacklog();
+  /** The record's event, or null for one without a key or that cannot be decoded (skipped, as job-status skips it). */
+  private static Object decode(ConsumerRecord<String, byte[]> record) {
+    if (record.key() == null || record.value() == null) {
+      return null;
     }
-    return backlog.containsKey(jobId) && !backlog.get(jobId).isEmpty();
+    Topic<?> topic = record.topic().equals(Topics.PROGRESS.name()) ? Topics.PROGRESS
+        : record.topic().equals(Topics.RESULTS.name()) ? Topics.RESULTS
+        : record.topic().equals(Topics.FAILURES.name()) ? Topics.FAILURES : Topics.CANCELLATIONS;
+    try {
+      return topic.valueSerde().deserializer().deserialize(record.topic(), record.value());
+    } catch (RuntimeException e) {
+      LOG.debug("skipped an unreadable record at {}-{}@{}", record.topic(), record.partition(), record.offset(), e);
+      return null;
+    }
   }
 
-  private void pollIntoBacklog() {
-    for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-      if (record.key() != null) {
-        backlog.computeIfAbsent(record.key(), id -> new ArrayDeque<>()).add(record);
+  /** The events of one job kept for a later {@link #await}: bounded, and summarised once the job ended. */
+  private static final class Backlog {
+    final Deque<Object> events = new ArrayDeque<>();
+    boolean ended;
+
+    void add(Object event) {
+      events.add(event);
+      ended |= event instanceof JobResult || event instanceof JobCancellation
+          || event instanceof JobFailure failure && !failure.getRefusedRequest();
+      if (ended) {
+        latestProgressOnly();
       }
+      if (events.size() > KEPT_PER_JOB) {
+        Iterator<Object> oldest = events.iterator();
+        while (oldest.hasNext()) {
+          if (oldest.next() instanceof JobProgress) {
+            oldest.remove();
+            return;
+          }
+        }
+        events.removeFirst();
+      }
+    }
+
+    /** Of the progress events, only the latest of each stage stays. */
+    private void latestProgressOnly() {
+      Map<Stage, JobProgress> latest = new EnumMap<>(Stage.class);
+      events.forEach(e -> {
+        if (e instanceof JobProgress p) {
+          latest.put(p.getStage(), p);
+        }
+      });
+      events.removeIf(e -> e instanceof JobProgress p && latest.get(p.getStage()) != p);
     }
   }
 
