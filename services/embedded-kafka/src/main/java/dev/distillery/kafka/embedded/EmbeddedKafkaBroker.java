@@ -73,6 +73,11 @@ import kafka.server.KafkaRaftServer;
  * {@link #addUser(String)}, allow them things with {@link #addAcls(Collection)}, and configure their
  * clients with {@link #clientProperties(String)}.
  *
+ * <h2>Outages</h2>
+ * {@link #stop()} takes a broker away as a crashed or restarting node would be, keeping its ports
+ * and data, and {@link #restart()} brings it back on the same address with everything it held, so
+ * tests can check that clients ride out a broker restart or a broker that is away for a while.
+ *
  * <p>Instances are thread-safe.
  */
 public final class EmbeddedKafkaBroker implements AutoCloseable {
@@ -97,7 +102,10 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     /** Subject of the broker's certificate, so the principal it has on the controller listener. */
     private static final String BROKER_DN = "CN=distillery-embedded-broker";
 
-    private final KafkaRaftServer server;
+    /** The running server; replaced by {@link #restart()}, null while {@link #stop() stopped}. */
+    private KafkaRaftServer server;
+    /** What {@link #restart()} starts again: the same node, ports and log directory. */
+    private final KafkaConfig config;
     private final Admin admin;
     private final Path logDir;
     private final String bootstrapServers;
@@ -106,9 +114,10 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     private final Security security;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private EmbeddedKafkaBroker(KafkaRaftServer server, Admin admin, Path logDir, String bootstrapServers,
-            String controllerAddress, Security security) {
+    private EmbeddedKafkaBroker(KafkaRaftServer server, KafkaConfig config, Admin admin, Path logDir,
+            String bootstrapServers, String controllerAddress, Security security) {
         this.server = server;
+        this.config = config;
         this.admin = admin;
         this.logDir = logDir;
         this.bootstrapServers = bootstrapServers;
@@ -207,7 +216,7 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
             admin = Admin.create(adminConfig);
             awaitClusterReady(admin);
 
-            EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(server, admin, logDir, bootstrap,
+            EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(server, config, admin, logDir, bootstrap,
                     HOST + ":" + ports[1], security);
             LOG.info("Kafka broker started at {}{} in {} ms (log dir {})", bootstrap, secure ? " (SASL_SSL)" : "",
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos), logDir);
@@ -429,14 +438,95 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     }
 
     /**
-     * Stops the broker, waits until it has shut down and deletes its log directory.
+     * Stops the broker as an outage would, keeping its ports, log directory and data: clients see
+     * it gone until {@link #restart()}. Stopping a stopped broker does nothing. For a test's own
+     * broker (not the one {@link EmbeddedKafkaExtension} shares between classes: every other class
+     * would lose it too).
+     *
+     * @throws IllegalStateException if the broker was closed
+     */
+    public synchronized void stop() {
+        requireOpen();
+        if (server == null) {
+            return;
+        }
+        long startNanos = System.nanoTime();
+        try {
+            server.shutdown();
+            server.awaitShutdown();
+        } finally {
+            server = null;
+        }
+        LOG.info("Kafka broker at {} stopped for a restart in {} ms (log dir {} kept)", bootstrapServers,
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos), logDir);
+    }
+
+    /**
+     * Starts the broker again on the same ports with the same log directory (stopping it first if it
+     * runs), as a restarted node would come back: topics, records, committed offsets and groups are
+     * as they were, and clients reconnect by themselves. Returns once it serves requests.
+     *
+     * @throws IllegalStateException if the broker was closed, or does not start or become ready in time
+     *     (another process may have taken one of its ports while it was stopped)
+     */
+    public synchronized void restart() {
+        stop();
+        long startNanos = System.nanoTime();
+        long deadline = startNanos + READY_TIMEOUT.toNanos();
+        while (server == null) {
+            KafkaRaftServer restarted = new KafkaRaftServer(config, Time.SYSTEM);
+            try {
+                restarted.startup();
+                server = restarted;
+            } catch (RuntimeException e) {
+                shutdownQuietly(restarted, null, null, null);
+                // A port of the stopped broker may still be held a moment (or taken by someone else).
+                if (!causedByBindFailure(e) || System.nanoTime() > deadline) {
+                    throw new IllegalStateException("Kafka broker at " + bootstrapServers + " could not start again", e);
+                }
+                LOG.warn("Kafka broker at {} cannot bind its ports yet; trying again", bootstrapServers);
+                sleepBriefly();
+            }
+        }
+        awaitClusterReady(admin);
+        LOG.info("Kafka broker at {} started again in {} ms", bootstrapServers,
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
+    }
+
+    /** False between {@link #stop()} and {@link #restart()}, and after {@link #close()}. */
+    public synchronized boolean running() {
+        return server != null && !closed.get();
+    }
+
+    private void requireOpen() {
+        if (closed.get()) {
+            throw new IllegalStateException("Kafka broker at " + bootstrapServers + " was closed");
+        }
+    }
+
+    private static void sleepBriefly() {
+        try {
+            Thread.sleep(200);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("Interrupted while restarting the Kafka broker", e);
+        }
+    }
+
+    /**
+     * Stops the broker (if it runs), waits until it has shut down and deletes its log directory.
      * Calling it again does nothing.
      */
     @Override
     public void close() {
         if (closed.compareAndSet(false, true)) {
             long startNanos = System.nanoTime();
-            shutdownQuietly(server, admin, logDir, security);
+            KafkaRaftServer running;
+            synchronized (this) {
+                running = server;
+                server = null;
+            }
+            shutdownQuietly(running, admin, logDir, security);
             LOG.info("Kafka broker at {} stopped in {} ms", bootstrapServers,
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
         }
@@ -458,6 +548,9 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
             } catch (RuntimeException e) {
                 LOG.warn("Shutting down the embedded Kafka broker failed", e);
             }
+        }
+        if (logDir == null) {
+            return;
         }
         for (Path dir : security == null ? List.of(logDir) : List.of(logDir, security.dir)) {
             try {
