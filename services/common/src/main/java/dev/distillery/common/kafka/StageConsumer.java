@@ -92,6 +92,8 @@ public final class StageConsumer<V> implements Runnable {
   private volatile boolean joined;
   private volatile boolean brokerAnswers = true;
   private volatile int restarts;
+  /** Set while a failed consumer closes: closing revokes its partitions, but that is no hand-over. */
+  private boolean failing;
 
   public StageConsumer(Supplier<Consumer<String, byte[]>> consumers, Topic<V> input, RecordHandler<V> handler,
       DeadLetters deadLetters, StageMetrics metrics, JobGate gate) {
@@ -118,9 +120,11 @@ public final class StageConsumer<V> implements Runnable {
           LOG.error("{} consumer failed; a new one starts in {} and uncommitted records are re-delivered",
               input.name(), backOff, e);
           restarts++;
+          failing = true;
         } finally {
           joined = false;
           closeConsumer();
+          failing = false;
         }
         if (!running) {
           break;
@@ -304,6 +308,9 @@ public final class StageConsumer<V> implements Runnable {
       return current;
     }
     int attempt = partitionJobs.before.getOrDefault(jobId, 0) + 1;
+    if (attempt > 1) {
+      LOG.info("job {}: attempt {} on {} (a consumer ended while working on it)", jobId, attempt, partition);
+    }
     if (attempt <= gate.maxAttempts()) {
       partitionJobs.attempts.put(jobId, attempt);
       partitionJobs.changed = true;
@@ -402,6 +409,9 @@ public final class StageConsumer<V> implements Runnable {
   private final class Rebalance implements ConsumerRebalanceListener {
     @Override
     public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+      if (failing) {
+        return; // as if the process had died: the attempts in progress stay counted
+      }
       settleFinished();
       handOver(partitions);
       offsets.forget(partitions);

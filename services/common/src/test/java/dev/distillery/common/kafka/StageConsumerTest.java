@@ -165,6 +165,97 @@ class StageConsumerTest {
     }
   }
 
+  /** Gives up jobs as a stage would, and remembers what it gave up. */
+  private static final class CountingGate implements JobGate {
+    final Map<String, Integer> abandoned = new java.util.concurrent.ConcurrentHashMap<>();
+
+    @Override
+    public boolean ended(String jobId) {
+      return abandoned.containsKey(jobId);
+    }
+
+    @Override
+    public int maxAttempts() {
+      return 3;
+    }
+
+    @Override
+    public CompletionStage<?> abandon(ConsumerRecord<String, byte[]> record, String jobId, int attempts) {
+      abandoned.put(jobId, attempts);
+      return CompletableFuture.completedFuture(null);
+    }
+  }
+
+  /**
+   * A job whose work ends its consumer (as a process killed by it would end) is started again by
+   * the next consumer, which counts the attempt from what the last one kept in Kafka; past the
+   * stage's attempts it is given up, and the records behind it go on.
+   */
+  @Test
+  void aJobThatKeepsEndingItsConsumerIsGivenUpAfterItsAttempts(EmbeddedKafkaBroker broker) throws Exception {
+    String name = "stage-poison-" + UUID.randomUUID();
+    Topic<JobFailure> topic = inputTopic(broker, name);
+    ServiceConfig config = config(broker, name);
+    List<Integer> attemptsSeen = new CopyOnWriteArrayList<>();
+    List<String> finished = new CopyOnWriteArrayList<>();
+    RecordHandler<JobFailure> handler = (record, value) -> {
+      if (value.getJobId().equals("poison")) {
+        attemptsSeen.add(Attempts.of(record));
+        throw new OutOfMemoryError("the job's work takes the process down");
+      }
+      finished.add(value.getJobId());
+      return CompletableFuture.completedFuture(null);
+    };
+    CountingGate gate = new CountingGate();
+    try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(config);
+        JobEvents events = new JobEvents(producer)) {
+      events.send(topic, "poison", failure("poison")).get(10, TimeUnit.SECONDS);
+      events.send(topic, "after", failure("after")).get(10, TimeUnit.SECONDS);
+      StageConsumer<JobFailure> loop = new StageConsumer<>(() -> KafkaClients.consumer(config), topic, handler,
+          new DeadLetters(events, name), new StageMetrics(name), gate);
+      Thread thread = new Thread(loop, "stage-poison-test");
+      thread.start();
+      try {
+        await(() -> finished.contains("after"), "the record behind the poisonous job");
+        assertThat(attemptsSeen).containsExactly(1, 2, 3);
+        assertThat(gate.abandoned).containsExactly(Map.entry("poison", 3));
+        assertThat(loop.restarts()).isEqualTo(3);
+        assertThat(loop.healthy()).isTrue();
+      } finally {
+        loop.stop();
+        thread.join();
+      }
+    }
+  }
+
+  /** A consumer stopped on purpose (a rolling update) hands its job over without counting an attempt. */
+  @Test
+  void aStopIsNotCountedAsAnAttempt(EmbeddedKafkaBroker broker) throws Exception {
+    String name = "stage-handover-" + UUID.randomUUID();
+    Topic<JobFailure> topic = inputTopic(broker, name);
+    ServiceConfig config = config(broker, name);
+    List<Integer> attemptsSeen = new CopyOnWriteArrayList<>();
+    RecordHandler<JobFailure> handler = (record, value) -> {
+      attemptsSeen.add(Attempts.of(record));
+      return new CompletableFuture<>(); // still working when the consumer stops
+    };
+    try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(config);
+        JobEvents events = new JobEvents(producer)) {
+      events.send(topic, "long", failure("long")).get(10, TimeUnit.SECONDS);
+      for (int run = 1; run <= 2; run++) {
+        StageConsumer<JobFailure> loop = new StageConsumer<>(() -> KafkaClients.consumer(config), topic, handler,
+            new DeadLetters(events, name), new StageMetrics(name), new CountingGate());
+        Thread thread = new Thread(loop, "stage-handover-test");
+        thread.start();
+        int seen = run;
+        await(() -> attemptsSeen.size() == seen, "delivery " + run);
+        loop.stop();
+        thread.join();
+      }
+      assertThat(attemptsSeen).containsExactly(1, 1);
+    }
+  }
+
   /** A fresh input topic of one partition (and the dead-letter topic) for one test's stage. */
   private static Topic<JobFailure> inputTopic(EmbeddedKafkaBroker broker, String name) {
     broker.createTopics(Map.of(name, 1, Topics.DEAD_LETTERS.name(), 1));

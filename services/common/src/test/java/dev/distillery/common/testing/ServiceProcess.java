@@ -17,12 +17,21 @@ import java.util.function.BooleanSupplier;
  * group, no cleanup).
  */
 public final class ServiceProcess implements AutoCloseable {
+  private static final Duration HTTP_TIMEOUT = Duration.ofSeconds(10);
+  private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(HTTP_TIMEOUT).build();
+
   private final Process process;
   private final int managementPort;
+  private final Class<?> mainClass;
+  private final Map<String, String> env;
+  private final Path log;
 
-  private ServiceProcess(Process process, int managementPort) {
+  private ServiceProcess(Process process, int managementPort, Class<?> mainClass, Map<String, String> env, Path log) {
     this.process = process;
     this.managementPort = managementPort;
+    this.mainClass = mainClass;
+    this.env = Map.copyOf(env);
+    this.log = log;
   }
 
   /**
@@ -37,23 +46,61 @@ public final class ServiceProcess implements AutoCloseable {
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
     builder.environment().putAll(env);
     builder.environment().put("DISTILLERY_MANAGEMENT_PORT", String.valueOf(port));
-    return new ServiceProcess(builder.start(), port);
+    return new ServiceProcess(builder.start(), port, mainClass, env, log);
+  }
+
+  /**
+   * A new process of the same service with the same environment and log (a replacement, as a
+   * deployment would start after a crash), on a free management port. This one is left as it is:
+   * kill it first to replace it.
+   */
+  public ServiceProcess startAnother() throws Exception {
+    return start(mainClass, env, log);
+  }
+
+  /** The port of /health, /ready and /metrics (and of job-status's API). */
+  public int managementPort() {
+    return managementPort;
+  }
+
+  /** The operating system's id of the process, as the service names itself (in its leases, say). */
+  public long pid() {
+    return process.pid();
+  }
+
+  public boolean alive() {
+    return process.isAlive();
+  }
+
+  /** GET {@code path} of the management port with the given headers; the status and body. */
+  public HttpResponse<String> get(String path, Map<String, String> headers) throws Exception {
+    HttpRequest.Builder request = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + managementPort + path))
+        .timeout(HTTP_TIMEOUT);
+    headers.forEach(request::header);
+    return HTTP.send(request.build(), HttpResponse.BodyHandlers.ofString());
+  }
+
+  /** The HTTP status of GET {@code path}, or -1 when the service does not answer. */
+  public int status(String path) {
+    try {
+      return get(path, Map.of()).statusCode();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return -1;
+    } catch (Exception e) {
+      return -1;
+    }
   }
 
   /** Waits until the service's /ready answers 200; fails at once if the process exits. */
   public ServiceProcess awaitReady(Duration timeout) throws InterruptedException {
-    HttpClient client = HttpClient.newHttpClient();
-    HttpRequest ready = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + managementPort + "/ready")).build();
     await(() -> {
       if (!process.isAlive()) {
-        throw new AssertionError("service process exited with " + process.exitValue());
+        throw new AssertionError(mainClass.getSimpleName() + " process exited with " + process.exitValue()
+            + " (its log: " + log + ")");
       }
-      try {
-        return client.send(ready, HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
-      } catch (Exception e) {
-        return false;
-      }
-    }, "service process ready", timeout);
+      return status("/ready") == 200;
+    }, mainClass.getSimpleName() + " process ready", timeout);
     return this;
   }
 
