@@ -1,9 +1,11 @@
 // The dashboard: every job's status from /api/events (server-sent events), kept live without a
-// reload, and a form that submits a request to POST /api/jobs. Every call carries the API token in
-// an Authorization header, so the stream is read with fetch(): EventSource cannot send one.
+// reload, a form that submits a request to POST /api/jobs, and a Cancel button on every job that has
+// not ended (DELETE /api/jobs/{id}). Every call carries the API token in an Authorization header, so
+// the stream is read with fetch(): EventSource cannot send one.
 'use strict';
 
 const jobs = new Map(); // jobId -> latest status
+const ENDED = new Set(['DONE', 'FAILED', 'CANCELLED']);
 const COLORS = ['#3b6fd8', '#e0732a', '#2e9d55', '#9b4dca', '#c9304a', '#1a9aa0'];
 
 function el(tag, attrs = {}, ...children) {
@@ -87,7 +89,10 @@ async function connect() {
       const response = await api('api/events', { headers: { accept: 'text/event-stream' }, cache: 'no-store' });
       if (response.ok && response.body) {
         status.textContent = 'live';
-        await readEvents(response.body.getReader(), (type, data) => type === 'job' && received(JSON.parse(data)));
+        await readEvents(response.body.getReader(), (type, data) => {
+          if (type === 'job') received(JSON.parse(data));
+          else if (type === 'removed') forget(JSON.parse(data).jobId);
+        });
       }
     } catch (e) {
       // A dropped connection: reconnect below.
@@ -128,18 +133,79 @@ function received(job) {
   }
 }
 
+/** A job the service deleted after its retention. */
+function forget(jobId) {
+  jobs.delete(jobId);
+  const card = cardOf(jobId);
+  if (card) card.remove();
+  document.getElementById('no-jobs').hidden = jobs.size > 0;
+}
+
+function cardOf(jobId) {
+  return document.getElementById('jobs').querySelector(`.job[data-job-id="${CSS.escape(jobId)}"]`);
+}
+
 function render(job) {
   document.getElementById('no-jobs').hidden = true;
   const container = document.getElementById('jobs');
-  let card = container.querySelector(`.job[data-job-id="${CSS.escape(job.jobId)}"]`);
+  let card = cardOf(job.jobId);
   if (!card) {
-    card = el('article', { class: 'job', 'data-job-id': job.jobId });
+    card = el('article', { class: 'job', 'data-job-id': job.jobId }, el('div', { class: 'job-body' }),
+      el('div', { class: 'job-actions' }));
     // Newest first, as /api/jobs lists them.
     const later = [...container.children].find(c => jobs.get(c.dataset.jobId).submittedAtMs < job.submittedAtMs);
     container.insertBefore(card, later || null);
   }
   card.dataset.state = job.state;
-  card.replaceChildren(head(job), ...stages(job), charts(job), failure(job), results(job));
+  card.querySelector('.job-body').replaceChildren(head(job), ...stages(job), charts(job), failure(job),
+    cancellation(job), results(job));
+  actions(card.querySelector('.job-actions'), job);
+}
+
+/**
+ * The Cancel button and an optional reason, on a job that has not ended. Made once and left alone by
+ * later updates, so a reason being typed survives them; gone once the job ends.
+ */
+function actions(box, job) {
+  if (ENDED.has(job.state)) {
+    box.replaceChildren();
+    return;
+  }
+  if (box.childElementCount) return;
+  const reason = el('input', { class: 'cancel-reason', type: 'text', maxlength: '1000',
+    placeholder: 'reason (optional)', 'aria-label': `reason for cancelling ${job.jobId}` });
+  const button = el('button', { class: 'cancel', type: 'button' }, 'Cancel');
+  const out = el('span', { class: 'cancel-result', role: 'status' });
+  button.addEventListener('click', () => cancel(job.jobId, reason.value.trim(), button, out));
+  box.replaceChildren(reason, button, out);
+}
+
+/** DELETE /api/jobs/{id}; the job shows CANCELLED when its status says so, through the event stream. */
+async function cancel(jobId, reason, button, out) {
+  button.disabled = true;
+  out.className = 'cancel-result';
+  out.textContent = 'cancelling…';
+  let response, body;
+  try {
+    response = await api(`api/jobs/${encodeURIComponent(jobId)}`, {
+      method: 'DELETE',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason }),
+    });
+    body = await response.json();
+  } catch (e) {
+    out.className = 'cancel-result error';
+    out.textContent = response ? `HTTP ${response.status}: ${response.statusText}` : `not sent: ${e.message}`;
+    button.disabled = false;
+    return;
+  }
+  if (response.status === 202) {
+    out.textContent = 'cancellation sent';
+  } else {
+    out.className = 'cancel-result error';
+    out.textContent = body.error || `HTTP ${response.status}`;
+    button.disabled = response.status === 409; // it ended meanwhile: nothing left to cancel
+  }
 }
 
 function head(job) {
@@ -223,6 +289,13 @@ function failure(job) {
   if (!f) return el('div');
   return el('div', { class: 'failure' },
     `Failed in ${f.stage}` + (f.field ? ` (field ${f.field})` : '') + `: ${f.reason}`);
+}
+
+function cancellation(job) {
+  const c = job.cancellation;
+  if (!c) return el('div');
+  return el('div', { class: 'cancellation' },
+    `Cancelled by ${c.requestedBy || 'a client'}` + (c.reason ? `: ${c.reason}` : ' (no reason given)'));
 }
 
 /** A requested model as a person names it: its architecture, and whether it is the user's TorchScript. */

@@ -25,6 +25,10 @@ import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.json.PlainJson;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.io.File;
 import java.nio.file.Files;
@@ -54,11 +58,15 @@ import org.openqa.selenium.support.ui.WebDriverWait;
  * <ul>
  *   <li>the CLI submits a request from a YAML file and watches it to its results, lists it and
  *       prints its result, and refuses an invalid file naming the field;
+ *   <li>the CLI cancels a job the services are running ({@code distillery cancel JOB --watch}), and
+ *       job-status, {@code list} and {@code result} show it CANCELLED with its reason. Whether the
+ *       stages stop its work is their tests' matter: here only the status is asserted;
  *   <li>the dashboard in a real headless Chromium: it asks for the API token (again when a wrong one
  *       is entered) or takes it from the {@code #token=} link the demo prints; a request is submitted
  *       from the page, an invalid one shows its field, and the job is watched live to DONE with its
- *       results, the event stream read with the token. Leaves {@code
- *       target/screenshots/dashboard.png}. Skipped where Debian's chromium and chromium-driver are
+ *       results, the event stream read with the token (leaves {@code
+ *       target/screenshots/dashboard.png}); then another job is cancelled with its Cancel button and
+ *       shown CANCELLED with the reason typed. Skipped where Debian's chromium and chromium-driver are
  *       not installed ({@code .ci/run} installs them).
  * </ul>
  */
@@ -142,6 +150,49 @@ class WatchingJobsTest {
     assertThat(invalid.text()).contains("student.architecture", "resnet-9000");
   }
 
+  @Test
+  void theCliCancelsAJobTheServicesAreRunning() throws Exception {
+    JsonNode json = PlainJson.write(example);
+    ((ObjectNode) json).put("jobId", "cli-cancelled");
+    ((ObjectNode) json).remove("submittedAtMs");
+    Path request = Files.writeString(work.resolve("cancelled.json"), json.toString());
+    Output submit = cli("submit", request.toString());
+    assertThat(submit.status()).as(submit.text()).isZero();
+    awaitStatus("cli-cancelled", status -> !status.path("state").asText().equals("ACCEPTED"), Duration.ofMinutes(2));
+
+    Output cancel = cli("cancel", "cli-cancelled", "--reason", "not needed after all", "--watch");
+    assertThat(cancel.status()).as(cancel.text()).isZero();
+    assertThat(cancel.text()).contains("job cli-cancelled CANCELLED by cli: not needed after all");
+    JsonNode status = awaitStatus("cli-cancelled", s -> s.path("state").asText().equals("CANCELLED"),
+        Duration.ofSeconds(30));
+    assertThat(status.get("cancellation").get("requestedBy").asText()).isEqualTo("cli");
+    assertThat(status.get("cancellation").get("reason").asText()).isEqualTo("not needed after all");
+    assertThat(cli("list").text()).containsPattern("cli-cancelled +CANCELLED ");
+    Output result = cli("result", "cli-cancelled");
+    assertThat(result.status()).isEqualTo(4);
+    assertThat(result.text()).contains("CANCELLED by cli: not needed after all");
+  }
+
+  /** Polls the job-status API until the job's status satisfies {@code wanted}; returns that status. */
+  private static JsonNode awaitStatus(String jobId, java.util.function.Predicate<JsonNode> wanted, Duration timeout)
+      throws Exception {
+    HttpClient http = HttpClient.newHttpClient();
+    HttpRequest get = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + pipeline.dashboardPort() + "/api/jobs/"
+        + jobId)).header("Authorization", "Bearer " + pipeline.dashboardToken()).build();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (true) {
+      HttpResponse<String> response = http.send(get, HttpResponse.BodyHandlers.ofString());
+      JsonNode status = response.statusCode() == 200 ? PlainJson.MAPPER.readTree(response.body()) : null;
+      if (status != null && wanted.test(status)) {
+        return status;
+      }
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("job " + jobId + " not as wanted within " + timeout + "; last: " + response.body());
+      }
+      Thread.sleep(200);
+    }
+  }
+
   private record Output(int status, String text) {}
 
   private static Output cli(String... words) {
@@ -154,7 +205,7 @@ class WatchingJobsTest {
   }
 
   @Test
-  void theDashboardSubmitsAJobAndShowsItLiveToDoneWithItsResults() throws Exception {
+  void theDashboardSubmitsAJobShowsItLiveToDoneWithItsResultsAndCancelsAnother() throws Exception {
     assumeTrue(Files.isExecutable(CHROMIUM) && Files.isExecutable(CHROMEDRIVER),
         "needs Debian's chromium and chromium-driver");
     ChromeDriver browser = chromium();
@@ -215,6 +266,24 @@ class WatchingJobsTest {
       Files.createDirectories(SCREENSHOT.getParent());
       Files.copy(browser.getScreenshotAs(OutputType.FILE).toPath(), SCREENSHOT, StandardCopyOption.REPLACE_EXISTING);
       System.out.println("screenshot: " + SCREENSHOT.toAbsolutePath());
+      assertThat(job.findElements(By.cssSelector("button.cancel"))).as("no Cancel on a finished job").isEmpty();
+
+      // Another job, cancelled with its button: shown CANCELLED with the reason, the button gone.
+      browser.findElement(By.id("submit")).click();
+      wait.until(b -> b.findElement(By.id("submit-result")).getText().startsWith("submitted ")
+          && !jobId.equals(b.findElement(By.id("submit-result")).getAttribute("data-job-id")));
+      String other = browser.findElement(By.id("submit-result")).getAttribute("data-job-id");
+      By otherCard = By.cssSelector(".job[data-job-id='" + other + "']");
+      wait.until(b -> !b.findElements(otherCard).isEmpty()
+          && !b.findElement(otherCard).findElements(By.cssSelector("button.cancel")).isEmpty());
+      browser.findElement(otherCard).findElement(By.cssSelector("input.cancel-reason")).sendKeys("changed my mind");
+      browser.findElement(otherCard).findElement(By.cssSelector("button.cancel")).click();
+      wait.until(b -> "CANCELLED".equals(b.findElement(otherCard).getAttribute("data-state")));
+      WebElement cancelled = browser.findElement(otherCard);
+      assertThat(cancelled.findElement(By.cssSelector(".state")).getText()).isEqualTo("CANCELLED");
+      assertThat(cancelled.findElement(By.cssSelector(".cancellation")).getText())
+          .isEqualTo("Cancelled by api: changed my mind");
+      assertThat(cancelled.findElements(By.cssSelector("button.cancel"))).isEmpty();
     } finally {
       browser.quit();
     }
