@@ -222,7 +222,11 @@ public final class JobRunner implements JobGate {
       case DONE:
         markFinished(jobId);
         metrics.jobCompleted(seconds);
-        LOG.info("job {}: {} done", jobId, stage);
+        if (fenced) {
+          LOG.info("job {}: {} done", jobId, stage);
+        } else {
+          LOG.debug("job {}: {} part done", jobId, stage); // one of the job's many records (a shard)
+        }
         return CompletableFuture.completedFuture(null);
       case SKIPPED:
         LOG.info("job {}: {} finished it before; this delivery is a duplicate", jobId, stage);
