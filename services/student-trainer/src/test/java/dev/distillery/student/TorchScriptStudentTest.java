@@ -93,8 +93,12 @@ class TorchScriptStudentTest {
         float[] actual = parameters.get(name).getArray().getGradient().toFloatArray();
         assertThat(actual).as("gradient of %s", name).hasSameSizeAs(expected);
         for (int i = 0; i < expected.length; i++) {
+          // 3e-5: on a CPU whose oneDNN fails the backward probe (this session's), oneDNN's forward
+          // convolutions feed libtorch's own backward ones (DjlRuntime), and conv1's gradients then
+          // differ from PyTorch's by up to 1.9e-5 (measured; 1e-5 held with oneDNN throughout).
+          // A wrong kernel is off by far more (the probe's failures: 28-56% relative).
           assertThat(actual[i]).as("gradient %d of %s", i, name).isCloseTo(expected[i],
-              org.assertj.core.data.Offset.offset(1e-5f));
+              org.assertj.core.data.Offset.offset(3e-5f));
         }
       }
     }
