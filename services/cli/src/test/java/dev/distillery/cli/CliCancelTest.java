@@ -62,7 +62,8 @@ class CliCancelTest {
 
     Output cancel = cli("cancel", jobId, "--reason", "wrong teacher", "--watch");
     assertThat(cancel.status()).as(cancel.text()).isZero();
-    assertThat(cancel.text()).contains("cancellation of " + jobId + " sent", "job " + jobId + " CANCELLED by cli: wrong teacher");
+    assertThat(cancel.text()).contains("cancellation of " + jobId + " sent",
+        "job " + jobId + " CANCELLED by cli: wrong teacher");
     List<JobCancellation> published = cancellations(jobId);
     assertThat(published).hasSize(1);
     assertThat(published.get(0).getRequestedBy()).isEqualTo("cli");

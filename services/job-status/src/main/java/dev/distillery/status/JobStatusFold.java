@@ -130,7 +130,10 @@ public final class JobStatusFold {
     return touched(next, timestampMs);
   }
 
-  /** Of two results (a job run twice), the later completed one stands; after a cancellation it changes only the times. */
+  /**
+   * Of two results (a job run twice), the later completed one stands; after a cancellation a result
+   * changes only the times.
+   */
   public static JobStatus result(JobStatus status, JobResult result) {
     JobStatus.Builder next = JobStatus.newBuilder(status);
     if (status.getState() != JobState.CANCELLED
@@ -144,7 +147,10 @@ public final class JobStatusFold {
     return touched(next, result.getCompletedAtMs());
   }
 
-  /** Of two failures, the earlier one is the reason; after a result or a cancellation, a failure changes only the times. */
+  /**
+   * Of two failures, the earlier one is the reason; after a result or a cancellation a failure
+   * changes only the times.
+   */
   public static JobStatus failure(JobStatus status, JobFailure failure) {
     if (failure.getRefusedRequest()) {
       return status; // refuses a later request under this id; the job itself goes on as it was
