@@ -108,6 +108,10 @@ public final class DemoMain {
         say("job FAILED in %s: %s", outcome.failure().getStage(), outcome.failure().getReason());
         System.exit(1);
       }
+      if (outcome.cancellation() != null) {
+        say("job CANCELLED (%s): %s", outcome.cancellation().getRequestedBy(), outcome.cancellation().getReason());
+        System.exit(1);
+      }
       System.out.println();
       System.out.print(ResultsTable.render(outcome.result()));
     }
