@@ -52,6 +52,10 @@ class KernelFaultsTest {
   void oneDnnInBfloat16IsReportedAndRefused() throws Exception {
     String cpu = Files.readString(Path.of("/proc/cpuinfo"));
     assumeTrue(cpu.contains("avx512_bf16") || cpu.contains("amx_bf16"), "this CPU has no bfloat16 arithmetic");
+    // Where oneDNN fails the probe in float32 already, bfloat16's own effect cannot be told apart.
+    ChildJvm.Result plain = java(Map.of("DISTILLERY_KERNEL_PROBE", "off"), "-Ddistillery.kernels=onednn",
+        KernelParity.class.getName(), "--design", "probe", "--threads", "1,2", "--no-trace");
+    assumeTrue(plain.exitCode() == 0, "oneDNN fails the probe on this CPU in float32 already");
     ChildJvm.Result harness = java(Map.of("ONEDNN_DEFAULT_FPMATH_MODE", "BF16", "DISTILLERY_KERNEL_PROBE", "off"),
         "-Ddistillery.kernels=onednn", KernelParity.class.getName(), "--design", "probe", "--threads", "1,2",
         "--no-trace");
