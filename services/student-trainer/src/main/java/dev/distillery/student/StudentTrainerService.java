@@ -6,6 +6,7 @@ import dev.distillery.common.JobFailedException;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.RecordHandler;
+import dev.distillery.common.ml.TrainingCheckpoint;
 import dev.distillery.common.service.ServiceMain;
 import dev.distillery.common.service.StageService;
 import dev.distillery.schemas.CompressionRequest;
@@ -35,9 +36,11 @@ public final class StudentTrainerService {
     RequestValidation validation = new RequestValidation(config.roots());
     return List.of(
         StageService.fenced(config, Stage.DISTILLATION, Topics.SOFT_LABELS, jobs ->
-            new SoftLabelAssembler(new Distiller(jobs.events(), store, state, validation), jobs,
+            new SoftLabelAssembler(new Distiller(jobs.events(), store, state, validation),
+                jobs.removingStateWith(jobId -> TrainingCheckpoint.deleteAll(state.resolve(jobId))),
                 config.maxPendingJobs())),
         StageService.fenced(config.withService(TRANSFER), Stage.TRANSFER, Topics.REQUESTS, jobs -> {
+          jobs.removingStateWith(jobId -> TrainingCheckpoint.deleteAll(state.resolve(jobId)));
           TransferLearning transfer = new TransferLearning(jobs.events(), store, state);
           JobClaims claims = new JobClaims(config.artifactsDir());
           return (RecordHandler<CompressionRequest>) (record, request) -> {

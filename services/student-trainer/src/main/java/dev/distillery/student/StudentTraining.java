@@ -1,7 +1,6 @@
 package dev.distillery.student;
 
 import dev.distillery.common.JobFailedException;
-import dev.distillery.common.JobStoppedException;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
@@ -134,23 +133,13 @@ final class StudentTraining {
 
   /**
    * Runs the job's {@code runs} and returns the future of the event that hands their result on.
-   * The training state is removed once that event is acknowledged, or when the job ended for good
-   * (a {@link JobFailedException}: divergence, a bad request; or cancelled, or failed elsewhere), so
-   * a redelivery does not resume it; after any other error, or when another process took the job
-   * over, it stays, and whoever runs the job next resumes it.
+   * The training state is removed once that event is acknowledged, so a redelivery does not resume
+   * it. When the job ends otherwise, its stage's {@code JobRunner} decides: removed after a final
+   * failure, the last attempt or a cancellation; kept for the next attempt after a retryable error
+   * or when another process took the job over.
    */
   CompletableFuture<?> handOn(Callable<CompletableFuture<?>> runs) throws Exception {
-    try {
-      return runs.call().thenRun(this::removeState);
-    } catch (JobFailedException e) {
-      removeState();
-      throw e;
-    } catch (JobStoppedException e) {
-      if (e.why() != JobStoppedException.Why.FENCED) {
-        removeState();
-      }
-      throw e;
-    }
+    return runs.call().thenRun(this::removeState);
   }
 
   /** A leftover state is harmless (its fingerprint ties it to this request), so failing to remove it only warns. */

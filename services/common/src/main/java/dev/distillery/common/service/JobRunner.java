@@ -66,6 +66,13 @@ public final class JobRunner implements JobGate {
   private final JobLeases leases;
   private final JobClaims claims;
   private final DeadLetters deadLetters;
+  private volatile StateRemover stateRemover = jobId -> {};
+
+  /** Frees what a stage keeps on disk for a job (the trainer's resumable training state). */
+  @FunctionalInterface
+  public interface StateRemover {
+    void remove(String jobId) throws IOException;
+  }
 
   /**
    * @param name the stage's name (its consumer group), naming its leases and finished marks
@@ -86,6 +93,15 @@ public final class JobRunner implements JobGate {
     this.leases = leases;
     this.claims = claims;
     this.deadLetters = deadLetters;
+  }
+
+  /**
+   * What frees the stage's state of a job that ended for good here (failed, given up after its
+   * attempts, cancelled), including state a process that died left behind.
+   */
+  public JobRunner removingStateWith(StateRemover remover) {
+    this.stateRemover = remover;
+    return this;
   }
 
   public String name() {
@@ -235,6 +251,9 @@ public final class JobRunner implements JobGate {
         JobStoppedException stopped = (JobStoppedException) outcome.error();
         metrics.jobStopped();
         LOG.info("job {}: {} stopped: {}", jobId, stage, stopped.getMessage());
+        if (stopped.why() != JobStoppedException.Why.FENCED) {
+          removeState(jobId); // the job ended: nobody resumes it
+        }
         if (stopped.why() != JobStoppedException.Why.CANCELLED) {
           return CompletableFuture.completedFuture(null);
         }
@@ -260,6 +279,7 @@ public final class JobRunner implements JobGate {
     }
     signals.markEnded(jobId, new JobSignals.Ending(false, "failed in " + stage + ": " + reason));
     markFinished(jobId);
+    removeState(jobId);
     CompletableFuture<?> dead = record != null && outcome.gaveUp()
         ? deadLetters.send(record, reason, outcome.attempts()) : CompletableFuture.completedFuture(null);
     return dead.thenCompose(ack -> events.failure(jobId, stage, field, reason)).thenAccept(ack -> {});
@@ -274,6 +294,14 @@ public final class JobRunner implements JobGate {
       claims.finished(jobId, name);
     } catch (IOException e) {
       LOG.warn("job {}: cannot record that {} ended it; a re-delivery would run it again", jobId, stage, e);
+    }
+  }
+
+  private void removeState(String jobId) {
+    try {
+      stateRemover.remove(jobId);
+    } catch (IOException | RuntimeException e) {
+      LOG.warn("job {}: cannot remove its state in {}: {}", jobId, stage, e.toString());
     }
   }
 

@@ -102,7 +102,8 @@ class JobRunnerTest {
   void retryableErrorsAreRetriedWithBackOffUntilTheWorkSucceeds() throws Exception {
     String job = "retry-" + UUID.randomUUID();
     AtomicInteger calls = new AtomicInteger();
-    runner().run(delivery(job), job, () -> {
+    List<String> stateRemoved = new java.util.concurrent.CopyOnWriteArrayList<>();
+    runner().removingStateWith(stateRemoved::add).run(delivery(job), job, () -> {
       if (calls.incrementAndGet() < 3) {
         throw new IOException("disk hiccup " + calls.get());
       }
@@ -114,13 +115,15 @@ class JobRunnerTest {
         .containsExactly("attempt 1 of 3 failed (disk hiccup 1); retrying in 0 s",
             "attempt 2 of 3 failed (disk hiccup 2); retrying in 0 s", "the output");
     assertThat(records(Topics.FAILURES, job, 0)).isEmpty();
+    assertThat(stateRemoved).as("state kept for the retries").isEmpty();
   }
 
   @Test
   void aFinalErrorIsNotRetriedAndNamesTheField() throws Exception {
     String job = "final-" + UUID.randomUUID();
     AtomicInteger calls = new AtomicInteger();
-    runner().run(delivery(job), job, () -> {
+    List<String> stateRemoved = new java.util.concurrent.CopyOnWriteArrayList<>();
+    runner().removingStateWith(stateRemoved::add).run(delivery(job), job, () -> {
       calls.incrementAndGet();
       throw new JobFailedException("pruning.targetSparsity", "cannot prune that much");
     }).get(WAIT.toSeconds(), TimeUnit.SECONDS);
@@ -130,6 +133,7 @@ class JobRunnerTest {
     assertThat(failure.getField()).isEqualTo("pruning.targetSparsity");
     assertThat(failure.getReason()).isEqualTo("cannot prune that much");
     assertThat(deadLetters(job, 0)).isEmpty();
+    assertThat(stateRemoved).as("the job's state, freed").containsExactly(job);
   }
 
   @Test
