@@ -4,6 +4,7 @@
 #   bench/run.sh student <distill|transfer|memory> [--option value]    student trainer
 #   bench/run.sh prune [--option value]                                pruner: accuracy against sparsity
 #   bench/run.sh user <distil|prune|transfer> [--option value]         the user's TorchScript ResNet-18
+#   bench/run.sh load [--option value]                                 jobs from three clients at once (issue 15)
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ elif [[ "${1:-}" == prune ]]; then
   shift
 elif [[ "${1:-}" == user ]]; then
   MAIN=dev.distillery.bench.UserModelBench
+  shift
+elif [[ "${1:-}" == load ]]; then
+  MAIN=dev.distillery.bench.LoadBench
   shift
 fi
 exec ./mvnw -q -B -pl bench exec:exec -Dexec.executable=java -Dexec.workingdir="$PWD" \
