@@ -7,6 +7,8 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
@@ -26,12 +28,16 @@ public final class ServiceProcess implements AutoCloseable {
   private final Map<String, String> env;
   private final Path log;
 
-  private ServiceProcess(Process process, int managementPort, Class<?> mainClass, Map<String, String> env, Path log) {
+  private final List<String> jvmOptions;
+
+  private ServiceProcess(Process process, int managementPort, Class<?> mainClass, Map<String, String> env, Path log,
+      List<String> jvmOptions) {
     this.process = process;
     this.managementPort = managementPort;
     this.mainClass = mainClass;
     this.env = Map.copyOf(env);
     this.log = log;
+    this.jvmOptions = List.copyOf(jvmOptions);
   }
 
   /**
@@ -39,23 +45,35 @@ public final class ServiceProcess implements AutoCloseable {
    * environment and a free management port, logging to {@code log}.
    */
   public static ServiceProcess start(Class<?> mainClass, Map<String, String> env, Path log) throws Exception {
+    return start(mainClass, env, log, List.of());
+  }
+
+  /**
+   * As {@link #start(Class, Map, Path)}, with options for the JVM (a test that starts many
+   * processes on few cores may trade peak speed for a faster start, say).
+   */
+  public static ServiceProcess start(Class<?> mainClass, Map<String, String> env, Path log, List<String> jvmOptions)
+      throws Exception {
     int port = freePort();
-    ProcessBuilder builder = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "-cp", System.getProperty("java.class.path"), mainClass.getName())
+    List<String> command = new ArrayList<>();
+    command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    command.addAll(jvmOptions);
+    command.addAll(List.of("-cp", System.getProperty("java.class.path"), mainClass.getName()));
+    ProcessBuilder builder = new ProcessBuilder(command)
         .redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
     builder.environment().putAll(env);
     builder.environment().put("DISTILLERY_MANAGEMENT_PORT", String.valueOf(port));
-    return new ServiceProcess(builder.start(), port, mainClass, env, log);
+    return new ServiceProcess(builder.start(), port, mainClass, env, log, jvmOptions);
   }
 
   /**
-   * A new process of the same service with the same environment and log (a replacement, as a
+   * A new process of the same service with the same environment, JVM options and log (a replacement, as a
    * deployment would start after a crash), on a free management port. This one is left as it is:
    * kill it first to replace it.
    */
   public ServiceProcess startAnother() throws Exception {
-    return start(mainClass, env, log);
+    return start(mainClass, env, log, jvmOptions);
   }
 
   /** The port of /health, /ready and /metrics (and of job-status's API). */
