@@ -68,14 +68,19 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Fault injection with real processes: every service in a JVM of its own (two teacher-inference
- * replicas, the student trainer, the pruner, job-status), killed with SIGKILL in the middle of a
- * small real job, and the test's own broker restarted or taken away for a minute. Each scenario
- * must end with its job DONE, exactly one result and no failure on the topics, every soft label
- * in the topic and used once by the trainer, the student and pruned model equal to the first
- * scenario's (the jobs are seeded and trained on one thread, with a resume-exact optimizer), and
- * job-status listing the job once, DONE. The last scenario kills the trainer on every attempt of a
- * job: the job must fail after {@code max.attempts}, with its record in the dead-letter topic,
- * not be replayed forever.
+ * replicas, the student trainer, the pruner, job-status) on the test's own broker, and a small
+ * real job per scenario (the shipped subset and TorchScript teacher). In order: the planner killed
+ * (SIGKILL) once it took the request and before any shard exists; a labeler killed mid-shard; the
+ * trainer killed mid-training; the pruner killed mid-fine-tuning; job-status killed mid-job; the
+ * broker restarted mid-training; the broker away for 60 s mid-labelling (the stages' /ready must
+ * answer 503 meanwhile). Each must end with its job DONE, exactly one result and no failure or
+ * dead letter on the topics, every soft-label batch on the topic and equal to the first job's
+ * (repeats too), the trainer's count of soft labels the training set's size, the student and the
+ * pruned model bit for bit the first job's (the jobs are seeded and trained on one thread, with
+ * plain SGD, which a resumed run continues exactly), the training state gone, and job-status
+ * listing the job once, DONE. The last scenario kills the trainer on each of a job's attempts: the
+ * job must fail after {@code max.attempts}, its record in the dead-letter topic with its attempts,
+ * and not be replayed.
  *
  * <p>The scenarios share the broker and the processes and run in order; each restarts only what
  * it killed. Service logs are kept in {@code target/fault-injection}.
@@ -315,12 +320,12 @@ class FaultInjectionTest {
     job.submit();
     boolean[] restarted = {false};
     job.await(progress -> {
-      // Mid-labelling: shards in progress, soft labels being published and assembled.
-      if (softLabelsReceived(progress) && progress.getStep() < progress.getTotalSteps() && !restarted[0]) {
+      // Mid-training: the trainer publishes its epochs' progress and then its checkpoint around the restart.
+      if (epochDone(progress) && !restarted[0]) {
         restarted[0] = true;
         long began = System.nanoTime();
         broker.restart();
-        System.out.printf("broker restarted in %s s at %d of %d soft labels%n", seconds(began), progress.getStep(),
+        System.out.printf("broker restarted in %s s after epoch %d of %d%n", seconds(began), progress.getStep(),
             progress.getTotalSteps());
       }
     });
@@ -336,7 +341,9 @@ class FaultInjectionTest {
     Map<String, Double> notReadyAfter = new TreeMap<>();
     boolean[] away = {false};
     job.await(progress -> {
-      if (epochDone(progress) && !away[0]) {
+      // Mid-labelling: shards in progress, soft labels being published and assembled. A labeler's
+      // send waits for the broker up to the producer's max.block.ms (60 s), then its shard is retried.
+      if (softLabelsReceived(progress) && progress.getStep() < progress.getTotalSteps() && !away[0]) {
         away[0] = true;
         long stopped = System.nanoTime();
         broker.stop();
