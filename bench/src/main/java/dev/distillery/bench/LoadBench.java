@@ -545,7 +545,7 @@ public final class LoadBench {
     List<String> bad = new ArrayList<>();
     System.out.println();
     System.out.println("| # | client | meant | job | submitted, s | wait to first progress, s | total, s | in stages, s "
-        + "| retries | on the topics | job-status | as meant |");
+        + "(teacher + distillation + pruning) | retries | on the topics | job-status | as meant |");
     System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|");
     int row = 0;
     int ended = 0;
@@ -553,6 +553,7 @@ public final class LoadBench {
     List<Double> waits = new ArrayList<>();
     List<Double> doneTotals = new ArrayList<>();
     List<Double> doneInStages = new ArrayList<>();
+    Map<String, List<Double>> byStage = new TreeMap<>();
     for (Submission s : all) {
       row++;
       if (s.jobId == null) {
@@ -570,8 +571,7 @@ public final class LoadBench {
       }
       String total = job.outcomes() == 0 || requested == 0 ? "-"
           : String.format("%.1f", (job.firstOutcomeMs() - requested) / 1000.0);
-      String inStages = job.result == null ? "-" : String.format("%.1f",
-          job.result.getStageSeconds().values().stream().mapToDouble(Double::doubleValue).sum());
+      String inStages = job.result == null ? "-" : stageSeconds(job.result.getStageSeconds());
       String state = statuses.byId().getOrDefault(s.jobId, "?");
       int listed = statuses.listed().getOrDefault(s.jobId, 0);
       List<String> wrong = verdict(s, job, state, listed);
@@ -582,6 +582,7 @@ public final class LoadBench {
         done++;
         doneTotals.add((job.firstOutcomeMs() - requested) / 1000.0);
         doneInStages.add(job.result.getStageSeconds().values().stream().mapToDouble(Double::doubleValue).sum());
+        job.result.getStageSeconds().forEach((stage, sec) -> byStage.computeIfAbsent(stage, k -> new ArrayList<>()).add(sec));
       }
       wrong.forEach(w -> bad.add(s.jobId + " (" + s.client + ", meant " + s.kind.state + "): " + w));
       System.out.printf("| %d | %s | %s | `%s` | %.1f | %s | %s | %s | %d | %s | %s%s | %s |%n", row, s.client,
@@ -621,6 +622,7 @@ public final class LoadBench {
     spread("wait before the first progress event", waits);
     spread("completed jobs, submission to result", doneTotals);
     spread("completed jobs, time in their stages (the result's stage seconds)", doneInStages);
+    byStage.forEach((stage, seconds) -> spread("completed jobs, " + stage, seconds));
     System.out.println();
     System.out.println("| process | pid | RSS at the end | peak RSS (VmHWM) | Java heap committed |");
     System.out.println("|---|---|---|---|---|");
@@ -633,6 +635,19 @@ public final class LoadBench {
       bad.forEach(b -> say("  %s", b));
     }
     say("burst started %s", Instant.ofEpochMilli(burstStart));
+  }
+
+  /** A result's seconds per stage, in pipeline order: "12.0 + 20.1 + 8.3 = 40.4". */
+  private static String stageSeconds(Map<String, Double> seconds) {
+    List<String> parts = new ArrayList<>();
+    for (Stage stage : List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING)) {
+      Double s = seconds.get(stage.name());
+      if (s != null) {
+        parts.add(String.format("%.1f", s));
+      }
+    }
+    return String.join(" + ", parts) + String.format(" = %.1f",
+        seconds.values().stream().mapToDouble(Double::doubleValue).sum());
   }
 
   private static void spread(String what, List<Double> seconds) {
