@@ -92,6 +92,8 @@ class FaultInjectionTest {
   private static final Duration JOB = Duration.ofMinutes(4);
   private static final Duration OUTAGE = Duration.ofSeconds(60);
   private static final int EPOCHS = 3;
+  /** Samples per soft-label record: the services' label.batch.size (default). */
+  private static final int LABEL_BATCH = 256;
   /** The trainer dies this many times on one job in the last scenario: the services' max.attempts (default 3). */
   private static final int MAX_ATTEMPTS = 3;
   private static final String TOKEN = "fault-injection-" + UUID.randomUUID();
@@ -229,11 +231,17 @@ class FaultInjectionTest {
       // Killed while it labels a shard, once soft labels of the job are on the topic (two, so
       // that the one killed has likely published part of its shard, which is then labelled again).
       String[] labelling = new String[1];
+      int batches = (trainingSamples + LABEL_BATCH - 1) / LABEL_BATCH;
       ServiceProcess.await(() -> {
-        if (softLabels.count() < 2) {
+        int published = softLabels.count();
+        if (published < 2) {
           return false;
         }
         labelling[0] = Stream.of(TEACHER_A, TEACHER_B).filter(this::labelling).findFirst().orElse(null);
+        if (labelling[0] == null && published >= batches) {
+          throw new AssertionError("every soft label of " + job.id + " was published before a replica could be killed"
+              + " mid-shard");
+        }
         return labelling[0] != null;
       }, "a replica labelling a shard of " + job.id + " after its first soft labels", JOB);
       killed = labelling[0];
