@@ -3,6 +3,7 @@ package dev.distillery.status;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ApiAccess;
 import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.BrokerProbe;
 import dev.distillery.common.kafka.KafkaClients;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.distillery.schemas.CompressionRequest;
@@ -52,14 +53,16 @@ public final class JobStatusService implements AutoCloseable {
   private final KafkaStreams streams;
   private final KafkaProducer<String, byte[]> producer;
   private final ApiAccess access;
+  private final BrokerProbe broker;
   private int port;
 
   private JobStatusService(Vertx vertx, KafkaStreams streams, KafkaProducer<String, byte[]> producer,
-      ApiAccess access) {
+      ApiAccess access, BrokerProbe broker) {
     this.vertx = vertx;
     this.streams = streams;
     this.producer = producer;
     this.access = access;
+    this.broker = broker;
   }
 
   /**
@@ -85,7 +88,8 @@ public final class JobStatusService implements AutoCloseable {
     ApiAccess access = generated
         ? new ApiAccess(Set.of(newToken()), config.api().allowedOrigins(), config.api().metricsNeedToken())
         : config.api();
-    JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config), access);
+    JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config), access,
+        new BrokerProbe(config.kafka(), config.service() + "-probe"));
     try {
       streams.start();
       ObjectNode example = exampleRequest == null ? null : (ObjectNode) PlainJson.write(exampleRequest);
@@ -96,7 +100,9 @@ public final class JobStatusService implements AutoCloseable {
       // Alive until Streams gave up (ERROR, shutting down): then a restart is what helps.
       Gateway gateway = new Gateway(vertx, service.store(), service.producer,
           () -> streams.state().isRunningOrRebalancing() || streams.state() == KafkaStreams.State.CREATED,
-          () -> streams.state() == KafkaStreams.State.RUNNING, example, new RequestValidation(config.roots()),
+          // Ready: Streams RUNNING (it stays so while the broker is away, hence the probe too).
+          () -> streams.state() == KafkaStreams.State.RUNNING && service.broker.answers(), example,
+          new RequestValidation(config.roots()),
           access);
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
       listening.set(gateway);
@@ -185,6 +191,7 @@ public final class JobStatusService implements AutoCloseable {
   public void close() {
     streams.close(Duration.ofSeconds(30));
     producer.close(Duration.ofSeconds(10));
+    broker.close();
   }
 
   public static void main(String[] args) {

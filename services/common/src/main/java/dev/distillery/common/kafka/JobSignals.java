@@ -97,12 +97,17 @@ public final class JobSignals implements AutoCloseable {
       consumer.seekToBeginning(partitions);
       Map<TopicPartition, Long> ends = endOffsets(partitions);
       while (running) {
-        for (ConsumerRecord<String, byte[]> record : consumer.poll(POLL)) {
-          read(record);
-        }
-        if (!caughtUp && ends != null
-            && ends.entrySet().stream().allMatch(e -> consumer.position(e.getKey()) >= e.getValue())) {
-          caughtUp = true;
+        try {
+          for (ConsumerRecord<String, byte[]> record : consumer.poll(POLL)) {
+            read(record);
+          }
+          if (!caughtUp && ends != null && ends.entrySet().stream()
+              .allMatch(e -> consumer.position(e.getKey(), POLL) >= e.getValue())) {
+            caughtUp = true;
+          }
+        } catch (org.apache.kafka.common.errors.RetriableException e) {
+          // The broker is away: read on when it is back.
+          LOG.debug("job signals: {}", e.toString());
         }
       }
     } catch (WakeupException e) {

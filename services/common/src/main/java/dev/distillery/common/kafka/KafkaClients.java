@@ -27,6 +27,10 @@ public final class KafkaClients {
     // 256 KB batches measured 10x the publishing rate (bench/README.md, "publish").
     props.put(ProducerConfig.BATCH_SIZE_CONFIG, 262_144);
     props.put(ProducerConfig.CLIENT_ID_CONFIG, config.service() + "-producer");
+    // A producer that lost its only broker forgets the topics' metadata, and send() then waits for
+    // it this long (default 60 s) before failing: as long as a delivery may take, so an outage of
+    // two minutes costs a job no attempt (JobRunner retries after that).
+    props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 120_000);
     props.putAll(config.kafka());
     return new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer());
   }

@@ -154,8 +154,9 @@ public final class JobRunner implements JobGate {
 
   @Override
   public CompletableFuture<Void> abandon(ConsumerRecord<String, byte[]> record, String jobId, int attempts) {
-    String reason = "the process working on it ended " + attempts + " times before finishing (killed, or out of "
-        + "memory?); given up after " + attempts + " attempts";
+    String reason = "the process working on it ended before finishing (killed, or out of memory?) "
+        + (attempts == 1 ? "once" : attempts + " times") + "; given up after " + attempts
+        + (attempts == 1 ? " attempt" : " attempts");
     return settle(record, jobId, new Outcome(End.FAILED, new RuntimeException(reason), attempts, true), 0);
   }
 

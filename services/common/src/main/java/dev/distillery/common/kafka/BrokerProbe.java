@@ -1,0 +1,59 @@
+package dev.distillery.common.kafka;
+
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+
+/**
+ * Whether the broker answers, asked every few seconds on a thread of its own, for readiness where
+ * no consumer loop tells it (Kafka Streams stays RUNNING while its broker is away). Describing the
+ * cluster needs no ACL.
+ */
+public final class BrokerProbe implements AutoCloseable {
+  private static final Duration EVERY = Duration.ofSeconds(5);
+
+  private final Admin admin;
+  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(runnable -> {
+    Thread thread = new Thread(runnable, "distillery-broker-probe");
+    thread.setDaemon(true);
+    return thread;
+  });
+  private volatile boolean answers = true;
+
+  /** Probes the cluster that {@code kafka} (client properties, security included) connects to. */
+  public BrokerProbe(Map<String, String> kafka, String clientId) {
+    Map<String, Object> props = new HashMap<>(kafka);
+    props.put(AdminClientConfig.CLIENT_ID_CONFIG, clientId);
+    this.admin = Admin.create(props);
+    timer.scheduleWithFixedDelay(this::probe, 0, EVERY.toMillis(), TimeUnit.MILLISECONDS);
+  }
+
+  private void probe() {
+    try {
+      admin.describeCluster(new DescribeClusterOptions().timeoutMs((int) EVERY.toMillis()))
+          .clusterId().get(EVERY.toMillis() + 1_000, TimeUnit.MILLISECONDS);
+      answers = true;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (Exception e) {
+      answers = false;
+    }
+  }
+
+  /** False once a probe found no broker, until one answers again. */
+  public boolean answers() {
+    return answers;
+  }
+
+  @Override
+  public void close() {
+    timer.shutdownNow();
+    admin.close(Duration.ofSeconds(5));
+  }
+}
