@@ -225,8 +225,9 @@ public final class DjlRuntime {
     }
     LOG.warn("kernel probe of {} failed on this CPU, trying the next configuration: {}; {}", candidate.id(),
         report.summary(), report.failures().stream().limit(5).map(String::valueOf).toList());
-    // A child JVM per case: the first three say enough, and keep a failing start short.
-    KernelParity.explain(report, 3).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
+    // A child JVM per case explained: the first says which implementation failed, and every
+    // service start on a CPU that fails the probe pays for it (5 s each, twice on an AMD EPYC).
+    KernelParity.explain(report, 1).forEach((c, impls) -> LOG.warn("oneDNN implementations for {}: {}", c.label(), impls));
     return "failed: " + report.failures().get(0);
   }
 
