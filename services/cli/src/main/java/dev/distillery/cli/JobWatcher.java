@@ -20,6 +20,7 @@ import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -36,6 +37,8 @@ import org.slf4j.LoggerFactory;
 public final class JobWatcher implements AutoCloseable {
   /** Events kept of a job nobody awaits yet. */
   static final int KEPT_PER_JOB = 256;
+  /** How long a watcher reads on after a job's end for the progress published before it. */
+  private static final Duration CATCH_UP = Duration.ofSeconds(5);
   private static final Logger LOG = LoggerFactory.getLogger(JobWatcher.class);
 
   /** How a job ended: exactly one of {@code result}, {@code failure} and {@code cancellation} is set. */
@@ -90,30 +93,51 @@ public final class JobWatcher implements AutoCloseable {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       for (Object event; (event = mine.poll()) != null; ) {
+        Outcome outcome = event instanceof JobResult result ? new Outcome(result, null, null)
+            : event instanceof JobCancellation cancellation ? new Outcome(null, null, cancellation)
+            : event instanceof JobFailure failure && (!failure.getRefusedRequest() || failure.getTimestampMs() >= sentAtMs)
+                ? new Outcome(null, failure, null) : null;
         if (event instanceof JobProgress progress) {
           onProgress.accept(progress);
-        } else if (event instanceof JobResult result) {
-          return new Outcome(result, null, null);
-        } else if (event instanceof JobCancellation cancellation) {
-          return new Outcome(null, null, cancellation);
-        } else if (event instanceof JobFailure failure
-            && (!failure.getRefusedRequest() || failure.getTimestampMs() >= sentAtMs)) {
-          return new Outcome(null, failure, null);
+        } else if (outcome != null) {
+          // The topics are read side by side: progress published before the ending may not be read yet.
+          readToTheEnd(jobId, mine);
+          mine.stream().filter(JobProgress.class::isInstance).map(JobProgress.class::cast).forEach(onProgress);
+          return outcome;
         }
       }
       if (System.nanoTime() > deadline) {
         throw new TimeoutException("job " + jobId + " did not finish within " + timeout);
       }
-      for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-        Object event = decode(record);
-        if (event == null) {
-          continue;
-        }
-        if (record.key().equals(jobId)) {
-          mine.add(event);
-        } else if (only == null) {
-          backlog.computeIfAbsent(record.key(), id -> new Backlog()).add(event);
-        }
+      route(consumer.poll(Duration.ofMillis(200)), jobId, mine);
+    }
+  }
+
+  /** Reads on until every topic is read to where it ended now (a few seconds at most). */
+  private void readToTheEnd(String jobId, Deque<Object> mine) {
+    long deadline = System.nanoTime() + CATCH_UP.toNanos();
+    try {
+      Map<TopicPartition, Long> ends = consumer.endOffsets(consumer.assignment(), CATCH_UP);
+      while (System.nanoTime() < deadline
+          && !ends.entrySet().stream().allMatch(e -> consumer.position(e.getKey(), CATCH_UP) >= e.getValue())) {
+        route(consumer.poll(Duration.ofMillis(100)), jobId, mine);
+      }
+    } catch (org.apache.kafka.common.errors.TimeoutException e) {
+      LOG.debug("stopped reading on after the job's end: {}", e.getMessage());
+    }
+  }
+
+  /** The job's events to {@code mine}, others' to their backlog (when this watcher follows any job). */
+  private void route(Iterable<ConsumerRecord<String, byte[]>> records, String jobId, Deque<Object> mine) {
+    for (ConsumerRecord<String, byte[]> record : records) {
+      Object event = decode(record);
+      if (event == null) {
+        continue;
+      }
+      if (record.key().equals(jobId)) {
+        mine.add(event);
+      } else if (only == null) {
+        backlog.computeIfAbsent(record.key(), id -> new Backlog()).add(event);
       }
     }
   }
