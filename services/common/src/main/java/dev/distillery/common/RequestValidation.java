@@ -4,6 +4,7 @@ import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.ml.Architectures;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetFormat;
+import dev.distillery.schemas.Augmentation;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.InputSpec;
 import dev.distillery.schemas.LearningRateSchedule;
@@ -11,6 +12,7 @@ import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.SoftLabelSource;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.TransferSettings;
 import dev.distillery.schemas.kafka.Topics;
@@ -145,6 +147,10 @@ public final class RequestValidation {
     between(problems, "distillation.stepEpochs", d.getStepEpochs(), 1, MAX_EPOCHS);
     within(problems, "distillation.stepGamma", d.getStepGamma(), 0.001, 1);
     within(problems, "distillation.validationSplit", d.getValidationSplit(), 0, 0.5);
+    within(problems, "distillation.labelSmoothing", d.getLabelSmoothing(), 0, 0.99);
+    if (d.getAugmentation() == Augmentation.UNSUPPORTED) {
+      problems.add(new Violation("distillation.augmentation", "not supported by this version; supported: NONE, SHIFT_FLIP"));
+    }
 
     PruningSettings p = request.getPruning();
     if (p.getMethod() == PruningMethod.UNSUPPORTED) {
@@ -172,6 +178,19 @@ public final class RequestValidation {
             shortened(e.getKey()) + " must be within [0, 1], was " + e.getValue())));
     if (p.getMethod() == PruningMethod.GLOBAL_UNSTRUCTURED && !p.getLayerSparsity().isEmpty()) {
       problems.add(new Violation("pruning.layerSparsity", "GLOBAL_UNSTRUCTURED has one target for all layers"));
+    }
+    if (p.getDistillFrom() == SoftLabelSource.UNSUPPORTED) {
+      problems.add(new Violation("pruning.distillFrom", "not supported by this version; supported: NONE, TEACHER, UNPRUNED"));
+    } else if (p.getDistillFrom() == SoftLabelSource.TEACHER && request.getStages().contains(Stage.TRANSFER)) {
+      problems.add(new Violation("pruning.distillFrom", "TEACHER names a TRANSFER job's pretrained model, trained for "
+          + "other classes; use UNPRUNED"));
+    }
+    if (p.getMaxAccuracyLoss() != null) {
+      within(problems, "pruning.maxAccuracyLoss", p.getMaxAccuracyLoss(), 0, 100);
+      if (!(d.getValidationSplit() > 0)) {
+        problems.add(new Violation("pruning.maxAccuracyLoss", "is judged on held-out samples: needs "
+            + "distillation.validationSplit above 0, was " + d.getValidationSplit()));
+      }
     }
     if (request.getStages().contains(Stage.PRUNING) && p.getMethod() == PruningMethod.LN_STRUCTURED
         && prunedFormat(request) == ModelFormat.TORCHSCRIPT) {

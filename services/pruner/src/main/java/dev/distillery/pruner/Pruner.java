@@ -10,19 +10,18 @@ import dev.distillery.common.ml.Datasets;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.InferenceCost;
-import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.JobModel;
-import dev.distillery.common.ml.Losses;
 import dev.distillery.common.ml.Models;
+import dev.distillery.common.ml.TrainingCheckpoint;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.schemas.ArtifactRef;
+import dev.distillery.schemas.BudgetStep;
 import dev.distillery.schemas.CheckpointReady;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobContext;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.LearningRateSchedule;
-import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningReport;
@@ -31,6 +30,7 @@ import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -102,7 +102,10 @@ final class Pruner {
             .setLatencyMsBatch1After(InferenceCost.latencyMillis(output, image, 1, 50))
             .setLatencyMsBatch256Before(batch256Before)
             .setLatencyMsBatch256After(InferenceCost.latencyMillis(output, image, 256, 20))
-            .setUnprunedParameters(structured ? 0 : parameters - weights).build());
+            .setUnprunedParameters(structured ? 0 : parameters - weights)
+            .setMaxAccuracyLoss(settings.getMaxAccuracyLoss())
+            .setValidationAccuracyBefore(pruned.validationBefore())
+            .setExplored(pruned.explored()).build());
         result.setPruned(ModelMetrics.newBuilder()
                 .setArchitecture(event.getArchitecture()).setWidth(event.getWidth())
                 .setHiddenUnits(structured ? Models.hiddenUnits(output.model()) : List.of())
@@ -119,72 +122,123 @@ final class Pruner {
     }
   }
 
-  /** The last pruning step's masks and the test accuracy right after it, before its fine-tuning. */
-  private record Pruned(PruningMasks masks, double accuracy) {}
+  /**
+   * The published step's masks, the test accuracy right after that step (before its fine-tuning),
+   * and, with an accuracy budget, the validation accuracy before pruning and each step tried.
+   */
+  private record Pruned(PruningMasks masks, double accuracy, Double validationBefore, List<BudgetStep> explored) {}
 
   /**
    * Prunes in the request's steps (one step is one-shot pruning), each followed by fine-tuning with
    * the masks re-applied after every optimizer step, then fine-tunes once more with an annealed rate
-   * if the request asks for it.
+   * if the request asks for it. With an accuracy budget each step is judged on the held-out samples
+   * after its fine-tuning; the climb stops at the first step beyond the budget and goes on from the
+   * last step within it, or fails the job when there is none.
    */
   private Pruned pruneGradually(JobModel model, Datasets.TrainTest data, CompressionRequest request, double before,
       String jobId) throws Exception {
     PruningSettings settings = request.getPruning();
+    FineTuning tuning = FineTuning.of(request, data, model);
+    Double budget = settings.getMaxAccuracyLoss();
+    Double validationBefore = tuning.judged() ? tuning.validationAccuracy(model) : null;
+    List<BudgetStep> explored = new ArrayList<>();
     int steps = settings.getSteps();
     long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs()) + settings.getFinalFineTuneEpochs();
     PruningMasks masks = null;
+    PruningMasks beyond = null;
+    byte[] withinWeights = null;
     double accuracyPruned = Double.NaN;
+    double validation = Double.NaN;
     try {
       for (int step = 1; step <= steps; step++) {
-        if (masks != null) {
-          masks.close();
-        }
-        masks = PruningMasks.compute(model.model(), settings, step);
+        PruningMasks stepMasks = PruningMasks.compute(model.model(), settings, step);
         double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
-        accuracyPruned = Evaluation.accuracy(model.model(), data.test(), model.input());
+        double stepAccuracyPruned = Evaluation.accuracy(model.model(), data.test(), model.input());
         long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
         events.progress(jobId, STAGE, progress, progressSteps,
             "step " + step + "/" + steps + ": pruned to " + sparsity,
-            Map.of("accuracyBefore", before, "accuracyPruned", accuracyPruned, "sparsity", sparsity));
+            Map.of("accuracyBefore", before, "accuracyPruned", stepAccuracyPruned, "sparsity", sparsity));
         if (settings.getFineTuneEpochs() > 0) {
-          fineTune(model, masks, data, request, jobId, progress, progressSteps, "fine-tune",
-              fineTunePlan(request, settings.getFineTuneEpochs(), LearningRateSchedule.CONSTANT));
+          fineTune(tuning.loop(model, settings.getFineTuneEpochs(), LearningRateSchedule.CONSTANT), stepMasks, jobId,
+              progress, progressSteps, "fine-tune");
         }
+        if (budget != null) {
+          double accuracy = tuning.validationAccuracy(model);
+          double lost = (validationBefore - accuracy) * 100;
+          boolean within = lost <= budget;
+          explored.add(new BudgetStep(sparsity, accuracy, lost, within));
+          events.progress(jobId, STAGE, progress + settings.getFineTuneEpochs(), progressSteps,
+              String.format("step %d/%d at %.4f: %.2f points lost on validation, %s the budget of %s", step, steps,
+                  sparsity, lost, within ? "within" : "beyond", budget),
+              Map.of("sparsity", sparsity, "validationAccuracy", accuracy, "pointsLost", lost,
+                  "withinBudget", within ? 1.0 : 0.0));
+          if (!within) {
+            beyond = stepMasks;
+            break;
+          }
+          withinWeights = step < steps ? TrainingCheckpoint.weights(model.model()) : null;
+          validation = accuracy;
+        }
+        if (masks != null) {
+          masks.close();
+        }
+        masks = stepMasks;
+        accuracyPruned = stepAccuracyPruned;
+      }
+      if (beyond != null) {
+        beyond.close();
+        beyond = null;
+        if (masks == null) {
+          throw new JobFailedException("pruning.maxAccuracyLoss", String.format("no pruning step stays within %s "
+              + "points: the first, to sparsity %.4f, lost %.2f points on the validation split (%.4f -> %.4f); "
+              + "allow more loss, fine-tune longer (pruning.fineTuneEpochs) or start lower (pruning.steps, "
+              + "pruning.targetSparsity)", budget, explored.get(0).getSparsity(), explored.get(0).getPointsLost(),
+              validationBefore, explored.get(0).getValidationAccuracy()));
+        }
+        TrainingCheckpoint.load(model.model(), withinWeights); // the last step within the budget
       }
       if (settings.getFinalFineTuneEpochs() > 0) {
-        fineTune(model, masks, data, request, jobId, progressSteps - settings.getFinalFineTuneEpochs(), progressSteps,
-            "final fine-tune", fineTunePlan(request, settings.getFinalFineTuneEpochs(), LearningRateSchedule.COSINE));
+        TrainingLoop loop = tuning.loop(model, settings.getFinalFineTuneEpochs(), LearningRateSchedule.COSINE);
+        byte[] kept = budget == null ? null : TrainingCheckpoint.weights(model.model());
+        if (budget != null) {
+          loop.validation(trained -> tuning.validationAccuracy(model));
+        }
+        TrainingLoop.Outcome outcome = fineTune(loop, masks, jobId, progressSteps - settings.getFinalFineTuneEpochs(),
+            progressSteps, "final fine-tune");
+        if (kept != null && outcome.validationAccuracy() < validation) {
+          TrainingCheckpoint.load(model.model(), kept); // the recovery epochs did worse than none
+        }
       }
     } catch (Exception | Error e) {
-      if (masks != null) {
-        masks.close();
+      for (PruningMasks open : new PruningMasks[] {masks, beyond}) {
+        if (open != null) {
+          open.close();
+        }
       }
       throw e;
     }
-    return new Pruned(masks, accuracyPruned);
+    return new Pruned(masks, accuracyPruned, validationBefore, explored);
   }
 
-  private static TrainingLoop.Plan fineTunePlan(CompressionRequest request, int epochs, LearningRateSchedule schedule) {
-    return new TrainingLoop.Plan(epochs, request.getDistillation().getBatchSize(), request.getPruning().getLearningRate(),
-        OptimizerKind.ADAM, 0, 0, schedule, 1, 1, request.getDistillation().getSeed());
-  }
-
-  private void fineTune(JobModel model, PruningMasks masks, Datasets.TrainTest data, CompressionRequest request,
-      String jobId, long progressBefore, long progressSteps, String phase, TrainingLoop.Plan plan)
-      throws JobFailedException, InterruptedException, IOException {
-    ImageDataset train = data.train();
+  private TrainingLoop.Outcome fineTune(TrainingLoop loop, PruningMasks masks, String jobId, long progressBefore,
+      long progressSteps, String phase) throws JobFailedException, InterruptedException, IOException {
     try {
-      new TrainingLoop(model.model(), train, plan,
-          (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)))
-          .input(model.input())
-          .afterStep(masks::apply)
+      return loop.afterStep(masks::apply)
           .onEpoch(e -> events.progress(jobId, STAGE, progressBefore + e.epoch(), progressSteps,
-              phase + " epoch " + e.epoch() + "/" + e.epochs(),
-              Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond(), "learningRate", e.learningRate())))
+              phase + " epoch " + e.epoch() + "/" + e.epochs(), epochFigures(e)))
           .run();
     } catch (TrainingLoop.NonFiniteLossException e) {
       throw new JobFailedException(null, "fine-tuning: " + e.getMessage() + " (pruning.learningRate)", e);
     }
+  }
+
+  private static Map<String, Double> epochFigures(TrainingLoop.Epoch e) {
+    Map<String, Double> figures = new HashMap<>(Map.of("loss", e.meanLoss(), "samplesPerSecond", e.samplesPerSecond(),
+        "learningRate", e.learningRate()));
+    if (!Double.isNaN(e.validationAccuracy())) {
+      figures.put("validationAccuracy", e.validationAccuracy());
+    }
+    return figures;
   }
 
   /**

@@ -6,6 +6,7 @@ import dev.distillery.common.RequestValidation;
 import dev.distillery.common.artifacts.ArtifactStore;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DistillationLoss;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.ImageDataset;
 import dev.distillery.common.ml.JobModel;
@@ -60,7 +61,8 @@ final class Distiller {
     }
     StudentSpec spec = request.getStudent();
     int classes = labels.classes();
-    DistillationLoss distillation = new DistillationLoss(settings.getTemperature(), settings.getAlpha());
+    DistillationLoss distillation = new DistillationLoss(settings.getTemperature(), settings.getAlpha(),
+        settings.getLabelSmoothing());
     boolean baseline = settings.getHardLabelBaseline();
     StudentTraining training = new StudentTraining(events, STAGE, request, data, store, stateRoot, baseline ? 2 : 1);
     return training.handOn(() -> {
@@ -68,7 +70,8 @@ final class Distiller {
       if (baseline) {
         try (JobModel student = newStudent(spec, classes, train.imageShape(), settings.getSeed())) {
           next.setBaseline(training.train("baseline", student,
-              (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices)),
+              (logits, indices, manager) -> Losses.crossEntropy(logits, train.labels(manager, indices),
+                  settings.getLabelSmoothing()),
               Map.of(), Set.of()).metrics());
         }
       }

@@ -17,10 +17,8 @@ import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.Stage;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -59,14 +57,13 @@ final class StudentTraining {
     this.stateDir = stateRoot.resolve(request.getJobId());
     this.runs = runs;
     DistillationSettings settings = request.getDistillation();
-    int[] shuffled = ImageDataset.range(0, data.train().size());
-    ImageDataset.shuffle(shuffled, new Random(settings.getSeed()));
-    int held = (int) Math.round(settings.getValidationSplit() * shuffled.length);
-    this.validation = held == 0 ? null : data.train().subset(Arrays.copyOfRange(shuffled, 0, held));
-    this.trainSamples = Arrays.copyOfRange(shuffled, held, shuffled.length);
+    Datasets.Split split = Datasets.split(data.train(), settings.getValidationSplit(), settings.getSeed());
+    this.validation = split.validation().length == 0 ? null : data.train().subset(split.validation());
+    this.trainSamples = split.training();
     if (trainSamples.length == 0) {
       throw new JobFailedException("dataset", "no training samples left: " + data.train().size()
-          + " selected (dataset.classes, dataset.trainLimit), " + held + " held out (distillation.validationSplit)");
+          + " selected (dataset.classes, dataset.trainLimit), " + split.validation().length
+          + " held out (distillation.validationSplit)");
     }
   }
 
@@ -87,6 +84,7 @@ final class StudentTraining {
     int stepsBefore = runsDone * epochs;
     TrainingLoop loop = new TrainingLoop(model.model(), data.train(), TrainingLoop.Plan.of(settings), loss)
         .input(model.input())
+        .augmentation(settings.getAugmentation())
         .samples(trainSamples)
         .learningRateFactors(learningRateFactors)
         .frozen(frozen)

@@ -60,7 +60,7 @@ final class TransferLearning {
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     ImageDataset train = data.train();
     TrainingLoop.BatchLoss crossEntropy = (logits, indices, manager) ->
-        Losses.crossEntropy(logits, train.labels(manager, indices));
+        Losses.crossEntropy(logits, train.labels(manager, indices), request.getDistillation().getLabelSmoothing());
     long seed = request.getDistillation().getSeed();
     boolean baseline = settings.getScratchBaseline();
     // Loaded and checked (head names and size) before any training.

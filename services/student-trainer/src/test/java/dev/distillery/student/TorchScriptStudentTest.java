@@ -15,6 +15,7 @@ import ai.djl.training.loss.Loss;
 import ai.djl.util.Pair;
 import dev.distillery.common.JobFailedException;
 import dev.distillery.common.ml.Datasets;
+import dev.distillery.common.ml.DistillationLoss;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.ImageDataset;
@@ -62,7 +63,7 @@ class TorchScriptStudentTest {
   @Test
   void oneStepGivesPyTorchsLossAndGradients() throws Exception {
     int batch = golden.getInteger("batch");
-    DistillationLoss loss = new DistillationLoss(golden.getDouble("temperature"), golden.getDouble("alpha"));
+    DistillationLoss loss = new DistillationLoss(golden.getDouble("temperature"), golden.getDouble("alpha"), 0);
     try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape());
         Trainer trainer = model.model().newTrainer(new DefaultTrainingConfig(Loss.l2Loss()))) {
       int[] first = ImageDataset.range(0, batch);
@@ -109,7 +110,7 @@ class TorchScriptStudentTest {
     int batch = golden.getInteger("batch");
     ImageDataset firstBatch = train.subset(ImageDataset.range(0, batch));
     float[] teacher = GoldenFixtures.floats(golden.getJsonArray("teacher_scaled_logits"));
-    DistillationLoss loss = new DistillationLoss(golden.getDouble("temperature"), golden.getDouble("alpha"));
+    DistillationLoss loss = new DistillationLoss(golden.getDouble("temperature"), golden.getDouble("alpha"), 0);
     float[] after = new float[8 * 10];
     try (JobModel model = JobModel.load(student("resnet18_w8_init.pt"), 10, train.imageShape())) {
       new TrainingLoop(model.model(), firstBatch, new TrainingLoop.Plan(1, batch, golden.getDouble("learning_rate"),

@@ -6,6 +6,8 @@ import dev.distillery.schemas.DatasetSpec;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
 
 /** Loads a request's dataset: IDX files in one directory, named as MNIST names them. */
 public final class Datasets {
@@ -17,6 +19,21 @@ public final class Datasets {
    *     in either set (a limited training set may lack the last ones)
    */
   public record TrainTest(ImageDataset train, ImageDataset test, int numClasses) {}
+
+  /**
+   * The training set's samples split in two by a seeded shuffle: {@code training} to train on,
+   * {@code validation} held out to choose by (an epoch, a sparsity). The trainer and the pruner
+   * split alike, so a student's validation samples stay unseen by its pruning.
+   */
+  public record Split(int[] training, int[] validation) {}
+
+  /** Holds out {@code fraction} of {@code train}'s samples, chosen by {@code seed}. */
+  public static Split split(ImageDataset train, double fraction, long seed) {
+    int[] shuffled = ImageDataset.range(0, train.size());
+    ImageDataset.shuffle(shuffled, new Random(seed));
+    int held = (int) Math.round(fraction * shuffled.length);
+    return new Split(Arrays.copyOfRange(shuffled, held, shuffled.length), Arrays.copyOfRange(shuffled, 0, held));
+  }
 
   private Datasets() {}
 

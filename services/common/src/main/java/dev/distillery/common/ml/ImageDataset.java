@@ -144,10 +144,46 @@ public final class ImageDataset {
    * at a garbage collection (measured: 1.3x training speed for LeNet-5, peak RSS 650 to 400 MB).
    */
   public NDArray images(NDManager manager, int[] indices, ByteBuffer buffer, Preprocessing input) {
+    return images(manager, indices, buffer, input, null);
+  }
+
+  /**
+   * As {@link #images(NDManager, int[], ByteBuffer, Preprocessing)}, each image varied at random
+   * when {@code shiftFlip} is given: shifted by up to {@link #MAX_SHIFT} pixels each way, the
+   * uncovered border black (torchvision's {@code RandomCrop(size, padding=2)}), then mirrored
+   * left-right with probability 1/2 ({@code RandomHorizontalFlip}).
+   */
+  public NDArray images(NDManager manager, int[] indices, ByteBuffer buffer, Preprocessing input, Random shiftFlip) {
     buffer.clear();
-    fill(buffer.asFloatBuffer(), indices, input);
+    FloatBuffer out = buffer.asFloatBuffer();
+    if (shiftFlip == null) {
+      fill(out, indices, input);
+    } else {
+      fillShiftedAndFlipped(out, indices, input, shiftFlip);
+    }
     buffer.limit(indices.length * rows * cols * Float.BYTES);
     return manager.create(buffer, shape(indices.length, input), DataType.FLOAT32);
+  }
+
+  /** The largest shift of {@link #images(NDManager, int[], ByteBuffer, Preprocessing, Random)}, in pixels. */
+  public static final int MAX_SHIFT = 2;
+
+  private void fillShiftedAndFlipped(FloatBuffer out, int[] indices, Preprocessing input, Random random) {
+    float black = input.apply(0);
+    for (int index : indices) {
+      int offset = index * rows * cols;
+      int dy = random.nextInt(2 * MAX_SHIFT + 1) - MAX_SHIFT;
+      int dx = random.nextInt(2 * MAX_SHIFT + 1) - MAX_SHIFT;
+      boolean flip = random.nextBoolean();
+      for (int r = 0; r < rows; r++) {
+        int sourceRow = r + dy;
+        for (int c = 0; c < cols; c++) {
+          int sourceCol = (flip ? cols - 1 - c : c) + dx;
+          boolean inside = sourceRow >= 0 && sourceRow < rows && sourceCol >= 0 && sourceCol < cols;
+          out.put(inside ? input.apply(pixels[offset + sourceRow * cols + sourceCol] & 0xff) : black);
+        }
+      }
+    }
   }
 
   /** A buffer for {@link #images(NDManager, int[], ByteBuffer, Preprocessing)} of up to {@code batchSize} images. */

@@ -144,7 +144,7 @@ public final class TrainingCheckpoint {
     }
   }
 
-  static byte[] weights(Model model) throws IOException {
+  public static byte[] weights(Model model) throws IOException {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
     try (DataOutputStream out = new DataOutputStream(bytes)) {
       model.getBlock().saveParameters(out);
@@ -152,7 +152,7 @@ public final class TrainingCheckpoint {
     return bytes.toByteArray();
   }
 
-  static void load(Model model, byte[] weights) throws IOException {
+  public static void load(Model model, byte[] weights) throws IOException {
     try (DataInputStream in = new DataInputStream(new ByteArrayInputStream(weights))) {
       if (model.getBlock() instanceof PtSymbolBlock module) {
         // A TorchScript module's loadParameters swaps in a new native module but keeps handing out

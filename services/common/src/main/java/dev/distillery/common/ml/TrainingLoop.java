@@ -13,6 +13,7 @@ import ai.djl.training.loss.Loss;
 import ai.djl.training.optimizer.Optimizer;
 import ai.djl.training.tracker.ParameterTracker;
 import ai.djl.util.Pair;
+import dev.distillery.schemas.Augmentation;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.LearningRateSchedule;
 import dev.distillery.schemas.OptimizerKind;
@@ -143,6 +144,7 @@ public final class TrainingLoop {
   private Map<String, Float> learningRateFactors = Map.of();
   private Set<String> frozen = Set.of();
   private Preprocessing input = Preprocessing.BUILT_IN;
+  private Augmentation augmentation = Augmentation.NONE;
 
   /** Trains {@code model} in place on all of {@code data}, scoring batches with {@code loss}. */
   public TrainingLoop(Model model, ImageDataset data, Plan plan, BatchLoss loss) {
@@ -199,6 +201,15 @@ public final class TrainingLoop {
     return this;
   }
 
+  /** How training images are varied ({@link ImageDataset#images(NDManager, int[], ByteBuffer, Preprocessing, Random)}). */
+  public TrainingLoop augmentation(Augmentation kind) {
+    if (kind != Augmentation.NONE && kind != Augmentation.SHIFT_FLIP) {
+      throw new IllegalArgumentException("unsupported augmentation " + kind);
+    }
+    this.augmentation = kind;
+    return this;
+  }
+
   /** Trains, waiting first while another training of this JVM runs. */
   public Outcome run() throws NonFiniteLossException, InterruptedException, IOException {
     ONE_GRADIENT_COLLECTOR_PER_JVM.lockInterruptibly();
@@ -242,6 +253,8 @@ public final class TrainingLoop {
       try (Trainer trainer = model.newTrainer(config)) {
         for (int epoch = resumedAfter + 1; epoch <= plan.epochs(); epoch++) {
           ImageDataset.shuffle(order, shuffle);
+          // Seeded per epoch, so that an epoch resumed after a restart sees the same variations.
+          Random variations = augmentation == Augmentation.SHIFT_FLIP ? new Random(plan.seed() * 31 + epoch) : null;
           long start = System.nanoTime();
           double lossSum = 0;
           int steps = 0;
@@ -249,7 +262,7 @@ public final class TrainingLoop {
             JobControl.checkpoint(); // a cancelled job stops here, between batches
             int[] indices = Arrays.copyOfRange(order, from, Math.min(order.length, from + plan.batchSize()));
             stepSize.current = (float) plan.learningRateAt(epoch, steps, stepsPerEpoch);
-            lossSum += step(trainer, indices, batchBuffer, epoch, steps);
+            lossSum += step(trainer, indices, batchBuffer, variations, epoch, steps);
             afterStep.afterStep();
             steps++;
           }
@@ -278,11 +291,11 @@ public final class TrainingLoop {
   }
 
   /** One optimizer step; returns the batch's loss. */
-  private float step(Trainer trainer, int[] indices, ByteBuffer batchBuffer, int epoch, int step)
+  private float step(Trainer trainer, int[] indices, ByteBuffer batchBuffer, Random variations, int epoch, int step)
       throws NonFiniteLossException {
     // The images share batchBuffer; they are closed with batchManager, after the optimizer step.
     try (NDManager batchManager = trainer.getManager().newSubManager()) {
-      NDArray images = data.images(batchManager, indices, batchBuffer, input);
+      NDArray images = data.images(batchManager, indices, batchBuffer, input, variations);
       float scalar;
       try (GradientCollector collector = trainer.newGradientCollector()) {
         NDArray logits = trainer.forward(new NDList(images)).singletonOrThrow();

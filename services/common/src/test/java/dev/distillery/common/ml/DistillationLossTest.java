@@ -1,4 +1,4 @@
-package dev.distillery.student;
+package dev.distillery.common.ml;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
@@ -8,7 +8,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
-import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.common.testing.GoldenFixtures;
 import io.vertx.core.json.JsonObject;
 import java.io.IOException;
@@ -50,7 +49,7 @@ class DistillationLossTest {
       teacherScaled[i] = teacher[i] / temperature; // what teacher-inference publishes
     }
     long[] labels = golden.getJsonArray("labels").stream().mapToLong(v -> ((Number) v).longValue()).toArray();
-    DistillationLoss loss = new DistillationLoss(temperature, golden.getDouble("alpha"));
+    DistillationLoss loss = new DistillationLoss(temperature, golden.getDouble("alpha"), golden.getDouble("label_smoothing"));
     try (NDManager scope = manager.newSubManager()) {
       NDArray student = scope.create(GoldenFixtures.floats(golden.getJsonArray("student_logits")), new Shape(batch, classes));
       student.setRequiresGradient(true);

@@ -2,11 +2,11 @@
 
   loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
        = alpha*T*T*F.kl_div(F.log_softmax(s/T,1), F.softmax(t/T,1), reduction='batchmean')
-         + (1-alpha)*F.cross_entropy(s, y)            # CE mean over the batch
+         + (1-alpha)*F.cross_entropy(s, y, label_smoothing=ls)   # CE mean over the batch
 
 s = student logits, t = teacher raw logits, y = int labels. Everything in float32.
 Generates distillation_loss.json next to this script: a list under "cases" of
-  {"name", "dtype", "batch", "classes", "temperature", "alpha", "student_logits",
+  {"name", "dtype", "batch", "classes", "temperature", "alpha", "label_smoothing", "student_logits",
    "teacher_logits", "labels", "teacher_soft_targets", "loss", "loss_float64", "grad_student_logits"}
 with all matrices flat, row-major [batch, classes]; grad is d loss / d s.
 "loss" is the float32 result; "loss_float64" is the same formula evaluated in
@@ -25,22 +25,22 @@ torch.manual_seed(4321)
 g = torch.Generator().manual_seed(4321)
 
 
-def kd_loss(s, t, y, T, alpha):
+def kd_loss(s, t, y, T, alpha, ls):
     soft = F.softmax(t / T, dim=1)
     return (alpha * T * T * F.kl_div(F.log_softmax(s / T, dim=1), soft, reduction="batchmean")
-            + (1 - alpha) * F.cross_entropy(s, y)), soft
+            + (1 - alpha) * F.cross_entropy(s, y, label_smoothing=ls)), soft
 
 
-def case(name, B, C, T, alpha, s, t):
+def case(name, B, C, T, alpha, s, t, ls=0.0):
     y = torch.randint(C, (B,), generator=g)
     s = s.to(torch.float32).clone().requires_grad_(True)
     t = t.to(torch.float32)
-    loss, soft = kd_loss(s, t, y, T, alpha)
+    loss, soft = kd_loss(s, t, y, T, alpha, ls)
     loss.backward()
-    loss64, _ = kd_loss(s.detach().double(), t.double(), y, T, alpha)  # same inputs, float64 math
+    loss64, _ = kd_loss(s.detach().double(), t.double(), y, T, alpha, ls)  # same inputs, float64 math
     return {
         "name": name, "dtype": "float32", "batch": B, "classes": C,
-        "temperature": float(T), "alpha": float(alpha),
+        "temperature": float(T), "alpha": float(alpha), "label_smoothing": float(ls),
         "student_logits": s.detach().reshape(-1).tolist(),
         "teacher_logits": t.reshape(-1).tolist(),
         "labels": y.tolist(),
@@ -66,6 +66,9 @@ cases = [
     case("B5_C10_T2_a0.0_normal3", 5, 10, 2.0, 0.0, normal(5, 10, 3), normal(5, 10, 3)),
     case("B4_C10_T2_a0.7_large30", 4, 10, 2.0, 0.7, uniform(4, 10, 30), uniform(4, 10, 30)),
     case("B4_C10_T1_a0.5_large30", 4, 10, 1.0, 0.5, uniform(4, 10, 30), uniform(4, 10, 30)),
+    # label smoothing of the hard term (added with issue 16; the cases above are unchanged)
+    case("B6_C10_T4_a0.7_ls0.1_normal3", 6, 10, 4.0, 0.7, normal(6, 10, 3), normal(6, 10, 3), 0.1),
+    case("B5_C10_T1_a0.0_ls0.2_normal3", 5, 10, 1.0, 0.0, normal(5, 10, 3), normal(5, 10, 3), 0.2),
 ]
 
 # one case per line, so diffs stay readable
