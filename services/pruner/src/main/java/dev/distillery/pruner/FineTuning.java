@@ -79,6 +79,11 @@ final class FineTuning {
     return new FineTuning(request, train, samples, validation, targets, data.numClasses());
   }
 
+  /** Fine-tuning on all of {@code train} against these soft labels (logits / T, [samples, classes]; null: hard labels). */
+  static FineTuning withTargets(CompressionRequest request, ImageDataset train, float[] scaledTargets, int classes) {
+    return new FineTuning(request, train, ImageDataset.range(0, train.size()), null, scaledTargets, classes);
+  }
+
   /** Logits of every training sample divided by the temperature, as teacher-inference publishes them. */
   static float[] scaledLogits(JobModel model, ImageDataset data, int classes, double temperature) throws Exception {
     float[] scaled = new float[Math.multiplyExact(data.size(), classes)];
