@@ -9,6 +9,7 @@ import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningReport;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.SoftLabelSource;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
@@ -50,6 +51,8 @@ public final class PruningBench {
           .setFineTuneEpochs(Integer.parseInt(o.getOrDefault("fine-tune", "2")))
           .setFinalFineTuneEpochs(Integer.parseInt(o.getOrDefault("final", "0")))
           .setLearningRate(Double.parseDouble(o.getOrDefault("lr", "0.0005")))
+          .setDistillFrom(SoftLabelSource.valueOf(o.getOrDefault("distill-from", "NONE")))
+          .setMaxAccuracyLoss(o.containsKey("budget") ? Double.parseDouble(o.get("budget")) : null)
           .build();
       CompressionRequest request = CompressionRequest.newBuilder()
           .setJobId("bench-prune-" + System.currentTimeMillis())
@@ -57,7 +60,12 @@ public final class PruningBench {
               .setCheckpointUri(model.toUri().toString()).build())
           .setDataset(data)
           .setStudent(StudentSpec.newBuilder().setArchitecture(arch).setWidth(1.0).build())
-          .setDistillation(DistillationSettings.newBuilder().setBatchSize(128).build())
+          // The split and seed of a student the bench trained (validation 0.1, seed 42), so that a
+          // budget is judged on samples a --model student never trained on.
+          .setDistillation(DistillationSettings.newBuilder().setBatchSize(128)
+              .setTemperature(Double.parseDouble(o.getOrDefault("temperature", "4")))
+              .setAlpha(Double.parseDouble(o.getOrDefault("alpha", "0.9")))
+              .setSeed(Long.parseLong(o.getOrDefault("seed", "42"))).build())
           .setPruning(pruning)
           .setStages(List.of(Stage.PRUNING))
           .build();

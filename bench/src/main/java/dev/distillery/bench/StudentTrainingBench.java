@@ -16,6 +16,7 @@ import dev.distillery.launcher.LocalPipeline;
 import dev.distillery.cli.ResultsTable;
 import dev.distillery.launcher.TeacherTraining;
 import dev.distillery.pruner.PrunerService;
+import dev.distillery.schemas.Augmentation;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
@@ -93,9 +94,12 @@ public final class StudentTrainingBench {
         .setSchedule(LearningRateSchedule.COSINE)
         .setTemperature(Double.parseDouble(o.getOrDefault("temperature", "4")))
         .setAlpha(Double.parseDouble(o.getOrDefault("alpha", "0.9")))
+        .setSeed(Long.parseLong(o.getOrDefault("seed", "42")))
+        .setLabelSmoothing(Double.parseDouble(o.getOrDefault("label-smoothing", "0")))
+        .setAugmentation(Augmentation.valueOf(o.getOrDefault("augmentation", "NONE")))
         .setHardLabelBaseline(true);
     CompressionRequest request = request("distill", teacher, data, training.build())
-        .setStudent(StudentSpec.newBuilder().setArchitecture("lenet5")
+        .setStudent(StudentSpec.newBuilder().setArchitecture(o.getOrDefault("student", "lenet5"))
             .setWidth(Double.parseDouble(o.getOrDefault("width", "1.0"))).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
         .build();

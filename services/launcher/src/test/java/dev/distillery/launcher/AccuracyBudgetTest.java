@@ -60,16 +60,16 @@ class AccuracyBudgetTest {
     TeacherTraining.Teacher lenet = TeacherTraining.train("lenet5", 1.0, sets.train(), sets.test(),
         TrainingLoop.Plan.adam(3, 64, 0.002, 1), store, "lenet5.params", line -> {});
     String suffix = UUID.randomUUID().toString().substring(0, 8);
-    // The model pruned is the trained LeNet-5 itself. Three steps to 99%: 69.7%, 95.3%, 99%; at
-    // 99% (617 of 61,706 weights) no fine-tuning keeps it within 2 points.
+    // The model pruned is the trained LeNet-5 itself. Four steps to 99%: 57.2%, 86.6%, 97.5%, 99%;
+    // at 99% (617 of 61,706 weights) two epochs of fine-tuning cannot keep it within 5 points.
     CompressionRequest climbing = CompressionRequest.newBuilder(DemoMain.request("budget-" + suffix, lenet.checkpoint(), data))
         .setTeacher(TeacherSpec.newBuilder().setArchitecture("lenet5").setCheckpointUri(lenet.checkpoint().toUri().toString())
             .build())
         .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.7).setBatchSize(64)
             .setValidationSplit(0.2).setSeed(3L).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.99)
-            .setSteps(3).setFineTuneEpochs(1).setFinalFineTuneEpochs(1).setLearningRate(0.001)
-            .setDistillFrom(SoftLabelSource.UNPRUNED).setMaxAccuracyLoss(2.0).build())
+            .setSteps(4).setFineTuneEpochs(2).setFinalFineTuneEpochs(1).setLearningRate(0.001)
+            .setDistillFrom(SoftLabelSource.UNPRUNED).setMaxAccuracyLoss(5.0).build())
         .setStages(List.of(Stage.PRUNING))
         .build();
     // One step straight to 99% without fine-tuning, and no loss allowed: nothing may be published.
@@ -96,17 +96,17 @@ class AccuracyBudgetTest {
       assertThat(outcome.failure()).as("failure of the budget job").isNull();
       JobResult result = outcome.result();
       List<BudgetStep> explored = result.getPruning().getExplored();
-      System.out.printf("budget 2 points: validation before %.4f, explored %s, published sparsity %.4f, test %.4f -> %.4f%n",
+      System.out.printf("budget 5 points: validation before %.4f, explored %s, published sparsity %.4f, test %.4f -> %.4f%n",
           result.getPruning().getValidationAccuracyBefore(), explored, result.getSparsity(),
           result.getPruning().getAccuracyBefore(), result.getPruning().getAccuracyFineTuned());
-      assertThat(result.getPruning().getMaxAccuracyLoss()).isEqualTo(2.0);
+      assertThat(result.getPruning().getMaxAccuracyLoss()).isEqualTo(5.0);
       assertThat(explored).as("steps tried").isNotEmpty().hasSameSizeAs(judged);
       BudgetStep last = explored.get(explored.size() - 1);
       assertThat(last.getWithinBudget()).as("the climb stops at the first step beyond the budget: " + explored).isFalse();
-      assertThat(last.getPointsLost()).isGreaterThan(2.0);
+      assertThat(last.getPointsLost()).isGreaterThan(5.0);
       List<BudgetStep> within = explored.subList(0, explored.size() - 1);
       assertThat(within).as("a step within the budget, before the one beyond").isNotEmpty()
-          .allMatch(BudgetStep::getWithinBudget).allMatch(s -> s.getPointsLost() <= 2.0);
+          .allMatch(BudgetStep::getWithinBudget).allMatch(s -> s.getPointsLost() <= 5.0);
       double published = within.get(within.size() - 1).getSparsity();
       assertThat(result.getSparsity()).as("the sparsest step within the budget is published")
           .isCloseTo(published, within(0.001)).isLessThan(last.getSparsity());
