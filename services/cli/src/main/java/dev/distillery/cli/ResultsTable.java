@@ -24,6 +24,11 @@ public final class ResultsTable {
           result.getTeacher() != null ? "the same student on hard labels only" : "the same model trained from scratch",
           100 * (result.getStudent().getTestAccuracy() - result.getBaseline().getTestAccuracy())));
     }
+    if (result.getTeacher() != null && result.getStudent() != null && result.getStudent().getParameters() > 0) {
+      out.append(String.format("student against the teacher: %+.2f points with %.1fx fewer parameters%n",
+          100 * (result.getStudent().getTestAccuracy() - result.getTeacher().getTestAccuracy()),
+          (double) result.getTeacher().getParameters() / result.getStudent().getParameters()));
+    }
     if (result.getPruned() != null) {
       out.append(String.format("sparsity of prunable weights: %.4f (target %.4f)%n",
           result.getSparsity(), result.getTargetSparsity()));
@@ -33,8 +38,16 @@ public final class ResultsTable {
     }
     PruningReport p = result.getPruning();
     if (p != null) {
-      out.append(String.format("pruning: accuracy %.4f before, %.4f pruned, %.4f fine-tuned%n",
-          p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned()));
+      out.append(String.format("pruning: accuracy %.4f before, %.4f pruned, %.4f fine-tuned (%+.2f points)%n",
+          p.getAccuracyBefore(), p.getAccuracyPruned(), p.getAccuracyFineTuned(),
+          100 * (p.getAccuracyFineTuned() - p.getAccuracyBefore())));
+      if (p.getMaxAccuracyLoss() != null) {
+        out.append(String.format("accuracy budget: %s points on the validation split (%.4f before pruning); steps tried:%n",
+            p.getMaxAccuracyLoss(), p.getValidationAccuracyBefore()));
+        p.getExplored().forEach(step -> out.append(String.format("  sparsity %.4f: validation %.4f, %.2f points lost, %s%n",
+            step.getSparsity(), step.getValidationAccuracy(), step.getPointsLost(),
+            step.getWithinBudget() ? "within" : "beyond: not published")));
+      }
       if (result.getFinalFormat() == ModelFormat.TORCHSCRIPT) {
         out.append("multiply-accumulates: not counted for a TorchScript module\n");
       } else {

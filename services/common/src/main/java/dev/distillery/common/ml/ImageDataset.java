@@ -169,19 +169,27 @@ public final class ImageDataset {
   public static final int MAX_SHIFT = 2;
 
   private void fillShiftedAndFlipped(FloatBuffer out, int[] indices, Preprocessing input, Random random) {
-    float black = input.apply(0);
     for (int index : indices) {
-      int offset = index * rows * cols;
       int dy = random.nextInt(2 * MAX_SHIFT + 1) - MAX_SHIFT;
       int dx = random.nextInt(2 * MAX_SHIFT + 1) - MAX_SHIFT;
-      boolean flip = random.nextBoolean();
-      for (int r = 0; r < rows; r++) {
-        int sourceRow = r + dy;
-        for (int c = 0; c < cols; c++) {
-          int sourceCol = (flip ? cols - 1 - c : c) + dx;
-          boolean inside = sourceRow >= 0 && sourceRow < rows && sourceCol >= 0 && sourceCol < cols;
-          out.put(inside ? input.apply(pixels[offset + sourceRow * cols + sourceCol] & 0xff) : black);
-        }
+      shiftAndFlip(pixels, index * rows * cols, rows, cols, dy, dx, random.nextBoolean(), input, out);
+    }
+  }
+
+  /**
+   * Writes one image shifted by {@code dy} rows and {@code dx} columns (pixel (r, c) shows the
+   * source's (r + dy, c + dx), black outside it: torchvision's crop at (dy + 2, dx + 2) of the image
+   * padded by 2), then mirrored left-right when {@code flip}, preprocessed by {@code input}.
+   */
+  static void shiftAndFlip(byte[] pixels, int offset, int rows, int cols, int dy, int dx, boolean flip,
+      Preprocessing input, FloatBuffer out) {
+    float black = input.apply(0);
+    for (int r = 0; r < rows; r++) {
+      int sourceRow = r + dy;
+      for (int c = 0; c < cols; c++) {
+        int sourceCol = (flip ? cols - 1 - c : c) + dx;
+        boolean inside = sourceRow >= 0 && sourceRow < rows && sourceCol >= 0 && sourceCol < cols;
+        out.put(inside ? input.apply(pixels[offset + sourceRow * cols + sourceCol] & 0xff) : black);
       }
     }
   }
