@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.Augmentation;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
 import dev.distillery.schemas.LearningRateSchedule;
@@ -11,6 +12,7 @@ import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.SoftLabelSource;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
@@ -137,6 +139,32 @@ class RequestValidationTest {
         .build();
     assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
         .containsExactly("pruning.norm", "pruning.steps", "pruning.initialSparsity", "pruning.layerSparsity");
+  }
+
+  @Test
+  void budgetsSoftLabelsSmoothingAndAugmentationAreChecked() throws Exception {
+    CompressionRequest request = CompressionRequest.newBuilder(valid())
+        .setDistillation(DistillationSettings.newBuilder(valid().getDistillation()).setLabelSmoothing(1.0)
+            .setAugmentation(Augmentation.UNSUPPORTED).build())
+        .setPruning(PruningSettings.newBuilder(valid().getPruning()).setDistillFrom(SoftLabelSource.UNSUPPORTED)
+            .setMaxAccuracyLoss(Double.NaN).build())
+        .build();
+    assertThat(validation().validate(request)).extracting(RequestValidation.Violation::field)
+        .containsExactly("distillation.labelSmoothing", "distillation.augmentation", "pruning.distillFrom",
+            "pruning.maxAccuracyLoss");
+    CompressionRequest noValidationSplit = CompressionRequest.newBuilder(valid())
+        .setDistillation(DistillationSettings.newBuilder(valid().getDistillation()).setValidationSplit(0).build())
+        .setPruning(PruningSettings.newBuilder(valid().getPruning()).setMaxAccuracyLoss(0.5).build())
+        .build();
+    assertThat(validation().validate(noValidationSplit)).extracting(RequestValidation.Violation::problem)
+        .containsExactly("is judged on held-out samples: needs distillation.validationSplit above 0, was 0.0");
+    CompressionRequest transferFromTeacher = CompressionRequest.newBuilder(valid())
+        .setStudent(StudentSpec.newBuilder(valid().getStudent()).setArchitecture(valid().getTeacher().getArchitecture())
+            .setWidth(valid().getTeacher().getWidth()).build())
+        .setPruning(PruningSettings.newBuilder(valid().getPruning()).setDistillFrom(SoftLabelSource.TEACHER).build())
+        .setStages(List.of(Stage.TRANSFER, Stage.PRUNING)).build();
+    assertThat(validation().validate(transferFromTeacher)).extracting(RequestValidation.Violation::field)
+        .containsExactly("pruning.distillFrom");
   }
 
   @Test

@@ -264,7 +264,9 @@ class BadInputSuiteTest {
     bad.accept("distillation.weightDecay", r -> r.setDistillation(DistillationSettings.newBuilder(s).setWeightDecay(-1.0).build()));
     bad.accept("distillation.stepEpochs", r -> r.setDistillation(DistillationSettings.newBuilder(s).setStepEpochs(0).build()));
     bad.accept("distillation.validationSplit", r -> r.setDistillation(DistillationSettings.newBuilder(s).setValidationSplit(0.9).build()));
+    bad.accept("distillation.labelSmoothing", r -> r.setDistillation(DistillationSettings.newBuilder(s).setLabelSmoothing(-0.1).build()));
     bad.accept("pruning.targetSparsity", r -> r.setPruning(PruningSettings.newBuilder(p).setTargetSparsity(1.5).build()));
+    bad.accept("pruning.maxAccuracyLoss", r -> r.setPruning(PruningSettings.newBuilder(p).setMaxAccuracyLoss(-1.0).build()));
     bad.accept("pruning.fineTuneEpochs", r -> r.setPruning(PruningSettings.newBuilder(p).setFineTuneEpochs(-1).build()));
     bad.accept("pruning.norm", r -> r.setPruning(PruningSettings.newBuilder(p).setNorm(0).build()));
     bad.accept("pruning.steps", r -> r.setPruning(PruningSettings.newBuilder(p).setSteps(1000).build()));
