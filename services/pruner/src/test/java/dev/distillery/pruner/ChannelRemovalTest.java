@@ -49,6 +49,7 @@ class ChannelRemovalTest {
       "lenet5, 04Conv2d_weight, '3, 4, 60, 42'",
       "convnet, 06Conv2d_weight, '16, 16, 16, 32, 128'",
       "simplecnn, 04Conv2d_weight, '5, 5, 25'",
+      "bncnn, 05Conv2d_weight, '16, 16, 32'",
       // Stage 1's residual stream, named by the second block's last convolution: all of its writers
       // (the stem, each block's second convolution, their batch norms) lose the same channels.
       "resnet20, 06ParallelBlock_01SequentialBlock_04Conv2d_weight, '4, 16, 32, 8, 8, 8, 16, 16, 16, 32, 32, 32'"})
