@@ -5,6 +5,7 @@
 #   bench/run.sh prune [--option value]                                pruner: accuracy against sparsity
 #   bench/run.sh user <distil|prune|transfer> [--option value]         the user's TorchScript ResNet-18
 #   bench/run.sh load [--option value]                                 jobs from three clients at once (issue 15)
+#   bench/run.sh sweep --teacher FILE [--option value]                 distillation settings, by measurement (issue 16)
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ elif [[ "${1:-}" == prune ]]; then
   shift
 elif [[ "${1:-}" == user ]]; then
   MAIN=dev.distillery.bench.UserModelBench
+  shift
+elif [[ "${1:-}" == sweep ]]; then
+  MAIN=dev.distillery.bench.DistillationSweep
   shift
 elif [[ "${1:-}" == load ]]; then
   MAIN=dev.distillery.bench.LoadBench
