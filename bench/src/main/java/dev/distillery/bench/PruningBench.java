@@ -41,7 +41,9 @@ public final class PruningBench {
     DatasetSpec data = DatasetSpec.newBuilder().setLocation("/usr/share/datasets/fashion-mnist").build();
     // --model: a checkpoint of arch trained elsewhere (a baseline of another benchmark, say).
     Path model = o.containsKey("model") ? Path.of(o.get("model"))
-        : StudentTrainingBench.trained(arch, arch + "-full-" + epochs, data, epochs);
+        : Boolean.parseBoolean(o.getOrDefault("hold-out", "false"))
+            ? StudentTrainingBench.trained(arch, arch + "-holdout-" + epochs, data, epochs, true)
+            : StudentTrainingBench.trained(arch, arch + "-full-" + epochs, data, epochs);
     List<String> rows = new ArrayList<>();
     for (String sparsity : o.getOrDefault("sparsities", "0.5,0.8,0.9,0.95").split(",")) {
       PruningSettings pruning = PruningSettings.newBuilder()
