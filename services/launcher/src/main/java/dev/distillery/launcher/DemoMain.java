@@ -148,17 +148,17 @@ public final class DemoMain {
 
   /**
    * The demo's job: the convnet distilled into LeNet-5 (14x fewer parameters) for 10 epochs beside
-   * the same student on hard labels, then pruned towards 90% in three steps, fine-tuned against the
-   * unpruned student's soft labels, keeping the sparsest step within one point on the validation
-   * split.
+   * the same student on hard labels (T=4, alpha=0.5: chosen by `bench/run.sh sweep`, bench/README.md),
+   * then pruned towards 90% in five steps, fine-tuned against the unpruned student's soft labels,
+   * keeping the sparsest step within one point on the validation split.
    */
   static CompressionRequest recipe(String jobId, Path teacher, DatasetSpec data) {
     return CompressionRequest.newBuilder(request(jobId, teacher, data))
-        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.9).setEpochs(10)
+        .setDistillation(DistillationSettings.newBuilder().setTemperature(4.0).setAlpha(0.5).setEpochs(10)
             .setBatchSize(64).setLearningRate(0.002).setSeed(42L).setSchedule(LearningRateSchedule.COSINE)
             .setHardLabelBaseline(true).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.9)
-            .setSteps(3).setFineTuneEpochs(2).setFinalFineTuneEpochs(2).setLearningRate(0.001)
+            .setSteps(5).setFineTuneEpochs(2).setFinalFineTuneEpochs(2).setLearningRate(0.001)
             .setDistillFrom(SoftLabelSource.UNPRUNED).setMaxAccuracyLoss(1.0).build())
         .build();
   }
