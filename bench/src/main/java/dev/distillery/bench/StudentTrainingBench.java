@@ -86,7 +86,9 @@ public final class StudentTrainingBench {
   private static void distill(Map<String, String> o) throws Exception {
     DatasetSpec data = DatasetSpec.newBuilder().setLocation(FULL.toString()).build();
     int teacherEpochs = Integer.parseInt(o.getOrDefault("teacher-epochs", "15"));
-    Path teacher = teacher("convnet-full-" + teacherEpochs, data, teacherEpochs);
+    // --teacher-torchscript FILE: a teacher trained elsewhere (in PyTorch), as a user brings one.
+    Path teacher = o.containsKey("teacher-torchscript") ? Path.of(o.get("teacher-torchscript")).toAbsolutePath()
+        : teacher("convnet-full-" + teacherEpochs, data, teacherEpochs);
     DistillationSettings.Builder training = DistillationSettings.newBuilder()
         .setEpochs(Integer.parseInt(o.getOrDefault("epochs", "20")))
         .setBatchSize(Integer.parseInt(o.getOrDefault("batch", "128")))
@@ -98,7 +100,12 @@ public final class StudentTrainingBench {
         .setLabelSmoothing(Double.parseDouble(o.getOrDefault("label-smoothing", "0")))
         .setAugmentation(Augmentation.valueOf(o.getOrDefault("augmentation", "NONE")))
         .setHardLabelBaseline(true);
-    CompressionRequest request = request("distill", teacher, data, training.build())
+    CompressionRequest.Builder built = request("distill", teacher, data, training.build());
+    if (o.containsKey("teacher-torchscript")) {
+      built.setTeacher(TeacherSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT)
+          .setCheckpointUri(teacher.toUri().toString()).build());
+    }
+    CompressionRequest request = built
         .setStudent(StudentSpec.newBuilder().setArchitecture(o.getOrDefault("student", "lenet5"))
             .setWidth(Double.parseDouble(o.getOrDefault("width", "1.0"))).build())
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
