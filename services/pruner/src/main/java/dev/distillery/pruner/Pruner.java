@@ -145,13 +145,13 @@ final class Pruner {
     int steps = settings.getSteps();
     long progressSteps = (long) steps * (1 + settings.getFineTuneEpochs()) + settings.getFinalFineTuneEpochs();
     PruningMasks masks = null;
-    PruningMasks beyond = null;
+    PruningMasks stepMasks = null;
     byte[] withinWeights = null;
     double accuracyPruned = Double.NaN;
     double validation = Double.NaN;
     try {
       for (int step = 1; step <= steps; step++) {
-        PruningMasks stepMasks = PruningMasks.compute(model.model(), settings, step);
+        stepMasks = PruningMasks.compute(model.model(), settings, step);
         double sparsity = SparsitySchedule.at(step, settings, settings.getTargetSparsity());
         double stepAccuracyPruned = Evaluation.accuracy(model.model(), data.test(), model.input());
         long progress = (long) (step - 1) * (1 + settings.getFineTuneEpochs()) + 1;
@@ -173,7 +173,6 @@ final class Pruner {
               Map.of("sparsity", sparsity, "validationAccuracy", accuracy, "pointsLost", lost,
                   "withinBudget", within ? 1.0 : 0.0));
           if (!within) {
-            beyond = stepMasks;
             break;
           }
           withinWeights = step < steps ? TrainingCheckpoint.weights(model.model()) : null;
@@ -183,11 +182,12 @@ final class Pruner {
           masks.close();
         }
         masks = stepMasks;
+        stepMasks = null;
         accuracyPruned = stepAccuracyPruned;
       }
-      if (beyond != null) {
-        beyond.close();
-        beyond = null;
+      if (stepMasks != null) { // the climb stopped at a step beyond the budget
+        stepMasks.close();
+        stepMasks = null;
         if (masks == null) {
           throw new JobFailedException("pruning.maxAccuracyLoss", String.format("no pruning step stays within %s "
               + "points: the first, to sparsity %.4f, lost %.2f points on the validation split (%.4f -> %.4f); "
@@ -210,7 +210,7 @@ final class Pruner {
         }
       }
     } catch (Exception | Error e) {
-      for (PruningMasks open : new PruningMasks[] {masks, beyond}) {
+      for (PruningMasks open : new PruningMasks[] {masks, stepMasks}) {
         if (open != null) {
           open.close();
         }
