@@ -32,7 +32,7 @@ import java.util.Map;
  *       convolution and batch norm (He's option B) (0.27M)
  *   <li>{@code bncnn}: a student designed for 28x28 images: three 3x3 convolutions (32, 64, 64
  *       channels), each with batch norm, ReLU and 2x2 max pooling (28, 14, 7, 3), then one dense
- *       layer (62K); measured to distil better than {@code lenet5} at the same size (bench/README.md)
+ *       layer (62K, as many as {@code lenet5}; 91.8% on hard labels in 8 epochs, bench/README.md)
  * </ul>
  *
  * Each comes with its {@link ChannelGraph}: which channels structured pruning removes together.
