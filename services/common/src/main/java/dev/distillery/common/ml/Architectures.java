@@ -78,36 +78,143 @@ public final class Architectures {
    * (see {@link #hiddenUnits}): the shape structured pruning leaves.
    */
   public static Block build(String name, List<Integer> hidden, int classes) {
-    return assemble(name, hidden, classes).block;
+    return define(name, hidden, classes).block();
   }
 
   /** The channel groups of architecture {@code name} (the same at every width). */
   public static ChannelGraph graph(String name) {
-    Builder built = assemble(name, hiddenUnits(name, 1), 10);
-    Map<Parameter, String> names = new IdentityHashMap<>();
-    built.block.getParameters().forEach(p -> names.put(p.getValue(), p.getKey()));
+    Definition definition = define(name, hiddenUnits(name, 1), 10);
     List<ChannelGraph.Layer> layers = new ArrayList<>();
-    for (Recorded r : built.recorded) {
-      Parameter first = r.block.getParameters().get(0).getValue();
-      String key = names.get(first);
-      layers.add(new ChannelGraph.Layer(r.kind, key.substring(0, key.lastIndexOf('_')), r.in, r.out));
+    for (Layer layer : definition.layers()) {
+      layers.add(new ChannelGraph.Layer(layer.kind(), definition.prefix(layer), layer.in(), layer.out()));
     }
     List<String> groups = new ArrayList<>();
-    for (int g = 0; g < built.hidden.size(); g++) {
+    for (int g = 0; g < definition.hidden().size(); g++) {
       int group = g;
       groups.add(layers.stream().filter(l -> l.out() == group && l.hasWeights()).findFirst().orElseThrow().weight());
     }
     return new ChannelGraph(List.copyOf(groups), List.copyOf(layers));
   }
 
-  private record Recorded(Block block, ChannelGraph.Kind kind, int in, int out) {}
+  /**
+   * One operation of a built-in architecture. Each architecture is written once, as a tree of
+   * these; DJL's blocks ({@link #build}) and the ONNX graph ({@link OnnxExport}) are both made from it.
+   */
+  public sealed interface Op permits Chain, Layer, Relu, MaxPool, Flatten, GlobalAveragePool, Residual {}
 
-  /** Builds a block while recording, for its graph, which groups each layer reads and writes. */
+  /** Operations applied in order (a {@code SequentialBlock}). */
+  public record Chain(List<Op> ops) implements Op {}
+
+  /**
+   * A layer with parameters. Records of equal fields are distinct layers: look them up by identity.
+   *
+   * @param kind what its parameters are
+   * @param in the channel group it reads ({@link ChannelGraph#OUTSIDE}: the image)
+   * @param out the group it writes ({@link ChannelGraph#OUTSIDE}: the classes)
+   * @param units its output channels or units (for a batch norm: its channels)
+   * @param kernel a convolution's square kernel size (0 otherwise)
+   * @param stride a convolution's stride
+   * @param padding a convolution's zero padding on each side
+   */
+  public record Layer(ChannelGraph.Kind kind, int in, int out, int units, int kernel, int stride, int padding)
+      implements Op {
+    @Override
+    public boolean equals(Object other) {
+      return this == other;
+    }
+
+    @Override
+    public int hashCode() {
+      return System.identityHashCode(this);
+    }
+  }
+
+  public record Relu() implements Op {}
+
+  /** Max pooling over {@code size x size} windows with stride {@code size}, no padding. */
+  public record MaxPool(int size) implements Op {}
+
+  /** Flattens each sample to a vector. */
+  public record Flatten() implements Op {}
+
+  /** The mean of each channel over its positions. */
+  public record GlobalAveragePool() implements Op {}
+
+  /** {@code main(x) + shortcut(x)}; a null shortcut is the identity. */
+  public record Residual(Op main, Op shortcut) implements Op {}
+
+  /**
+   * An architecture at given sizes: its operations, the DJL block made from them, and the name
+   * prefix of each layer's parameters in that block ({@code prefix + "_weight"}).
+   */
+  public record Definition(Op root, Block block, List<Layer> layers, Map<Layer, String> prefixes, List<Integer> hidden) {
+    public String prefix(Layer layer) {
+      return prefixes.get(layer);
+    }
+  }
+
+  /** Architecture {@code name} with the given channel group sizes (see {@link #hiddenUnits}). */
+  public static Definition define(String name, List<Integer> hidden, int classes) {
+    int expected = hiddenUnits(name, 1).size();
+    if (hidden.size() != expected || hidden.stream().anyMatch(units -> units < 1)) {
+      throw new IllegalArgumentException(name + " needs " + expected + " positive hidden layer sizes, was " + hidden);
+    }
+    Builder b = new Builder(hidden, classes);
+    Op root = switch (name) {
+      case "mlp" -> b.chain(new Flatten(),
+          b.dense(OUTSIDE, 0), RELU,
+          b.dense(0, 1), RELU,
+          b.dense(1, OUTSIDE));
+      case "lenet5" -> b.chain(
+          b.conv(OUTSIDE, 0, 5, 1, 2, true), RELU, MAX_POOL,
+          b.conv(0, 1, 5, 1, 0, true), RELU, MAX_POOL,
+          new Flatten(),
+          b.dense(1, 2), RELU,
+          b.dense(2, 3), RELU,
+          b.dense(3, OUTSIDE));
+      case "convnet" -> b.chain(
+          b.conv(OUTSIDE, 0, 3, 1, 1, true), RELU,
+          b.conv(0, 1, 3, 1, 1, true), RELU, MAX_POOL,
+          b.conv(1, 2, 3, 1, 1, true), RELU,
+          b.conv(2, 3, 3, 1, 1, true), RELU, MAX_POOL,
+          new Flatten(),
+          b.dense(3, 4), RELU,
+          b.dense(4, OUTSIDE));
+      case "simplecnn" -> b.chain(
+          b.conv(OUTSIDE, 0, 5, 1, 0, true), MAX_POOL, RELU,
+          b.conv(0, 1, 5, 1, 0, true), MAX_POOL, RELU,
+          new Flatten(),
+          b.dense(1, 2), RELU,
+          b.dense(2, OUTSIDE));
+      case "bncnn" -> b.chain(
+          b.conv(OUTSIDE, 0, 3, 1, 1, false), b.batchNorm(0), RELU, MAX_POOL,
+          b.conv(0, 1, 3, 1, 1, false), b.batchNorm(1), RELU, MAX_POOL,
+          b.conv(1, 2, 3, 1, 1, false), b.batchNorm(2), RELU, MAX_POOL,
+          new Flatten(),
+          b.dense(2, OUTSIDE));
+      default -> resnet20(b);
+    };
+    Map<Layer, Block> blocks = new IdentityHashMap<>();
+    Block block = toBlock(root, blocks);
+    Map<Parameter, String> names = new IdentityHashMap<>();
+    block.getParameters().forEach(p -> names.put(p.getValue(), p.getKey()));
+    Map<Layer, String> prefixes = new IdentityHashMap<>();
+    for (Layer layer : b.layers) {
+      String key = names.get(blocks.get(layer).getParameters().get(0).getValue());
+      prefixes.put(layer, key.substring(0, key.lastIndexOf('_')));
+    }
+    return new Definition(root, block, List.copyOf(b.layers), prefixes, List.copyOf(hidden));
+  }
+
+  private static final Op RELU = new Relu();
+  private static final Op MAX_POOL = new MaxPool(2);
+  private static final int OUTSIDE = ChannelGraph.OUTSIDE;
+
+  /** Makes layers at the requested sizes, recording them in the order they are made. */
   private static final class Builder {
     final List<Integer> hidden;
     final int classes;
-    final List<Recorded> recorded = new ArrayList<>();
-    Block block;
+    final List<Layer> layers = new ArrayList<>();
 
     Builder(List<Integer> hidden, int classes) {
       this.hidden = hidden;
@@ -115,101 +222,89 @@ public final class Architectures {
     }
 
     int size(int group) {
-      return group == ChannelGraph.OUTSIDE ? classes : hidden.get(group);
+      return group == OUTSIDE ? classes : hidden.get(group);
     }
 
-    Block conv(int in, int out, int kernel, int stride, int padding, boolean bias) {
-      Block conv = Conv2d.builder().setFilters(size(out)).setKernelShape(new Shape(kernel, kernel))
-          .optStride(new Shape(stride, stride)).optPadding(new Shape(padding, padding)).optBias(bias).build();
-      recorded.add(new Recorded(conv, bias ? ChannelGraph.Kind.CONVOLUTION_WITH_BIAS : ChannelGraph.Kind.CONVOLUTION,
-          in, out));
-      return conv;
+    Chain chain(Op... ops) {
+      return new Chain(List.of(ops));
     }
 
-    Block batchNorm(int group) {
-      Block norm = BatchNorm.builder().build();
-      recorded.add(new Recorded(norm, ChannelGraph.Kind.BATCH_NORM, group, group));
-      return norm;
+    Layer conv(int in, int out, int kernel, int stride, int padding, boolean bias) {
+      return add(new Layer(bias ? ChannelGraph.Kind.CONVOLUTION_WITH_BIAS : ChannelGraph.Kind.CONVOLUTION,
+          in, out, size(out), kernel, stride, padding));
     }
 
-    Block dense(int in, int out) {
-      Block dense = Linear.builder().setUnits(size(out)).build();
-      recorded.add(new Recorded(dense, ChannelGraph.Kind.DENSE, in, out));
-      return dense;
+    Layer batchNorm(int group) {
+      return add(new Layer(ChannelGraph.Kind.BATCH_NORM, group, group, size(group), 0, 0, 0));
     }
-  }
 
-  private static Builder assemble(String name, List<Integer> hidden, int classes) {
-    int expected = hiddenUnits(name, 1).size();
-    if (hidden.size() != expected || hidden.stream().anyMatch(units -> units < 1)) {
-      throw new IllegalArgumentException(name + " needs " + expected + " positive hidden layer sizes, was " + hidden);
+    Layer dense(int in, int out) {
+      return add(new Layer(ChannelGraph.Kind.DENSE, in, out, size(out), 0, 0, 0));
     }
-    Builder b = new Builder(hidden, classes);
-    int out = ChannelGraph.OUTSIDE;
-    b.block = switch (name) {
-      case "mlp" -> new SequentialBlock()
-          .add(Blocks.batchFlattenBlock())
-          .add(b.dense(out, 0)).add(Activation::relu)
-          .add(b.dense(0, 1)).add(Activation::relu)
-          .add(b.dense(1, out));
-      case "lenet5" -> new SequentialBlock()
-          .add(b.conv(out, 0, 5, 1, 2, true)).add(Activation::relu).add(maxPool())
-          .add(b.conv(0, 1, 5, 1, 0, true)).add(Activation::relu).add(maxPool())
-          .add(Blocks.batchFlattenBlock())
-          .add(b.dense(1, 2)).add(Activation::relu)
-          .add(b.dense(2, 3)).add(Activation::relu)
-          .add(b.dense(3, out));
-      case "convnet" -> new SequentialBlock()
-          .add(b.conv(out, 0, 3, 1, 1, true)).add(Activation::relu)
-          .add(b.conv(0, 1, 3, 1, 1, true)).add(Activation::relu).add(maxPool())
-          .add(b.conv(1, 2, 3, 1, 1, true)).add(Activation::relu)
-          .add(b.conv(2, 3, 3, 1, 1, true)).add(Activation::relu).add(maxPool())
-          .add(Blocks.batchFlattenBlock())
-          .add(b.dense(3, 4)).add(Activation::relu)
-          .add(b.dense(4, out));
-      case "simplecnn" -> new SequentialBlock()
-          .add(b.conv(out, 0, 5, 1, 0, true)).add(maxPool()).add(Activation::relu)
-          .add(b.conv(0, 1, 5, 1, 0, true)).add(maxPool()).add(Activation::relu)
-          .add(Blocks.batchFlattenBlock())
-          .add(b.dense(1, 2)).add(Activation::relu)
-          .add(b.dense(2, out));
-      case "bncnn" -> new SequentialBlock()
-          .add(b.conv(out, 0, 3, 1, 1, false)).add(b.batchNorm(0)).add(Activation::relu).add(maxPool())
-          .add(b.conv(0, 1, 3, 1, 1, false)).add(b.batchNorm(1)).add(Activation::relu).add(maxPool())
-          .add(b.conv(1, 2, 3, 1, 1, false)).add(b.batchNorm(2)).add(Activation::relu).add(maxPool())
-          .add(Blocks.batchFlattenBlock())
-          .add(b.dense(2, out));
-      default -> resnet20(b);
-    };
-    return b;
+
+    private Layer add(Layer layer) {
+      layers.add(layer);
+      return layer;
+    }
   }
 
   /** Groups 0-2: the stages' residual streams; 3-11: the blocks' inner channels. */
-  private static Block resnet20(Builder b) {
-    SequentialBlock net = new SequentialBlock()
-        .add(b.conv(ChannelGraph.OUTSIDE, 0, 3, 1, 1, false)).add(b.batchNorm(0)).add(Activation::relu);
+  private static Op resnet20(Builder b) {
+    List<Op> net = new ArrayList<>(List.of(b.conv(OUTSIDE, 0, 3, 1, 1, false), b.batchNorm(0), RELU));
     int stream = 0;
     for (int stage = 0; stage < 3; stage++) {
       for (int block = 0; block < 3; block++) {
         int inner = 3 + stage * 3 + block;
         boolean downsample = stage > 0 && block == 0;
         int stride = downsample ? 2 : 1;
-        Block main = new SequentialBlock()
-            .add(b.conv(stream, inner, 3, stride, 1, false)).add(b.batchNorm(inner)).add(Activation::relu)
-            .add(b.conv(inner, stage, 3, 1, 1, false)).add(b.batchNorm(stage));
-        Block shortcut = downsample
-            ? new SequentialBlock().add(b.conv(stream, stage, 1, stride, 0, false)).add(b.batchNorm(stage))
-            : Blocks.identityBlock();
-        net.add(new ParallelBlock(branches -> new NDList(
-                branches.get(0).singletonOrThrow().add(branches.get(1).singletonOrThrow())), List.of(main, shortcut)))
-            .add(Activation::relu);
+        Op main = b.chain(
+            b.conv(stream, inner, 3, stride, 1, false), b.batchNorm(inner), RELU,
+            b.conv(inner, stage, 3, 1, 1, false), b.batchNorm(stage));
+        Op shortcut = downsample ? b.chain(b.conv(stream, stage, 1, stride, 0, false), b.batchNorm(stage)) : null;
+        net.add(new Residual(main, shortcut));
+        net.add(RELU);
         stream = stage;
       }
     }
-    return net.add(Pool.globalAvgPool2dBlock()).add(Blocks.batchFlattenBlock()).add(b.dense(2, ChannelGraph.OUTSIDE));
+    net.addAll(List.of(new GlobalAveragePool(), new Flatten(), b.dense(2, OUTSIDE)));
+    return new Chain(List.copyOf(net));
   }
 
-  private static Block maxPool() {
-    return Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2));
+  /** DJL's block for {@code op}; {@code blocks} receives each layer's. */
+  private static Block toBlock(Op op, Map<Layer, Block> blocks) {
+    if (op instanceof Chain chain) {
+      SequentialBlock sequence = new SequentialBlock();
+      chain.ops().forEach(child -> sequence.add(toBlock(child, blocks)));
+      return sequence;
+    }
+    if (op instanceof Layer layer) {
+      Block block = switch (layer.kind()) {
+        case CONVOLUTION, CONVOLUTION_WITH_BIAS -> Conv2d.builder().setFilters(layer.units())
+            .setKernelShape(new Shape(layer.kernel(), layer.kernel()))
+            .optStride(new Shape(layer.stride(), layer.stride()))
+            .optPadding(new Shape(layer.padding(), layer.padding()))
+            .optBias(layer.kind() == ChannelGraph.Kind.CONVOLUTION_WITH_BIAS).build();
+        case DENSE -> Linear.builder().setUnits(layer.units()).build();
+        case BATCH_NORM -> BatchNorm.builder().build();
+      };
+      blocks.put(layer, block);
+      return block;
+    }
+    if (op instanceof MaxPool pool) {
+      return Pool.maxPool2dBlock(new Shape(pool.size(), pool.size()), new Shape(pool.size(), pool.size()));
+    }
+    if (op instanceof Residual residual) {
+      return new ParallelBlock(branches -> new NDList(
+          branches.get(0).singletonOrThrow().add(branches.get(1).singletonOrThrow())),
+          List.of(toBlock(residual.main(), blocks),
+              residual.shortcut() == null ? Blocks.identityBlock() : toBlock(residual.shortcut(), blocks)));
+    }
+    if (op instanceof Relu) {
+      return Activation.reluBlock();
+    }
+    if (op instanceof Flatten) {
+      return Blocks.batchFlattenBlock();
+    }
+    return Pool.globalAvgPool2dBlock();
   }
 }

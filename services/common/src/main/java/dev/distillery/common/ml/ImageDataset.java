@@ -109,6 +109,13 @@ public final class ImageDataset {
     return input.shape().length == 0 ? forInference(images) : images;
   }
 
+  /** Images {@code from..from+count-1} preprocessed for {@code input}, one after another (NCHW), for runtimes other than DJL. */
+  public float[] values(int from, int count, Preprocessing input) {
+    float[] batch = new float[count * rows * cols];
+    fill(FloatBuffer.wrap(batch), range(from, from + count), input);
+    return batch;
+  }
+
   /**
    * Contiguous single-channel images {@code [N, 1, H, W]} for a built-in model's inference: the
    * same bytes seen as channels-last ({@link #channelsLast}); anything else as it is.
