@@ -2,7 +2,9 @@ package dev.distillery.cli;
 
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.ModelFormat;
+import dev.distillery.schemas.ModelArtifact;
 import dev.distillery.schemas.ModelMetrics;
+import dev.distillery.schemas.QuantizationReport;
 import dev.distillery.schemas.PruningReport;
 import java.util.Map;
 import java.util.TreeMap;
@@ -87,7 +89,27 @@ public final class ResultsTable {
     if (result.getSafetensors() != null) {
       out.append("for PyTorch: ").append(result.getSafetensors().getUri()).append('\n');
     }
+    QuantizationReport q = result.getQuantization();
+    if (q != null) {
+      out.append(String.format("int8: accuracy %.4f -> %.4f (%+.2f points) in ONNX Runtime, weights %d -> %d bytes "
+          + "(%.1fx), calibrated on %d images%n", q.getAccuracyFloat(), q.getAccuracyInt8(),
+          (q.getAccuracyInt8() - q.getAccuracyFloat()) * 100, q.getWeightBytesFloat(), q.getWeightBytesInt8(),
+          (double) q.getWeightBytesFloat() / q.getWeightBytesInt8(), q.getCalibrationImages()));
+    }
+    if (!result.getArtifacts().isEmpty()) {
+      out.append(String.format("%-15s %10s %9s %11s %13s  %-15s %s%n", "artifact", "bytes", "accuracy", "batch 1 ms",
+          "batch 256 ms", "measured by", "file"));
+      for (ModelArtifact a : result.getArtifacts()) {
+        out.append(String.format("%-15s %10d %9s %11s %13s  %-15s %s%n", a.getKind(), a.getFile().getSizeBytes(),
+            figure(a.getTestAccuracy(), "%.4f"), figure(a.getLatencyMsBatch1(), "%.3f"),
+            figure(a.getLatencyMsBatch256(), "%.2f"), a.getRuntime() == null ? "-" : a.getRuntime(), a.getFile().getUri()));
+      }
+    }
     return out.toString();
+  }
+
+  private static String figure(Double value, String format) {
+    return value == null ? "-" : String.format(format, value);
   }
 
   private static void row(StringBuilder out, String name, ModelMetrics m) {

@@ -193,9 +193,18 @@ public final class RequestValidation {
       }
     }
     if (request.getStages().contains(Stage.PRUNING) && p.getMethod() == PruningMethod.LN_STRUCTURED
-        && prunedFormat(request) == ModelFormat.TORCHSCRIPT) {
+        && finalFormat(request) == ModelFormat.TORCHSCRIPT) {
       problems.add(new Violation("pruning.method", "LN_STRUCTURED removes channels, which needs a built-in "
           + "architecture: Java cannot rewrite a TorchScript module's graph; use L1_UNSTRUCTURED or GLOBAL_UNSTRUCTURED"));
+    }
+    if (request.getStages().contains(Stage.QUANTIZATION)) {
+      between(problems, "quantization.calibrationImages", request.getQuantization().getCalibrationImages(), 1, 60_000);
+      if (finalFormat(request) == ModelFormat.TORCHSCRIPT) {
+        String field = request.getStages().contains(Stage.DISTILLATION) ? "student.format" : "teacher.format";
+        problems.add(new Violation(field, "QUANTIZATION quantizes built-in architectures only: Java cannot see or "
+            + "rewrite a TorchScript module's layers; export it with torch.onnx.export and quantize it with "
+            + "onnxruntime.quantization.quantize_static, or drop QUANTIZATION"));
+      }
     }
 
     List<Stage> stages = request.getStages();
@@ -203,7 +212,7 @@ public final class RequestValidation {
       problems.add(new Violation("stages", "must list each stage at most once, was "
           + (stages.size() > Stage.values().length ? stages.size() + " stages" : stages)));
     } else if (stages.isEmpty() || stages.contains(Stage.UNSUPPORTED)) {
-      problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, TRANSFER, PRUNING, was " + stages));
+      problems.add(new Violation("stages", "must list stages among TEACHER_INFERENCE, DISTILLATION, TRANSFER, PRUNING, QUANTIZATION, was " + stages));
     } else if (stages.contains(Stage.TRANSFER)) {
       transfer(problems, request);
     } else if (stages.contains(Stage.DISTILLATION) && !stages.contains(Stage.TEACHER_INFERENCE)) {
@@ -250,7 +259,8 @@ public final class RequestValidation {
   }
 
   /** The format of the model the pruner gets: the student's after DISTILLATION, else the teacher's. */
-  private static ModelFormat prunedFormat(CompressionRequest request) {
+  /** The format of the model PRUNING and QUANTIZATION work on: the student's, or the teacher's without DISTILLATION. */
+  private static ModelFormat finalFormat(CompressionRequest request) {
     return request.getStages().contains(Stage.DISTILLATION)
         ? request.getStudent().getFormat() : request.getTeacher().getFormat();
   }

@@ -57,7 +57,8 @@ public final class JobStatusFold {
       Comparator.comparingLong(JobCancellation::getTimestampMs).thenComparing(JobCancellation::getRequestedBy)
           .thenComparing(JobCancellation::getReason);
   private static final List<Stage> PIPELINE_ORDER =
-      List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING, Stage.UNSUPPORTED);
+      List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.TRANSFER, Stage.PRUNING, Stage.QUANTIZATION,
+          Stage.UNSUPPORTED);
 
   private JobStatusFold() {}
 

@@ -1,6 +1,7 @@
 package dev.distillery.launcher;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import ai.djl.Model;
 import dev.distillery.common.artifacts.ArtifactStore;
@@ -15,6 +16,10 @@ import dev.distillery.common.ml.Evaluation;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingLoop;
 import dev.distillery.pruner.L1Unstructured;
+import dev.distillery.schemas.ArtifactKind;
+import dev.distillery.schemas.ModelArtifact;
+import dev.distillery.schemas.QuantizationReport;
+import dev.distillery.schemas.QuantizationSettings;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
@@ -36,6 +41,9 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import dev.distillery.common.testing.OnnxChecker;
+import java.util.EnumMap;
+import java.util.Map;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
@@ -89,7 +97,8 @@ final class PipelineScenario {
         .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION))
         .build();
     // The teacher learnt all ten classes; the new task is five of them, from 1,000 images. Half of
-    // every hidden layer's channels are then removed, and the smaller model fine-tuned twice.
+    // every hidden layer's channels are then removed, the smaller model fine-tuned twice, then
+    // quantized to int8.
     CompressionRequest transfer = CompressionRequest.newBuilder(good)
         .setJobId("transfer-" + suffix)
         .setStudent(StudentSpec.newBuilder().setArchitecture("convnet").setWidth(0.5).build())
@@ -98,7 +107,8 @@ final class PipelineScenario {
         .setTransfer(TransferSettings.newBuilder().setPretrainedClasses(10).build())
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.LN_STRUCTURED).setTargetSparsity(0.5)
             .setFineTuneEpochs(1).setFinalFineTuneEpochs(1).setLearningRate(0.0005).build())
-        .setStages(List.of(Stage.TRANSFER, Stage.PRUNING))
+        .setQuantization(QuantizationSettings.newBuilder().setCalibrationImages(200).build())
+        .setStages(List.of(Stage.TRANSFER, Stage.PRUNING, Stage.QUANTIZATION))
         .build();
 
     try (LocalPipeline pipeline = LocalPipeline.start(LocalPipeline.keys(bootstrapServers, store.root(), 2,
@@ -136,8 +146,11 @@ final class PipelineScenario {
       assertThat(diverged.failure().getField()).isEqualTo("distillation.learningRate");
       assertThat(diverged.failure().getReason()).contains("training diverged", "not published");
 
-      JobWatcher.Outcome transferred = watcher.await(transfer.getJobId(), Duration.ofMinutes(5), p -> {});
+      Set<Stage> transferStages = EnumSet.noneOf(Stage.class);
+      JobWatcher.Outcome transferred = watcher.await(transfer.getJobId(), Duration.ofMinutes(5),
+          progress -> transferStages.add(progress.getStage()));
       assertThat(transferred.failure()).as("failure of the transfer job").isNull();
+      assertThat(transferStages).containsExactlyInAnyOrder(Stage.TRANSFER, Stage.PRUNING, Stage.QUANTIZATION);
       checkTransfer(transferred.result(), transfer);
       checkManagementPort(pipeline.managementPort());
     }
@@ -178,7 +191,7 @@ final class PipelineScenario {
     assertThat(result.getStudent().getTestAccuracy()).isGreaterThan(0.6);
     assertThat(result.getBaseline().getTestAccuracy()).isGreaterThan(0.2);
     assertThat(result.getStudent().getParameters()).isEqualTo(result.getBaseline().getParameters());
-    assertThat(result.getStageSeconds()).containsKeys("TRANSFER", "PRUNING");
+    assertThat(result.getStageSeconds()).containsKeys("TRANSFER", "PRUNING", "QUANTIZATION");
     assertThat(result.getStageKernels()).containsOnlyKeys("TRANSFER", "PRUNING");
     // convnet at width 0.5 has hidden layers of 16, 16, 32, 32 and 128.
     assertThat(result.getPruned().getHiddenUnits()).containsExactly(8, 8, 16, 16, 64);
@@ -190,6 +203,39 @@ final class PipelineScenario {
         ArtifactStore.open(result.getFinalCheckpoint()))) {
       assertThat(Models.head(pruned).get(0).getArray().getShape().get(0)).as("outputs of the new head").isEqualTo(5);
       assertThat(Evaluation.accuracy(pruned, fiveClasses.test())).isEqualTo(result.getPruned().getTestAccuracy());
+    }
+    checkQuantization(result);
+  }
+
+  /** The structurally pruned convnet's ONNX float and int8 models, as ONNX's checker and ONNX Runtime see them. */
+  private static void checkQuantization(JobResult result) throws Exception {
+    Map<ArtifactKind, ModelArtifact> files = new EnumMap<>(ArtifactKind.class);
+    result.getArtifacts().forEach(a -> files.put(a.getKind(), a));
+    assertThat(files).containsOnlyKeys(ArtifactKind.DJL_PARAMETERS, ArtifactKind.SAFETENSORS, ArtifactKind.SPARSE,
+        ArtifactKind.ONNX, ArtifactKind.ONNX_INT8, ArtifactKind.SPARSE_INT8);
+    ModelArtifact onnx = files.get(ArtifactKind.ONNX);
+    ModelArtifact int8 = files.get(ArtifactKind.ONNX_INT8);
+    QuantizationReport report = result.getQuantization();
+    System.out.printf("int8 of the pruned convnet: %.4f -> %.4f, %d -> %d bytes of ONNX, batch 256 %.2f -> %.2f ms%n",
+        onnx.getTestAccuracy(), int8.getTestAccuracy(), onnx.getFile().getSizeBytes(), int8.getFile().getSizeBytes(),
+        onnx.getLatencyMsBatch256(), int8.getLatencyMsBatch256());
+    // The same weights in another runtime: argmax ties aside, the same answers.
+    assertThat(onnx.getTestAccuracy()).isCloseTo(result.getPruned().getTestAccuracy(), within(0.002));
+    assertThat(int8.getTestAccuracy()).isCloseTo(onnx.getTestAccuracy(), within(0.03));
+    assertThat(report.getAccuracyFloat()).isEqualTo(onnx.getTestAccuracy());
+    assertThat(report.getAccuracyInt8()).isEqualTo(int8.getTestAccuracy());
+    assertThat(report.getCalibrationImages()).isEqualTo(200);
+    assertThat((double) report.getWeightBytesFloat() / report.getWeightBytesInt8()).isBetween(3.5, 4.0);
+    assertThat(int8.getFile().getSizeBytes()).isLessThan(onnx.getFile().getSizeBytes() / 3);
+    assertThat(files.get(ArtifactKind.SPARSE_INT8).getFile().getSizeBytes())
+        .isLessThan(files.get(ArtifactKind.SPARSE).getFile().getSizeBytes() / 2);
+    assertThat(files.get(ArtifactKind.SPARSE_INT8).getTestAccuracy()).isCloseTo(onnx.getTestAccuracy(), within(0.03));
+    assertThat(int8.getLatencyMsBatch1()).isPositive();
+    assertThat(onnx.getLatencyMsBatch256()).isGreaterThan(onnx.getLatencyMsBatch1());
+    for (ModelArtifact model : List.of(onnx, int8)) {
+      Path file = ArtifactStore.open(model.getFile());
+      OnnxChecker.check(file);
+      assertThat(ArtifactStore.sha256Of(file)).isEqualTo(model.getFile().getSha256());
     }
   }
 
@@ -206,6 +252,11 @@ final class PipelineScenario {
     assertThat(result.getStudent().getValidationAccuracy()).isGreaterThan(0.6);
     assertThat(result.getPruned().getTestAccuracy()).isGreaterThan(0.6);
     assertThat(result.getStudent().getParameters()).isLessThan(result.getTeacher().getParameters());
+    ModelArtifact onnx = result.getArtifacts().stream().filter(a -> a.getKind() == ArtifactKind.ONNX).findFirst()
+        .orElseThrow();
+    assertThat(onnx.getTestAccuracy()).as("the ONNX export in ONNX Runtime")
+        .isCloseTo(result.getPruned().getTestAccuracy(), within(0.002));
+    assertThat(result.getQuantization()).isNull();
     assertThat(result.getStageSeconds()).containsKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
     // One JVM here: every stage ran on the kernels its start-up probe chose.
     assertThat(result.getStageKernels()).containsOnlyKeys("TEACHER_INFERENCE", "DISTILLATION", "PRUNING")

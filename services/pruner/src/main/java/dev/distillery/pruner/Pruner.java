@@ -14,6 +14,10 @@ import dev.distillery.common.ml.JobModel;
 import dev.distillery.common.ml.Models;
 import dev.distillery.common.ml.TrainingCheckpoint;
 import dev.distillery.common.ml.TrainingLoop;
+import dev.distillery.common.ml.Int8Quantization;
+import dev.distillery.common.ml.OnnxExport;
+import dev.distillery.common.ml.OnnxRuntime;
+import dev.distillery.schemas.ArtifactKind;
 import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.BudgetStep;
 import dev.distillery.schemas.CheckpointReady;
@@ -22,10 +26,13 @@ import dev.distillery.schemas.JobContext;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.LearningRateSchedule;
+import dev.distillery.schemas.ModelArtifact;
+import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningReport;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.QuantizationReport;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topics;
 import java.io.IOException;
@@ -37,9 +44,9 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The last stage: prunes the checkpoint it is handed (by the request's method and schedule),
- * fine-tunes with the masks held, evaluates, stores the pruned checkpoint and publishes the job's
- * result.
+ * The last stages: prunes the checkpoint it is handed (by the request's method and schedule),
+ * fine-tunes with the masks held, evaluates, stores the pruned checkpoint; exports the final
+ * model to ONNX and, with QUANTIZATION, to int8; and publishes the job's result.
  */
 final class Pruner {
   private static final Stage STAGE = Stage.PRUNING;
@@ -65,15 +72,27 @@ final class Pruner {
     String jobId = event.getJobId();
     JobResult.Builder result = JobResult.newBuilder().setJobId(jobId)
         .setTeacher(context.getTeacher()).setStudent(context.getStudent()).setBaseline(context.getBaseline());
-    if (!request.getStages().contains(STAGE)) {
-      return publish(result.setFinalCheckpoint(event.getCheckpoint()).setFinalFormat(event.getFormat()), context, start);
+    boolean pruning = request.getStages().contains(STAGE);
+    Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
+    if (!pruning && event.getFormat() == ModelFormat.TORCHSCRIPT) { // nothing to do: QUANTIZATION was refused
+      return publish(result.setFinalCheckpoint(event.getCheckpoint()).setFinalFormat(event.getFormat())
+          .setArtifacts(List.of(artifact(ArtifactKind.TORCHSCRIPT, event.getCheckpoint(), null, null, null, null))),
+          context, seconds);
     }
-    PruningSettings settings = request.getPruning();
     Datasets.TrainTest data = Datasets.load(request.getDataset());
     try (JobModel model = load(event, data)) {
       // The stage that produced this checkpoint measured it on the same test set: not again here.
       double before = (context.getStudent() != null ? context.getStudent() : context.getTeacher()).getTestAccuracy();
       Shape image = data.train().imageShape();
+      ArtifactStore artifacts = store.forOutput(request.getOutputUri());
+      List<ModelArtifact> files = new ArrayList<>();
+      if (!pruning) {
+        result.setFinalCheckpoint(event.getCheckpoint()).setFinalFormat(event.getFormat());
+        files.add(artifact(ArtifactKind.DJL_PARAMETERS, event.getCheckpoint(), DJL, before, null, null));
+        return publish(result.setArtifacts(exports(model, request, data, artifacts, jobId, result, files, seconds)),
+            context, seconds);
+      }
+      PruningSettings settings = request.getPruning();
       InferenceCost.Macs macsBefore = macs(model, image);
       double batch1Before = InferenceCost.latencyMillis(model, image, 1, 50);
       double batch256Before = InferenceCost.latencyMillis(model, image, 256, 20);
@@ -86,22 +105,22 @@ final class Pruner {
       try (JobModel smaller = structured ? JobModel.builtIn(ChannelRemoval.removeZeroChannels(model.model(),
           event.getArchitecture(), data.numClasses(), image), event.getArchitecture(), event.getWidth()) : null) {
         JobModel output = structured ? smaller : model;
-        ArtifactStore artifacts = store.forOutput(request.getOutputUri());
         ArtifactRef checkpoint = output.save(artifacts, jobId, "pruned");
-        result.setSafetensors(artifacts.write(jobId, "pruned.safetensors", out -> Safetensors.write(output, out)))
-            .setSparseCheckpoint(artifacts.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(output.model(), out)));
+        ArtifactRef safetensors = artifacts.write(jobId, "pruned.safetensors", out -> Safetensors.write(output, out));
+        ArtifactRef sparse = artifacts.write(jobId, "pruned.dspz", out -> SparseCheckpoint.write(output.model(), out));
+        result.setSafetensors(safetensors).setSparseCheckpoint(sparse);
         long weights = layers.stream().mapToLong(PruningMasks.LayerCount::weights).sum();
         long zeros = layers.stream().mapToLong(PruningMasks.LayerCount::zeros).sum();
         double after = Evaluation.accuracy(output.model(), data.test(), output.input());
         InferenceCost.Macs macsAfter = macs(output, image);
         long parameters = Models.parameterCount(output.model());
+        double batch1After = InferenceCost.latencyMillis(output, image, 1, 50);
+        double batch256After = InferenceCost.latencyMillis(output, image, 256, 20);
         result.setPruning(PruningReport.newBuilder()
             .setAccuracyBefore(before).setAccuracyPruned(pruned.accuracy()).setAccuracyFineTuned(after)
             .setMacsBefore(macsBefore.dense()).setMacsAfter(macsAfter.dense()).setNonZeroMacsAfter(macsAfter.nonZero())
-            .setLatencyMsBatch1Before(batch1Before)
-            .setLatencyMsBatch1After(InferenceCost.latencyMillis(output, image, 1, 50))
-            .setLatencyMsBatch256Before(batch256Before)
-            .setLatencyMsBatch256After(InferenceCost.latencyMillis(output, image, 256, 20))
+            .setLatencyMsBatch1Before(batch1Before).setLatencyMsBatch1After(batch1After)
+            .setLatencyMsBatch256Before(batch256Before).setLatencyMsBatch256After(batch256After)
             .setUnprunedParameters(structured ? 0 : parameters - weights)
             .setMaxAccuracyLoss(settings.getMaxAccuracyLoss())
             .setValidationAccuracyBefore(pruned.validationBefore())
@@ -117,8 +136,88 @@ final class Pruner {
             .setSparsity(weights == 0 ? 0 : (double) zeros / weights)
             .setLayers(layers.stream().map(l -> new LayerSparsity(l.name(), l.weights(), l.zeros())).toList())
             .setFinalCheckpoint(checkpoint);
-        return publish(result, context, start);
+        files.add(artifact(output.isTorchScript() ? ArtifactKind.TORCHSCRIPT : ArtifactKind.DJL_PARAMETERS, checkpoint,
+            DJL, after, batch1After, batch256After));
+        files.add(artifact(ArtifactKind.SAFETENSORS, safetensors, null, null, null, null));
+        files.add(artifact(ArtifactKind.SPARSE, sparse, null, null, null, null));
+        seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
+        return publish(result.setArtifacts(exports(output, request, data, artifacts, jobId, result, files, seconds)),
+            context, seconds);
       }
+    }
+  }
+
+  private static final String DJL = "DJL (libtorch)";
+  private static final String ONNX_RUNTIME = "ONNX Runtime";
+
+  private static ModelArtifact artifact(ArtifactKind kind, ArtifactRef file, String runtime, Double accuracy,
+      Double batch1, Double batch256) {
+    return ModelArtifact.newBuilder().setKind(kind).setFile(file).setRuntime(runtime).setTestAccuracy(accuracy)
+        .setLatencyMsBatch1(batch1).setLatencyMsBatch256(batch256).build();
+  }
+
+  /**
+   * The final model's ONNX form (a built-in architecture's; a TorchScript module's layers are not
+   * visible from Java) with its accuracy in ONNX Runtime, and with QUANTIZATION its int8 forms
+   * (ONNX QDQ and the int8 sparse encoding), the latency of both ONNX models, and the report.
+   * Returns {@code files} with these added.
+   */
+  private List<ModelArtifact> exports(JobModel output, CompressionRequest request, Datasets.TrainTest data,
+      ArtifactStore artifacts, String jobId, JobResult.Builder result, List<ModelArtifact> files,
+      Map<String, Double> seconds) throws Exception {
+    if (output.isTorchScript()) {
+      return files;
+    }
+    long start = System.nanoTime();
+    boolean quantizing = request.getStages().contains(Stage.QUANTIZATION);
+    Shape image = data.train().imageShape();
+    byte[] floatModel = OnnxExport.floatModel(output.model(), image);
+    ArtifactRef onnx = artifacts.write(jobId, "model.onnx", out -> out.write(floatModel));
+    if (!quantizing) {
+      try (OnnxRuntime runtime = new OnnxRuntime(floatModel, image.getShape(), OnnxRuntime.torchThreads())) {
+        files.add(artifact(ArtifactKind.ONNX, onnx, ONNX_RUNTIME, runtime.accuracy(data.test(), output.input()),
+            null, null));
+      }
+      return files;
+    }
+    int images = request.getQuantization().getCalibrationImages();
+    events.progress(jobId, Stage.QUANTIZATION, 0, 3, "calibrating int8 ranges on " + images + " training images",
+        Map.of());
+    byte[] int8Model = Int8Quantization.quantize(output.model(), data.train(), images,
+        request.getDistillation().getSeed());
+    ArtifactRef onnxInt8 = artifacts.write(jobId, "model-int8.onnx", out -> out.write(int8Model));
+    ArtifactRef sparseInt8 = artifacts.write(jobId, "model-int8.dspz",
+        out -> SparseCheckpoint.writeInt8(output.model(), out));
+    events.progress(jobId, Stage.QUANTIZATION, 1, 3, "measuring the float and int8 ONNX models", Map.of());
+    ModelArtifact floatArtifact = measured(ArtifactKind.ONNX, onnx, floatModel, data, output);
+    ModelArtifact int8Artifact = measured(ArtifactKind.ONNX_INT8, onnxInt8, int8Model, data, output);
+    double sparseInt8Accuracy = SparseCheckpoint.accuracyOf(output.model(), ArtifactStore.open(sparseInt8), data.test());
+    long weightsFloat = 0;
+    long weightsInt8 = 0;
+    for (var weight : output.prunableWeights()) {
+      Shape shape = weight.getValue().getArray().getShape();
+      weightsFloat += shape.size() * Float.BYTES;
+      weightsInt8 += shape.size() + shape.get(0) * Float.BYTES;
+    }
+    result.setQuantization(QuantizationReport.newBuilder().setCalibrationImages(images)
+        .setAccuracyFloat(floatArtifact.getTestAccuracy()).setAccuracyInt8(int8Artifact.getTestAccuracy())
+        .setWeightBytesFloat(weightsFloat).setWeightBytesInt8(weightsInt8).build());
+    events.progress(jobId, Stage.QUANTIZATION, 3, 3, String.format("int8 accuracy %.4f (float %.4f)",
+        int8Artifact.getTestAccuracy(), floatArtifact.getTestAccuracy()),
+        Map.of("accuracyFloat", floatArtifact.getTestAccuracy(), "accuracyInt8", int8Artifact.getTestAccuracy()));
+    files.add(floatArtifact);
+    files.add(int8Artifact);
+    files.add(artifact(ArtifactKind.SPARSE_INT8, sparseInt8, DJL, sparseInt8Accuracy, null, null));
+    seconds.put(Stage.QUANTIZATION.name(), (System.nanoTime() - start) / 1e9);
+    return files;
+  }
+
+  /** An ONNX model's test accuracy and latency at batch 1 and 256 in ONNX Runtime, with libtorch's thread count. */
+  private static ModelArtifact measured(ArtifactKind kind, ArtifactRef file, byte[] model, Datasets.TrainTest data,
+      JobModel output) throws Exception {
+    try (OnnxRuntime runtime = new OnnxRuntime(model, data.train().imageShape().getShape(), OnnxRuntime.torchThreads())) {
+      return artifact(kind, file, ONNX_RUNTIME, runtime.accuracy(data.test(), output.input()),
+          runtime.latencyMillis(1, 50), runtime.latencyMillis(256, 20));
     }
   }
 
@@ -268,9 +367,8 @@ final class Pruner {
     return model.isTorchScript() ? new InferenceCost.Macs(0, 0) : InferenceCost.macs(model.model(), image);
   }
 
-  private CompletableFuture<?> publish(JobResult.Builder result, JobContext context, long start) {
-    Map<String, Double> seconds = new HashMap<>(context.getStageSeconds());
-    seconds.put(STAGE.name(), (System.nanoTime() - start) / 1e9);
+  /** {@code seconds}: the wall time of each stage that ran. */
+  private CompletableFuture<?> publish(JobResult.Builder result, JobContext context, Map<String, Double> seconds) {
     JobResult done = result.setStageSeconds(seconds)
         .setStageKernels(DjlRuntime.withKernelsOf(context.getStageKernels(), STAGE.name()))
         .setCompletedAtMs(System.currentTimeMillis()).build();
