@@ -12,6 +12,7 @@ import dev.distillery.schemas.OptimizerKind;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.QuantizationSettings;
 import dev.distillery.schemas.SoftLabelSource;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
@@ -113,6 +114,21 @@ class RequestValidationTest {
         .setPruning(PruningSettings.newBuilder(valid().getPruning()).setMethod(PruningMethod.LN_STRUCTURED).build()).build();
     assertThat(validation().validate(structured)).extracting(RequestValidation.Violation::field)
         .containsExactly("pruning.method");
+    CompressionRequest quantized = CompressionRequest.newBuilder(pruneOnly)
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.PRUNING, Stage.QUANTIZATION)).build();
+    assertThat(validation().validate(quantized)).extracting(RequestValidation.Violation::field)
+        .containsExactly("teacher.format");
+    CompressionRequest distilledModule = CompressionRequest.newBuilder(valid())
+        .setStudent(StudentSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture("mine")
+            .setCheckpointUri(file).build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.QUANTIZATION)).build();
+    assertThat(validation().validate(distilledModule)).extracting(RequestValidation.Violation::field)
+        .containsExactly("student.format");
+    CompressionRequest noCalibration = CompressionRequest.newBuilder(valid())
+        .setQuantization(new QuantizationSettings(0))
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.QUANTIZATION)).build();
+    assertThat(validation().validate(noCalibration)).extracting(RequestValidation.Violation::field)
+        .containsExactly("quantization.calibrationImages");
     CompressionRequest noModule = CompressionRequest.newBuilder(valid())
         .setStudent(StudentSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT).setArchitecture("mine").build()).build();
     assertThat(validation().validate(noModule)).extracting(RequestValidation.Violation::field)

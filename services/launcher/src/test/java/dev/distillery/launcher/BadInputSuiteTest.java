@@ -24,6 +24,7 @@ import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.ModelFormat;
 import dev.distillery.schemas.PruningMethod;
 import dev.distillery.schemas.PruningSettings;
+import dev.distillery.schemas.QuantizationSettings;
 import dev.distillery.schemas.SoftLabelBatch;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
@@ -300,6 +301,11 @@ class BadInputSuiteTest {
     bad.accept("dataset.location", r -> r.setDataset(DatasetSpec.newBuilder(d).setLocation("/etc").build()));
     bad.accept("student.checkpointUri", r -> r.setStudent(StudentSpec.newBuilder().setFormat(ModelFormat.TORCHSCRIPT)
         .setArchitecture("custom").setWidth(1.0).setCheckpointUri(secret.toUri().toString()).build()));
+    // int8 quantization of a module whose layers Java cannot see; no calibration images.
+    bad.accept("teacher.format", r -> r.setTeacher(TeacherSpec.newBuilder(t).setFormat(ModelFormat.TORCHSCRIPT).build())
+        .setStages(List.of(Stage.PRUNING, Stage.QUANTIZATION)));
+    bad.accept("quantization.calibrationImages", r -> r.setQuantization(new QuantizationSettings(0))
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.QUANTIZATION)));
     bad.accept("outputUri", r -> r.setOutputUri(outsideOutput.toUri().toString()));
     bad.accept("outputUri", r -> r.setOutputUri(teachers.toString()));
     return cases;
