@@ -6,6 +6,7 @@
 #   bench/run.sh user <distil|prune|transfer> [--option value]         the user's TorchScript ResNet-18
 #   bench/run.sh load [--option value]                                 jobs from three clients at once (issue 15)
 #   bench/run.sh sweep --teacher FILE [--option value]                 distillation settings, by measurement (issue 16)
+#   bench/run.sh onnx [--models arch=FILE|train:N:E,...]               DJL, ONNX float and int8 in ONNX Runtime (issue 17)
 # Results and the exact commands used are written up in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ elif [[ "${1:-}" == user ]]; then
   shift
 elif [[ "${1:-}" == sweep ]]; then
   MAIN=dev.distillery.bench.DistillationSweep
+  shift
+elif [[ "${1:-}" == onnx ]]; then
+  MAIN=dev.distillery.bench.OnnxBench
   shift
 elif [[ "${1:-}" == load ]]; then
   MAIN=dev.distillery.bench.LoadBench

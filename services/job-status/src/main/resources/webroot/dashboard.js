@@ -336,7 +336,28 @@ function results(job) {
     if (p.unprunedParameters > 0) lines.push(`left dense: ${fmt.int(p.unprunedParameters)} parameters outside the pruned weights (biases, batch norm)`);
   }
   if (r.finalFormat === 'TORCHSCRIPT') lines.push('final model: TorchScript, opens with torch.jit.load');
-  return el('div', { class: 'results-box' }, table, ...lines.map(l => el('p', { class: 'summary' }, l)));
+  const q = r.quantization;
+  if (q) {
+    lines.push(`int8: ${fmt.pct(q.accuracyFloat)} → ${fmt.pct(q.accuracyInt8)} in ONNX Runtime,`
+      + ` weights ${fmt.int(q.weightBytesFloat)} → ${fmt.int(q.weightBytesInt8)} bytes, calibrated on ${fmt.int(q.calibrationImages)} images`);
+  }
+  return el('div', { class: 'results-box' }, table, ...lines.map(l => el('p', { class: 'summary' }, l)), artifacts(r));
+}
+
+/** Every file of the final model, with what was measured of each (ONNX Runtime for ONNX, DJL otherwise). */
+function artifacts(r) {
+  if (!r.artifacts || !r.artifacts.length) return el('div');
+  const number = (v, digits) => v === null || v === undefined ? '–' : v.toFixed(digits);
+  const table = el('table', { class: 'results artifacts' },
+    el('tr', {}, ['file', 'kind', 'bytes', 'accuracy', 'batch 1 ms', 'batch 256 ms', 'measured by']
+      .map(h => el('th', {}, h))));
+  r.artifacts.forEach(a => table.append(el('tr', { 'data-artifact': a.kind },
+    el('td', {}, a.file.uri.substring(a.file.uri.lastIndexOf('/') + 1)), el('td', {}, a.kind),
+    el('td', {}, fmt.int(a.file.sizeBytes)),
+    el('td', { class: 'accuracy' }, a.testAccuracy === null || a.testAccuracy === undefined ? '–' : fmt.pct(a.testAccuracy)),
+    el('td', {}, number(a.latencyMsBatch1, 3)), el('td', {}, number(a.latencyMsBatch256, 2)),
+    el('td', {}, a.runtime || '–'))));
+  return table;
 }
 
 async function submit(event) {

@@ -6,6 +6,7 @@ import dev.distillery.schemas.ModelArtifact;
 import dev.distillery.schemas.ModelMetrics;
 import dev.distillery.schemas.QuantizationReport;
 import dev.distillery.schemas.PruningReport;
+import java.util.Comparator;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -104,6 +105,14 @@ public final class ResultsTable {
             figure(a.getTestAccuracy(), "%.4f"), figure(a.getLatencyMsBatch1(), "%.3f"),
             figure(a.getLatencyMsBatch256(), "%.2f"), a.getRuntime() == null ? "-" : a.getRuntime(), a.getFile().getUri()));
       }
+      ModelMetrics teacher = result.getTeacher();
+      result.getArtifacts().stream().filter(a -> a.getTestAccuracy() != null)
+          .min(Comparator.comparingLong(a -> a.getFile().getSizeBytes()))
+          .filter(smallest -> teacher != null)
+          .ifPresent(smallest -> out.append(String.format("smallest measured (%s): %.1fx fewer bytes than the teacher's "
+              + "checkpoint, %+.2f points against the teacher%n", smallest.getKind(),
+              (double) teacher.getCheckpointBytes() / smallest.getFile().getSizeBytes(),
+              (smallest.getTestAccuracy() - teacher.getTestAccuracy()) * 100)));
     }
     return out.toString();
   }

@@ -150,7 +150,8 @@ public final class DemoMain {
    * The demo's job: the convnet distilled into LeNet-5 (14x fewer parameters) for 10 epochs beside
    * the same student on hard labels (T=4, alpha=0.5: chosen by `bench/run.sh sweep`, bench/README.md),
    * then pruned towards 90% in five steps, fine-tuned against the unpruned student's soft labels,
-   * keeping the sparsest step within one point on the validation split.
+   * keeping the sparsest step within one point on the validation split, then quantized to int8:
+   * Deep Compression's chain, distill, prune, quantize, encode.
    */
   static CompressionRequest recipe(String jobId, Path teacher, DatasetSpec data) {
     return CompressionRequest.newBuilder(request(jobId, teacher, data))
@@ -160,6 +161,7 @@ public final class DemoMain {
         .setPruning(PruningSettings.newBuilder().setMethod(PruningMethod.L1_UNSTRUCTURED).setTargetSparsity(0.9)
             .setSteps(5).setFineTuneEpochs(2).setFinalFineTuneEpochs(2).setLearningRate(0.001)
             .setDistillFrom(SoftLabelSource.UNPRUNED).setMaxAccuracyLoss(1.0).build())
+        .setStages(List.of(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING, Stage.QUANTIZATION))
         .build();
   }
 
