@@ -27,20 +27,26 @@ public final class Evaluation {
   /** Top-1 accuracy of {@code model}, which takes {@code input}, on {@code data}, 0..1. */
   public static double accuracy(Model model, ImageDataset data, Preprocessing input) throws Exception {
     long[] correct = {0};
-    forEachBatch(model, data, input, 0, data.size(), BATCH, (first, logits, count, classes) -> {
-      for (int i = 0; i < count; i++) {
-        int best = 0;
-        for (int c = 1; c < classes; c++) {
-          if (logits[i * classes + c] > logits[i * classes + best]) {
-            best = c;
-          }
-        }
-        if (best == data.label(first + i)) {
-          correct[0]++;
+    forEachBatch(model, data, input, 0, data.size(), BATCH,
+        (first, logits, count, classes) -> correct[0] += correct(logits, count, classes, data, first));
+    return data.size() == 0 ? 0 : (double) correct[0] / data.size();
+  }
+
+  /** How many of {@code count} samples from {@code first} on have their label as the largest of their logits. */
+  static int correct(float[] logits, int count, int classes, ImageDataset data, int first) {
+    int correct = 0;
+    for (int i = 0; i < count; i++) {
+      int best = 0;
+      for (int c = 1; c < classes; c++) {
+        if (logits[i * classes + c] > logits[i * classes + best]) {
+          best = c;
         }
       }
-    });
-    return data.size() == 0 ? 0 : (double) correct[0] / data.size();
+      if (best == data.label(first + i)) {
+        correct++;
+      }
+    }
+    return correct;
   }
 
   /**

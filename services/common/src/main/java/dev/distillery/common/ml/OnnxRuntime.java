@@ -71,18 +71,7 @@ public final class OnnxRuntime implements AutoCloseable {
       JobControl.checkpoint();
       int count = Math.min(BATCH, data.size() - first);
       float[] logits = logits(data.values(first, count, input), count);
-      int classes = logits.length / count;
-      for (int i = 0; i < count; i++) {
-        int best = 0;
-        for (int c = 1; c < classes; c++) {
-          if (logits[i * classes + c] > logits[i * classes + best]) {
-            best = c;
-          }
-        }
-        if (best == data.label(first + i)) {
-          correct++;
-        }
-      }
+      correct += Evaluation.correct(logits, count, logits.length / count, data, first);
     }
     return data.size() == 0 ? 0 : (double) correct / data.size();
   }

@@ -4,13 +4,11 @@ import dev.distillery.common.ml.Preprocessing;
 import io.vertx.core.json.JsonArray;
 import java.io.IOException;
 import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 /**
@@ -18,8 +16,6 @@ import java.util.stream.Collectors;
  * wrote, as a user would: the check that an output "loads in PyTorch" is PyTorch loading it.
  */
 public final class PyTorch {
-  private static final String PYTHON = "/usr/bin/python3";
-
   private PyTorch() {}
 
   /**
@@ -32,26 +28,16 @@ public final class PyTorch {
     try (InputStream in = PyTorch.class.getResourceAsStream("/pytorch/torchscript_logits.py")) {
       Files.write(script, in.readAllBytes());
     }
-    List<String> command = new ArrayList<>(List.of(PYTHON, script.toString(), module.toString(), datasetDir.toString(),
+    List<String> command = new ArrayList<>(List.of(script.toString(), module.toString(), datasetDir.toString(),
         String.valueOf(count), String.valueOf(input.scale()), String.valueOf(input.mean()), String.valueOf(input.std())));
     if (input.shape().length > 0) {
       command.add(Arrays.stream(input.shape()).mapToObj(Long::toString).collect(Collectors.joining(",")));
     }
-    Path output = Files.createTempFile("torchscript_logits", ".json");
     try {
-      Process python = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(output.toFile()).start();
-      if (!python.waitFor(120, TimeUnit.SECONDS)) {
-        python.destroyForcibly();
-        throw new IOException("PyTorch did not finish in 120 s: " + command);
-      }
-      String text = Files.readString(output, StandardCharsets.UTF_8);
-      if (python.exitValue() != 0) {
-        throw new IOException("PyTorch could not load " + module + " (is python3-torch installed?):\n" + text);
-      }
+      String text = Python.run(command, "PyTorch could not load " + module + " (is python3-torch installed?)");
       return GoldenFixtures.floats(new JsonArray(text.strip()));
     } finally {
       Files.deleteIfExists(script);
-      Files.deleteIfExists(output);
     }
   }
 }
