@@ -106,7 +106,8 @@ public final class Architectures {
   public record Chain(List<Op> ops) implements Op {}
 
   /**
-   * A layer with parameters. Records of equal fields are distinct layers: look them up by identity.
+   * A layer with parameters. Two layers of one architecture may have equal fields: maps keyed by
+   * layer are identity maps.
    *
    * @param kind what its parameters are
    * @param in the channel group it reads ({@link ChannelGraph#OUTSIDE}: the image)
@@ -117,17 +118,7 @@ public final class Architectures {
    * @param padding a convolution's zero padding on each side
    */
   public record Layer(ChannelGraph.Kind kind, int in, int out, int units, int kernel, int stride, int padding)
-      implements Op {
-    @Override
-    public boolean equals(Object other) {
-      return this == other;
-    }
-
-    @Override
-    public int hashCode() {
-      return System.identityHashCode(this);
-    }
-  }
+      implements Op {}
 
   public record Relu() implements Op {}
 

@@ -18,8 +18,8 @@ import java.util.Arrays;
  * DJL sees) and latency (of any model).
  */
 public final class InferenceCost {
-  static final int WARM_UP_PASSES = 10;
-  static final long WARM_UP_NANOS = 1_000_000_000L;
+  private static final int WARM_UP_PASSES = 10;
+  private static final long WARM_UP_NANOS = 1_000_000_000L;
 
   /**
    * Multiply-accumulates of one image.

@@ -19,6 +19,8 @@ import java.util.Set;
  */
 public final class OnnxRuntime implements AutoCloseable {
   private static final int BATCH = 256;
+  private static final int WARM_UP_PASSES = 10;
+  private static final long WARM_UP_NANOS = 250_000_000L;
   private final OrtSession session;
   private final long[] imageShape;
 
@@ -78,8 +80,10 @@ public final class OnnxRuntime implements AutoCloseable {
 
   /**
    * The median wall time in milliseconds of one run over {@code batch} random images, over
-   * {@code repeats} runs after a warm-up of at least 10 runs and a second (as {@link
-   * InferenceCost#latencyMillis} measures DJL).
+   * {@code repeats} runs after a warm-up of at least 10 runs and a quarter of a second: shorter
+   * than {@link InferenceCost#latencyMillis}'s second for DJL, which libtorch's first passes need,
+   * to keep QUANTIZATION's four measurements short (bench/README.md's ONNX figures were taken with
+   * a second).
    */
   public double latencyMillis(int batch, int repeats) throws OrtException {
     long size = batch;
@@ -91,8 +95,8 @@ public final class OnnxRuntime implements AutoCloseable {
     for (int i = 0; i < images.length; i++) {
       images[i] = (float) random.nextGaussian();
     }
-    long warmUntil = System.nanoTime() + InferenceCost.WARM_UP_NANOS;
-    for (int i = 0; i < InferenceCost.WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
+    long warmUntil = System.nanoTime() + WARM_UP_NANOS;
+    for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
       logits(images, batch);
     }
     double[] millis = new double[repeats];
