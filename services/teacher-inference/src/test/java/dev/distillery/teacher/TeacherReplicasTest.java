@@ -96,13 +96,13 @@ class TeacherReplicasTest {
   @Test
   void aReplicaKilledMidJobLeavesItToTheOther(EmbeddedKafkaBroker broker, @TempDir Path work) throws Exception {
     // The convnet, slower than the TorchScript fixture, so the job is still running when the other
-    // replica is killed (the first of its 32 batches is out in well under a second).
+    // replica is killed (at half width; the first of its 32 batches is out in well under a second).
     Path checkpoint;
-    try (Model model = Models.create("convnet", 1.0, 10, train.imageShape(), 11)) {
+    try (Model model = Models.create("convnet", 0.5, 10, train.imageShape(), 11)) {
       checkpoint = ArtifactStore.localPath(Models.save(model, new ArtifactStore(work), "teachers", "wide.params").getUri());
     }
     TeacherSpec teacher = TeacherSpec.newBuilder().setFormat(ModelFormat.BUILT_IN).setArchitecture("convnet")
-        .setWidth(1.0).setCheckpointUri(checkpoint.toUri().toString()).build();
+        .setWidth(0.5).setCheckpointUri(checkpoint.toUri().toString()).build();
     CompressionRequest request = request("killed-replica", teacher);
     ServiceProcess doomed = ServiceProcess.start(TeacherInferenceService.class, Map.of(
         "KAFKA_BOOTSTRAP_SERVERS", broker.bootstrapServers(),
