@@ -223,13 +223,22 @@ function head(job) {
 function stages(job) {
   return job.stages.map(s => {
     const p = s.latest;
-    const fraction = s.done ? 1 : p && p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : 0;
+    const fraction = s.done ? 1 : p ? p.fraction : 0;
+    const left = !s.done && p && p.secondsLeft !== null && p.secondsLeft !== undefined && p.fraction < 1
+      ? ` (${duration(p.secondsLeft)} left)` : '';
     const bar = el('div', { class: 'bar' }, el('div', { style: `width:${(100 * fraction).toFixed(1)}%` }));
     return el('div', { class: 'stage' + (s.done ? ' done' : ''), 'data-stage': s.stage },
       el('span', {}, s.stage),
       bar,
-      el('span', { class: 'muted' }, p ? `${p.step}/${p.totalSteps} ${p.message}` : 'done'));
+      el('span', { class: 'muted' }, p ? `${p.step}/${p.totalSteps}${left} ${p.message}` : 'done'));
   });
+}
+
+/** 42 s, 3 min 5 s, 2 h 10 min: as the CLI writes it. */
+function duration(seconds) {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s`
+    : `${Math.floor(s / 3600)} h ${Math.floor(s % 3600 / 60)} min`;
 }
 
 /** Loss and accuracy per reported step, one line per stage and figure. */

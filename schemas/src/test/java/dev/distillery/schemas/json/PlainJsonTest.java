@@ -57,7 +57,7 @@ class PlainJsonTest {
   @Test
   void writesNonFiniteNumbersAsNull() {
     var progress = new dev.distillery.schemas.JobProgress("j", Stage.DISTILLATION, 1L, 2L, "epoch 1",
-        java.util.Map.of("validationAccuracy", Double.NaN, "loss", 0.5), 7L);
+        java.util.Map.of("validationAccuracy", Double.NaN, "loss", 0.5), 0.5, null, 7L);
     JsonNode json = PlainJson.write(progress);
     assertThat(json.get("metrics").get("validationAccuracy").isNull()).isTrue();
     assertThat(json.get("metrics").get("loss").asDouble()).isEqualTo(0.5);

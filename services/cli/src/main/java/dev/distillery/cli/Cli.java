@@ -6,6 +6,7 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.BrokerProbe;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobState;
@@ -16,13 +17,13 @@ import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
 import dev.distillery.status.JobStatusFold;
 import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -34,10 +35,13 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import picocli.AutoComplete;
+import picocli.CommandLine;
 
 /**
- * Distillery's command line. It talks to Kafka directly, so it works in a pipeline without the
- * job-status service:
+ * Distillery's command line (picocli: per-command {@code --help}, {@code generate-completion} for
+ * bash and zsh). It talks to Kafka directly, so it works in a pipeline without the job-status
+ * service:
  *
  * <pre>
  * distillery submit FILE.json|FILE.yaml [--watch]   validate and publish a request; print its job id
@@ -45,7 +49,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * distillery list                                     every job and its state
  * distillery result JOB                               a finished job's results
  * distillery cancel JOB [--reason TEXT] [--watch]    ask every stage to stop a job
- * options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)
+ * options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092),
+ *          --output text|json (list, result, submit)
  * </pre>
  *
  * Other Kafka client settings come from the environment as for the services ({@code KAFKA_*},
@@ -53,25 +58,33 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *
  * Exit status: 0 done (for {@code cancel}: the cancellation was published, or the job was cancelled
  * already), 1 the job failed, 2 bad usage or an invalid request, 3 no such job (or no result yet),
- * 4 the job was cancelled, 5 nothing to cancel: the job had already ended (DONE or FAILED).
+ * 4 the job was cancelled, 5 nothing to cancel: the job had already ended (DONE or FAILED), 6 the
+ * Kafka broker did not answer within {@link #BROKER_WAIT}.
  */
 public final class Cli {
   /** Exit statuses beyond 0 (done), 1 (failed), 2 (bad usage) and 3 (no such job). */
   static final int CANCELLED = 4;
   static final int ALREADY_ENDED = 5;
+  static final int NO_BROKER = 6;
+  /** How long a command waits for the broker to answer before it gives up with {@link #NO_BROKER}. */
+  static final Duration BROKER_WAIT = Duration.ofSeconds(5);
   private static final DateTimeFormatter TIME =
       DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss").withZone(ZoneId.systemDefault());
+
+  /** How list, result and submit print: for people, or one JSON document for scripts. */
+  enum Output { text, json }
 
   private final Map<String, String> kafka;
   private final RequestValidation validation;
   private final PrintStream out;
+  private Output output = Output.text;
 
   /**
    * {@code kafka}: the Kafka client properties, {@code bootstrap.servers} among them; {@code roots}:
    * where requests may name files, as the services are configured ({@code DISTILLERY_*_ROOTS}).
    */
   public Cli(Map<String, String> kafka, AllowedRoots roots, PrintStream out) {
-    this.kafka = Map.copyOf(kafka);
+    this.kafka = new HashMap<>(kafka);
     this.validation = new RequestValidation(roots);
     this.out = out;
   }
@@ -80,44 +93,57 @@ public final class Cli {
     if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
-    List<String> words = new ArrayList<>(List.of(args));
     ServiceConfig config = ServiceConfig.load("distillery-cli");
-    Map<String, String> kafka = new HashMap<>(config.kafka());
-    int option = words.indexOf("--bootstrap-servers");
-    if (option >= 0 && option + 1 < words.size()) {
-      kafka.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, words.remove(option + 1));
-      words.remove(option);
-    }
-    System.exit(new Cli(kafka, config.roots(), System.out).run(words));
+    System.exit(new Cli(config.kafka(), config.roots(), System.out).run(List.of(args)));
   }
 
-  /** Runs one command; returns the exit status. */
+  /** Runs one command line; returns the exit status. */
   public int run(List<String> words) {
+    PrintWriter writer = new PrintWriter(out, true);
+    return new CommandLine(new Commands.Root(this))
+        .addSubcommand("generate-completion", new AutoComplete.GenerateCompletion())
+        .setOut(writer).setErr(writer)
+        .setExecutionExceptionHandler((e, command, parsed) -> {
+          out.println("error: " + e.getMessage());
+          return 2;
+        })
+        .execute(words.toArray(String[]::new));
+  }
+
+  PrintStream out() {
+    return out;
+  }
+
+  void bootstrapServers(String servers) {
+    kafka.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, servers);
+  }
+
+  void output(Output output) {
+    this.output = output;
+  }
+
+  /**
+   * Whether the broker answers within {@link #BROKER_WAIT}; if not, says so (instead of the Kafka
+   * client's "Timeout expired while fetching topic metadata" a minute later).
+   */
+  boolean brokerAnswers() {
     try {
-      String command = words.isEmpty() ? "" : words.get(0);
-      return switch (command) {
-        case "submit" -> words.size() >= 2 ? submit(Path.of(words.get(1)), words.contains("--watch")) : usage();
-        case "watch" -> words.size() == 2 ? watch(words.get(1)) : usage();
-        case "list" -> list();
-        case "result" -> words.size() == 2 ? result(words.get(1)) : usage();
-        case "cancel" -> cancel(words.subList(1, words.size()));
-        default -> usage();
-      };
+      BrokerProbe.describe(kafka, BROKER_WAIT);
+      return true;
     } catch (Exception e) {
-      out.println("error: " + e.getMessage());
-      return 2;
+      out.printf("error: no Kafka broker answered at %s within %d s (%s); start one, or pass "
+              + "--bootstrap-servers HOST:PORT or set KAFKA_BOOTSTRAP_SERVERS%n",
+          kafka.get(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG), BROKER_WAIT.toSeconds(), rootCause(e));
+      return false;
     }
   }
 
-  private int usage() {
-    out.println("""
-        usage: distillery submit FILE.json|FILE.yaml [--watch]
-               distillery watch JOB
-               distillery list
-               distillery result JOB
-               distillery cancel JOB [--reason TEXT] [--watch]
-        options: --bootstrap-servers HOST:PORT (default $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)""");
-    return 2;
+  private static String rootCause(Throwable e) {
+    Throwable cause = e;
+    while (cause.getCause() != null && cause.getCause() != cause) {
+      cause = cause.getCause();
+    }
+    return cause.getClass().getSimpleName() + (cause.getMessage() == null ? "" : ": " + cause.getMessage());
   }
 
   int submit(Path file, boolean watch) throws Exception {
@@ -158,7 +184,7 @@ public final class Cli {
     }
     long sentAtMs = System.currentTimeMillis();
     publish(Topics.REQUESTS, request.getJobId(), request);
-    out.println("submitted " + request.getJobId());
+    out.println(output == Output.json ? "{\"jobId\": \"" + request.getJobId() + "\"}" : "submitted " + request.getJobId());
     return watch ? watch(request.getJobId(), sentAtMs) : 0;
   }
 
@@ -191,25 +217,7 @@ public final class Cli {
    * ended; with {@code --watch}, then reads the job's outcome from the topics (its cancellation, or
    * the result or failure that came first).
    */
-  int cancel(List<String> args) throws Exception {
-    String jobId = null;
-    String reason = "";
-    boolean watch = false;
-    for (int i = 0; i < args.size(); i++) {
-      String word = args.get(i);
-      if (word.equals("--watch")) {
-        watch = true;
-      } else if (word.equals("--reason") && i + 1 < args.size()) {
-        reason = args.get(++i);
-      } else if (jobId == null && !word.startsWith("--")) {
-        jobId = word;
-      } else {
-        return usage();
-      }
-    }
-    if (jobId == null) {
-      return usage();
-    }
+  int cancel(String jobId, String reason, boolean watch) throws Exception {
     Optional<JobStatus> job = JobSnapshot.of(kafka, jobId);
     if (job.isEmpty()) {
       out.println("no job " + jobId);
@@ -263,6 +271,11 @@ public final class Cli {
 
   int list() {
     Map<String, JobStatus> jobs = JobSnapshot.summaries(kafka);
+    if (output == Output.json) {
+      out.println(jobs.values().stream().map(job -> PlainJson.write(job).toString())
+          .collect(Collectors.joining(",\n  ", "[\n  ", "\n]")));
+      return 0;
+    }
     out.printf("%-28s %-9s %-19s %s%n", "job", "state", "submitted", "stages");
     jobs.values().forEach(job -> out.printf("%-28s %-9s %-19s %s%n", job.getJobId(), job.getState(),
         job.getSubmittedAtMs() == 0 ? "" : TIME.format(Instant.ofEpochMilli(job.getSubmittedAtMs())),
@@ -288,7 +301,7 @@ public final class Cli {
       out.printf("job %s is %s; no result yet%n", jobId, job.getState());
       return 3;
     }
-    out.print(ResultsTable.render(job.getResult()));
+    out.print(output == Output.json ? PlainJson.write(job.getResult()).toString() + "\n" : ResultsTable.render(job.getResult()));
     return 0;
   }
 

@@ -17,6 +17,8 @@ import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -97,6 +99,12 @@ class CliCancelTest {
     assertThat(ended.status()).isEqualTo(Cli.ALREADY_ENDED);
     assertThat(ended.text()).contains("already ended (DONE)");
     assertThat(cancellations(done)).isEmpty();
+    // For scripts: one JSON document, the result as the topics carry it, and every job's status.
+    Output json = cli("result", done, "--output", "json");
+    assertThat(json.status()).isZero();
+    assertThat(new JsonObject(json.text()).getString("jobId")).isEqualTo(done);
+    JsonArray jobs = new JsonArray(cli("--output", "json", "list").text());
+    assertThat(jobs.stream().map(job -> ((JsonObject) job).getString("jobId"))).contains(done);
   }
 
   /**
@@ -171,7 +179,7 @@ class CliCancelTest {
 
   private static JobProgress progress(String jobId, Stage stage, long step, long total) {
     return new JobProgress(jobId, stage, step, total, "epoch " + step, Map.of("loss", 1.0 / step),
-        System.currentTimeMillis());
+        (double) step / total, null, System.currentTimeMillis());
   }
 
   private static JobResult result(String jobId) {

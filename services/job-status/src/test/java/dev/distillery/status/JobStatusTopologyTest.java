@@ -385,7 +385,7 @@ class JobStatusTopologyTest {
   private static Event progress(String jobId, Stage stage, long step, long total, Map<String, Double> metrics,
       long timestampMs) {
     return new Event(topic(Topics.PROGRESS), new JobProgress(jobId, stage, step, total, "step " + step, metrics,
-        timestampMs), timestampMs);
+        total == 0 ? 0 : (double) step / total, null, timestampMs), timestampMs);
   }
 
   @SuppressWarnings("unchecked")

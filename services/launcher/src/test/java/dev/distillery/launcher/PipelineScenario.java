@@ -23,6 +23,7 @@ import dev.distillery.schemas.QuantizationSettings;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
 import dev.distillery.schemas.DistillationSettings;
+import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.LayerSparsity;
 import dev.distillery.schemas.OptimizerKind;
@@ -42,8 +43,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import dev.distillery.common.testing.OnnxChecker;
+import java.util.ArrayList;
 import java.util.EnumMap;
-import java.util.Map;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
@@ -134,10 +135,18 @@ final class PipelineScenario {
       assertThat(rejected.failure().getReason()).contains("resnet-9000");
 
       Set<Stage> stagesWithProgress = EnumSet.noneOf(Stage.class);
-      JobWatcher.Outcome outcome = watcher.await(good.getJobId(), Duration.ofMinutes(10),
-          progress -> stagesWithProgress.add(progress.getStage()));
+      List<JobProgress> progressEvents = new ArrayList<>();
+      JobWatcher.Outcome outcome = watcher.await(good.getJobId(), Duration.ofMinutes(10), progress -> {
+        stagesWithProgress.add(progress.getStage());
+        progressEvents.add(progress);
+      });
       assertThat(outcome.failure()).as("failure of the good job").isNull();
       assertThat(stagesWithProgress).containsExactlyInAnyOrder(Stage.TEACHER_INFERENCE, Stage.DISTILLATION, Stage.PRUNING);
+      // What an off-the-shelf dashboard reads: the fraction done, and the time left once there is a pace.
+      assertThat(progressEvents).allSatisfy(p -> assertThat(p.getFraction())
+          .isEqualTo(p.getTotalSteps() <= 0 ? 0 : Math.min(1, (double) p.getStep() / p.getTotalSteps())));
+      assertThat(progressEvents).filteredOn(p -> p.getFraction() > 0 && p.getFraction() < 1)
+          .anySatisfy(p -> assertThat(p.getSecondsLeft()).isPositive());
       checkResult(outcome.result(), sets, good);
 
       JobWatcher.Outcome diverged = watcher.await(diverging.getJobId(), Duration.ofMinutes(5), p -> {});

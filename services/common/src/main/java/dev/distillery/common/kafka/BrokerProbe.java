@@ -46,6 +46,24 @@ public final class BrokerProbe implements AutoCloseable {
     }
   }
 
+  /**
+   * Asks the cluster {@code kafka} connects to for its id once, waiting at most {@code within};
+   * throws what went wrong (a timeout when nothing answers) otherwise.
+   */
+  public static void describe(Map<String, String> kafka, Duration within) throws Exception {
+    Map<String, Object> props = new HashMap<>(kafka);
+    int millis = Math.toIntExact(within.toMillis());
+    props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, millis);
+    props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, millis);
+    Admin admin = Admin.create(props);
+    try {
+      admin.describeCluster(new DescribeClusterOptions().timeoutMs(millis)).clusterId()
+          .get(millis + 1_000L, TimeUnit.MILLISECONDS);
+    } finally {
+      admin.close(Duration.ofSeconds(1)); // not Admin's default, which waits out calls still pending
+    }
+  }
+
   /** False once a probe found no broker, until one answers again. */
   public boolean answers() {
     return answers;

@@ -6,6 +6,7 @@ import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -37,6 +38,14 @@ public final class JobEvents implements AutoCloseable {
     this(producer, progress -> {});
   }
 
+  /** Each job's stages in progress here, by "jobId stage"; the oldest are forgotten past 10,000 (jobs that never finished). */
+  private final Map<String, Pace> paces = new LinkedHashMap<>(16, 0.75f, true) {
+    @Override
+    protected boolean removeEldestEntry(Map.Entry<String, Pace> eldest) {
+      return size() > 10_000;
+    }
+  };
+
   /** {@code progressObserver} sees every progress event this publishes (a stage's metrics do). */
   public JobEvents(Producer<String, byte[]> producer, Consumer<JobProgress> progressObserver) {
     this.producer = producer;
@@ -54,13 +63,24 @@ public final class JobEvents implements AutoCloseable {
     return sendRaw(new ProducerRecord<>(topic.name(), null, jobId, bytes, List.of(headers)));
   }
 
-  /** Progress of {@code stage}: {@code step} of {@code totalSteps}, with the latest figures. */
+  /**
+   * Progress of {@code stage}: {@code step} of {@code totalSteps}, with the latest figures, the
+   * fraction done and an estimate of the time left ({@link Pace}).
+   */
   public CompletableFuture<RecordMetadata> progress(String jobId, Stage stage, long step, long totalSteps,
       String message, Map<String, Double> metrics) {
+    long now = System.currentTimeMillis();
+    double fraction = totalSteps <= 0 ? 0 : Math.max(0, Math.min(1, (double) step / totalSteps));
+    Pace pace;
+    synchronized (paces) {
+      pace = fraction >= 1 ? paces.remove(jobId + " " + stage) : paces.computeIfAbsent(jobId + " " + stage,
+          key -> new Pace(now, fraction));
+    }
     JobProgress progress = JobProgress.newBuilder()
         .setJobId(jobId).setStage(stage).setStep(step).setTotalSteps(totalSteps)
         .setMessage(message).setMetrics(Map.copyOf(metrics))
-        .setTimestampMs(System.currentTimeMillis()).build();
+        .setFraction(fraction).setSecondsLeft(fraction >= 1 ? Double.valueOf(0) : pace.secondsLeft(fraction, now))
+        .setTimestampMs(now).build();
     progressObserver.accept(progress);
     return send(Topics.PROGRESS, jobId, progress);
   }
@@ -84,6 +104,20 @@ public final class JobEvents implements AutoCloseable {
     return send(Topics.FAILURES, jobId, JobFailure.newBuilder()
         .setJobId(jobId).setStage(stage).setField("jobId").setReason(reason).setRefusedRequest(true)
         .setTimestampMs(System.currentTimeMillis()).build());
+  }
+
+  /**
+   * Where a stage of a job was when this service first reported it: the time left is the time the
+   * fraction since then took, scaled to the fraction still to do. Stages whose steps take unequal
+   * time (a first epoch with warm-up, fine-tuning after pruning) make it an estimate.
+   */
+  record Pace(long startMs, double startFraction) {
+    Double secondsLeft(double fraction, long nowMs) {
+      if (!(fraction > startFraction) || nowMs <= startMs) {
+        return null;
+      }
+      return (nowMs - startMs) / 1000.0 * (1 - fraction) / (fraction - startFraction);
+    }
   }
 
   /** Sends a record as it is, for dead letters. */
