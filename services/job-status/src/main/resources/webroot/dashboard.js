@@ -400,9 +400,58 @@ async function loadExample() {
   const response = await api('api/example-request');
   if (response.ok) {
     document.getElementById('request').value = JSON.stringify(await response.json(), null, 2);
+    showChoices();
   }
 }
 
+const ARCHITECTURES = ['mlp', 'lenet5', 'convnet', 'simplecnn', 'resnet20', 'bncnn'];
+
+/** The request in the JSON editor, or null while it does not parse. */
+function editedRequest() {
+  try {
+    const request = JSON.parse(document.getElementById('request').value);
+    return request && typeof request === 'object' ? request : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/** The form's fields as the JSON says (the JSON is the request; the form is a view of its common parts). */
+function showChoices() {
+  const request = editedRequest();
+  document.getElementById('choices').disabled = !request;
+  if (!request) return;
+  document.querySelectorAll('#choices [data-path]').forEach(input => {
+    const value = input.dataset.path.split('.').reduce((o, key) => (o == null ? undefined : o[key]), request);
+    input.value = value === null || value === undefined ? '' : value;
+  });
+  document.querySelectorAll('#choices [data-stage]').forEach(box => {
+    box.checked = (request.stages || []).includes(box.dataset.stage);
+  });
+}
+
+/** One field changed: written into the JSON. */
+function choose(event) {
+  const request = editedRequest();
+  if (!request) return;
+  const input = event.target;
+  if (input.dataset.stage) {
+    const order = [...document.querySelectorAll('#choices [data-stage]')].map(b => b.dataset.stage);
+    const chosen = new Set([...document.querySelectorAll('#choices [data-stage]:checked')].map(b => b.dataset.stage));
+    request.stages = order.filter(stage => chosen.has(stage));
+  } else {
+    const keys = input.dataset.path.split('.');
+    const parent = keys.slice(0, -1).reduce((o, key) => (o[key] = o[key] || {}), request);
+    const last = keys[keys.length - 1];
+    parent[last] = input.type === 'number' ? (input.value === '' ? null : Number(input.value)) : input.value;
+  }
+  document.getElementById('request').value = JSON.stringify(request, null, 2);
+}
+
+document.querySelectorAll('#choices select.architectures').forEach(select =>
+  ARCHITECTURES.forEach(name => select.append(el('option', { value: name }, name))));
+document.getElementById('choices').addEventListener('change', choose);
+document.getElementById('request').addEventListener('input', showChoices);
 document.getElementById('submit-form').addEventListener('submit', submit);
 document.getElementById('token-form').addEventListener('submit', event => {
   event.preventDefault();

@@ -23,6 +23,7 @@ import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.json.PlainJson;
+import io.vertx.core.json.JsonObject;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.net.URI;
@@ -50,6 +51,7 @@ import org.openqa.selenium.WebElement;
 import org.openqa.selenium.chrome.ChromeDriver;
 import org.openqa.selenium.chrome.ChromeDriverService;
 import org.openqa.selenium.chrome.ChromeOptions;
+import org.openqa.selenium.support.ui.Select;
 import org.openqa.selenium.support.ui.WebDriverWait;
 
 /**
@@ -235,8 +237,18 @@ class WatchingJobsTest {
       assertThat(browser.getCurrentUrl()).isEqualTo(dashboard);
       assertThat(browser.findElement(By.id("token-form")).isDisplayed()).isFalse();
 
-      // An invalid request is answered on the page, naming the field.
+      // The form shows the request's common choices and writes what is chosen into its JSON.
       String good = request.getAttribute("value");
+      assertThat(new Select(browser.findElement(By.id("f-student"))).getFirstSelectedOption().getText()).isEqualTo("lenet5");
+      assertThat(browser.findElement(By.cssSelector("#choices [data-stage='PRUNING']")).isSelected()).isTrue();
+      new Select(browser.findElement(By.id("f-pruning-method"))).selectByValue("LN_STRUCTURED");
+      browser.findElement(By.cssSelector("#choices [data-stage='QUANTIZATION']")).click();
+      JsonObject chosen = new JsonObject(request.getAttribute("value"));
+      assertThat(chosen.getJsonObject("pruning").getString("method")).isEqualTo("LN_STRUCTURED");
+      assertThat(chosen.getJsonArray("stages").getList()).containsExactly("TEACHER_INFERENCE", "DISTILLATION", "PRUNING",
+          "QUANTIZATION");
+
+      // An invalid request is answered on the page, naming the field.
       setValue(browser, request, good.replace("\"lenet5\"", "\"resnet-9000\""));
       browser.findElement(By.id("submit")).click();
       wait.until(b -> b.findElement(By.id("submit-result")).getText().contains("student.architecture"));
@@ -303,6 +315,8 @@ class WatchingJobsTest {
 
   /** Replaces a textarea's text as a paste would, firing no key events per character. */
   private static void setValue(ChromeDriver browser, WebElement element, String value) {
-    ((JavascriptExecutor) browser).executeScript("arguments[0].value = arguments[1];", element, value);
+    // As typing would: the form above the JSON follows it.
+    ((JavascriptExecutor) browser).executeScript(
+        "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", element, value);
   }
 }
