@@ -241,54 +241,82 @@ function duration(seconds) {
     : `${Math.floor(s / 3600)} h ${Math.floor(s % 3600 / 60)} min`;
 }
 
-/** Loss and accuracy per reported step, one line per stage and figure. */
+/**
+ * Per stage, its loss and its accuracies per reported step (an epoch, or a pruning step's
+ * fine-tuning); for an accuracy budget, the validation accuracy of each sparsity the pruner tried.
+ */
 function charts(job) {
   const box = el('div', { class: 'charts' });
-  const groups = [
-    ['loss', name => name === 'loss'],
-    ['accuracy', name => /accuracy/i.test(name) && name !== 'accuracyBefore'],
+  const figures = [
+    ['loss', 'loss', name => name === 'loss'],
+    ['accuracy', 'accuracy', name => /accuracy/i.test(name) && name !== 'accuracyBefore'],
   ];
-  for (const [title, wanted] of groups) {
-    const series = new Map();
-    job.history.forEach(p => {
-      Object.entries(p.metrics).forEach(([name, value]) => {
+  const stages = [...new Set(job.history.map(p => p.stage))];
+  for (const stage of stages) {
+    const steps = job.history.filter(p => p.stage === stage);
+    for (const [kind, yLabel, wanted] of figures) {
+      const series = new Map();
+      steps.forEach((p, i) => Object.entries(p.metrics).forEach(([name, value]) => {
         if (wanted(name) && value != null) {
-          const key = `${p.stage.toLowerCase()} ${name}`;
-          if (!series.has(key)) series.set(key, []);
-          series.get(key).push(value);
+          if (!series.has(name)) series.set(name, []);
+          series.get(name).push([i + 1, value]);
         }
-      });
-    });
-    if (series.size) box.append(chart(title, series));
+      }));
+      if (series.size) box.append(chart(kind, stage, `${stage.toLowerCase()}: ${yLabel}`, 'reported step', yLabel, series));
+    }
+  }
+  const explored = job.result && job.result.pruning && job.result.pruning.explored;
+  if (explored && explored.length) {
+    box.append(chart('budget', 'PRUNING', 'pruning: accuracy budget', 'sparsity', 'validation accuracy',
+      new Map([['validation accuracy', explored.map(s => [s.sparsity, s.validationAccuracy])]])));
   }
   return box;
 }
 
-function chart(title, series) {
-  const width = 360, height = 160, pad = 28;
-  const canvas = el('canvas', { width, height, class: `chart-${title}` });
+/** A line chart of {@code series} (name to [x, y] points) with labelled axes. */
+function chart(kind, stage, title, xLabel, yLabel, series) {
+  const width = 360, height = 180, left = 44, right = 12, top = 18, bottom = 34;
+  const canvas = el('canvas', { width, height, class: `chart-${kind}`, 'data-stage': stage });
   const ctx = canvas.getContext('2d');
-  const all = [...series.values()].flat();
-  let lo = Math.min(...all), hi = Math.max(...all);
+  const points = [...series.values()].flat();
+  let lo = Math.min(...points.map(p => p[1])), hi = Math.max(...points.map(p => p[1]));
   if (hi === lo) { hi += 0.5; lo -= 0.5; }
-  const longest = Math.max(...[...series.values()].map(s => s.length));
-  const x = i => pad + (longest > 1 ? (i * (width - 2 * pad)) / (longest - 1) : (width - 2 * pad) / 2);
-  const y = v => height - pad - ((v - lo) * (height - 2 * pad)) / (hi - lo);
+  let x0 = Math.min(...points.map(p => p[0])), x1 = Math.max(...points.map(p => p[0]));
+  if (x1 === x0) { x1 += 1; x0 -= 1; }
+  const x = v => left + ((v - x0) * (width - left - right)) / (x1 - x0);
+  const y = v => height - bottom - ((v - lo) * (height - top - bottom)) / (hi - lo);
   ctx.font = '10px sans-serif';
   ctx.fillStyle = '#667';
-  ctx.fillText(fmt.num(hi), 2, pad);
-  ctx.fillText(fmt.num(lo), 2, height - pad);
-  ctx.fillText(title + ' per reported step', pad, 12);
+  ctx.strokeStyle = '#c5cad3';
+  ctx.beginPath();
+  ctx.moveTo(left, top);
+  ctx.lineTo(left, height - bottom);
+  ctx.lineTo(width - right, height - bottom);
+  ctx.stroke();
+  ctx.fillText(title, left, 11);
+  ctx.textAlign = 'right';
+  ctx.fillText(fmt.num(hi), left - 3, top + 4);
+  ctx.fillText(fmt.num(lo), left - 3, height - bottom);
+  ctx.textAlign = 'center';
+  ctx.fillText(fmt.num(x0), left, height - bottom + 12);
+  ctx.fillText(fmt.num(x1), width - right, height - bottom + 12);
+  ctx.fillText(xLabel, (left + width - right) / 2, height - 6);
+  ctx.save();
+  ctx.translate(10, (top + height - bottom) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText(yLabel, 0, 0);
+  ctx.restore();
   const legend = el('div', { class: 'legend' });
   [...series.entries()].forEach(([name, values], n) => {
     const color = COLORS[n % COLORS.length];
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
     ctx.beginPath();
-    values.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
+    values.forEach(([vx, vy], i) => (i ? ctx.lineTo(x(vx), y(vy)) : ctx.moveTo(x(vx), y(vy))));
     ctx.stroke();
-    values.forEach((v, i) => ctx.fillRect(x(i) - 2, y(v) - 2, 4, 4));
-    legend.append(el('span', { style: `color:${color}; margin-right:.8rem` }, `■ ${name} (${fmt.num(values[values.length - 1])})`));
+    values.forEach(([vx, vy]) => ctx.fillRect(x(vx) - 2, y(vy) - 2, 4, 4));
+    legend.append(el('span', { style: `color:${color}; margin-right:.8rem` },
+      `■ ${name} (${fmt.num(values[values.length - 1][1])})`));
   });
   return el('div', { class: 'chart' }, canvas, legend);
 }

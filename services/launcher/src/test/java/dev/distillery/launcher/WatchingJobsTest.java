@@ -241,10 +241,12 @@ class WatchingJobsTest {
       String good = request.getAttribute("value");
       assertThat(new Select(browser.findElement(By.id("f-student"))).getFirstSelectedOption().getText()).isEqualTo("lenet5");
       assertThat(browser.findElement(By.cssSelector("#choices [data-stage='PRUNING']")).isSelected()).isTrue();
-      new Select(browser.findElement(By.id("f-pruning-method"))).selectByValue("LN_STRUCTURED");
+      Select method = new Select(browser.findElement(By.id("f-pruning-method")));
+      assertThat(method.getFirstSelectedOption().getAttribute("value")).isEqualTo("LN_STRUCTURED");
+      method.selectByValue("GLOBAL_UNSTRUCTURED");
       browser.findElement(By.cssSelector("#choices [data-stage='QUANTIZATION']")).click();
       JsonObject chosen = new JsonObject(request.getAttribute("value"));
-      assertThat(chosen.getJsonObject("pruning").getString("method")).isEqualTo("LN_STRUCTURED");
+      assertThat(chosen.getJsonObject("pruning").getString("method")).isEqualTo("GLOBAL_UNSTRUCTURED");
       assertThat(chosen.getJsonArray("stages").getList()).containsExactly("TEACHER_INFERENCE", "DISTILLATION", "PRUNING",
           "QUANTIZATION");
 
@@ -267,7 +269,11 @@ class WatchingJobsTest {
       assertThat(job.findElement(By.cssSelector(".state")).getText()).isEqualTo("DONE");
       assertThat(job.findElements(By.cssSelector(".stage.done"))).extracting(e -> e.getAttribute("data-stage"))
           .containsExactly("TEACHER_INFERENCE", "DISTILLATION", "PRUNING");
-      assertThat(job.findElements(By.cssSelector("canvas.chart-loss, canvas.chart-accuracy"))).hasSize(2);
+      // A loss and an accuracy chart for each stage that reports them.
+      assertThat(job.findElements(By.cssSelector("canvas.chart-loss, canvas.chart-accuracy")))
+          .extracting(e -> e.getAttribute("class") + " " + e.getAttribute("data-stage"))
+          .containsExactly("chart-loss DISTILLATION", "chart-accuracy DISTILLATION", "chart-loss PRUNING",
+              "chart-accuracy PRUNING");
       List<String> models = job.findElements(By.cssSelector("table.results tr[data-model]")).stream()
           .map(e -> e.getAttribute("data-model")).toList();
       assertThat(models).containsExactly("teacher", "baseline", "student", "pruned");
