@@ -34,10 +34,6 @@ public final class JobEvents implements AutoCloseable {
 
   private final Consumer<JobProgress> progressObserver;
 
-  public JobEvents(Producer<String, byte[]> producer) {
-    this(producer, progress -> {});
-  }
-
   /** Each job's stages in progress here, by "jobId stage"; the oldest are forgotten past 10,000 (jobs that never finished). */
   private final Map<String, Pace> paces = new LinkedHashMap<>(16, 0.75f, true) {
     @Override
@@ -45,6 +41,10 @@ public final class JobEvents implements AutoCloseable {
       return size() > 10_000;
     }
   };
+
+  public JobEvents(Producer<String, byte[]> producer) {
+    this(producer, progress -> {});
+  }
 
   /** {@code progressObserver} sees every progress event this publishes (a stage's metrics do). */
   public JobEvents(Producer<String, byte[]> producer, Consumer<JobProgress> progressObserver) {
