@@ -75,21 +75,36 @@ public final class InferenceCost {
       ParameterStore parameters = new ParameterStore(scope, false);
       Shape shape = job.inputShape(batch, imageShape);
       boolean channelsLast = !job.isTorchScript();
-      // Untimed passes first (at least 10, and a second): kernel selection, first-touch memory;
-      // with 0.3 s the first measurement of a process still came out 35% high.
-      long warmUntil = System.nanoTime() + WARM_UP_NANOS;
-      for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
-        forwardNanos(model, parameters, shape, channelsLast, scope);
-      }
-      double[] millis = new double[repeats];
-      for (int i = 0; i < repeats; i++) {
-        millis[i] = forwardNanos(model, parameters, shape, channelsLast, scope) / 1e6;
-      }
-      Arrays.sort(millis);
-      return millis[repeats / 2];
+      // A second of warm-up: kernel selection, first-touch memory; with 0.3 s the first
+      // measurement of a process still came out 35% high.
+      return medianMillis(WARM_UP_NANOS, repeats, () -> forwardNanos(model, parameters, shape, channelsLast, scope));
     } finally {
       DjlRuntime.restoreGradMode(gradMode);
     }
+  }
+
+  /** One timed pass of a runtime: its wall time in nanoseconds. */
+  @FunctionalInterface
+  interface Pass<E extends Exception> {
+    long nanos() throws E;
+  }
+
+  /**
+   * The median wall time in milliseconds of {@code repeats} timed passes, after untimed ones (at
+   * least {@value #WARM_UP_PASSES}, and for {@code warmUpNanos}): how DJL and ONNX Runtime are both
+   * measured.
+   */
+  static <E extends Exception> double medianMillis(long warmUpNanos, int repeats, Pass<E> pass) throws E {
+    long warmUntil = System.nanoTime() + warmUpNanos;
+    for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
+      pass.nanos();
+    }
+    double[] millis = new double[repeats];
+    for (int i = 0; i < repeats; i++) {
+      millis[i] = pass.nanos() / 1e6;
+    }
+    Arrays.sort(millis);
+    return millis[repeats / 2];
   }
 
   /**

@@ -6,7 +6,6 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.distillery.common.JobControl;
 import java.nio.FloatBuffer;
-import java.util.Arrays;
 import java.util.Collection;
 import java.util.HashMap;
 import java.util.Map;
@@ -19,7 +18,6 @@ import java.util.Set;
  */
 public final class OnnxRuntime implements AutoCloseable {
   private static final int BATCH = 256;
-  private static final int WARM_UP_PASSES = 10;
   private static final long WARM_UP_NANOS = 250_000_000L;
   private final OrtSession session;
   private final long[] imageShape;
@@ -80,7 +78,7 @@ public final class OnnxRuntime implements AutoCloseable {
 
   /**
    * The median wall time in milliseconds of one run over {@code batch} random images, over
-   * {@code repeats} runs after a warm-up of at least 10 runs and a quarter of a second: shorter
+   * {@code repeats} runs after a warm-up of a quarter of a second: shorter
    * than {@link InferenceCost#latencyMillis}'s second for DJL, which libtorch's first passes need,
    * to keep QUANTIZATION's four measurements short (bench/README.md's ONNX figures were taken with
    * a second).
@@ -95,18 +93,11 @@ public final class OnnxRuntime implements AutoCloseable {
     for (int i = 0; i < images.length; i++) {
       images[i] = (float) random.nextGaussian();
     }
-    long warmUntil = System.nanoTime() + WARM_UP_NANOS;
-    for (int i = 0; i < WARM_UP_PASSES || System.nanoTime() < warmUntil; i++) {
-      logits(images, batch);
-    }
-    double[] millis = new double[repeats];
-    for (int i = 0; i < repeats; i++) {
+    return InferenceCost.medianMillis(WARM_UP_NANOS, repeats, () -> {
       long start = System.nanoTime();
       logits(images, batch);
-      millis[i] = (System.nanoTime() - start) / 1e6;
-    }
-    Arrays.sort(millis);
-    return millis[repeats / 2];
+      return System.nanoTime() - start;
+    });
   }
 
   @Override
