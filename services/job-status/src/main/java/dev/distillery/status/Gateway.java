@@ -6,12 +6,17 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.ApiAccess;
 import dev.distillery.common.service.ManagementServer;
+import dev.distillery.common.service.ProcessMetrics;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topics;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.FunctionTimer;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
 import io.vertx.core.Vertx;
@@ -117,6 +122,8 @@ final class Gateway {
   private final AtomicLong rejected = new AtomicLong();
   private final AtomicLong cancelled = new AtomicLong();
   private final AtomicLong streamsOpen = new AtomicLong();
+  private final PrometheusMeterRegistry registry;
+  private volatile JobTally tally = new JobTally(Map.of(), 0, 0);
 
   /** Reads of the status store; empty while the store is not queryable (starting, rebalancing). */
   interface JobStore {
@@ -161,6 +168,8 @@ final class Gateway {
         .allowedMethods(Set.of(HttpMethod.GET, HttpMethod.POST, HttpMethod.DELETE))
         .allowedHeaders(Set.of(HttpHeaders.AUTHORIZATION.toString(), HttpHeaders.CONTENT_TYPE.toString()))
         .maxAgeSeconds(600);
+    this.registry = ProcessMetrics.of(vertx);
+    bindMeters();
   }
 
   /**
@@ -663,24 +672,27 @@ final class Gateway {
         doneSeconds[1]++;
       }
     }));
-    List<String> lines = new ArrayList<>();
-    lines.add("# TYPE distillery_jobs gauge");
-    for (JobState state : JobState.values()) {
-      lines.add("distillery_jobs{state=\"" + state + "\"} " + byState.getOrDefault(state, 0));
-    }
-    lines.add("# TYPE distillery_job_seconds summary");
-    lines.add("distillery_job_seconds_sum " + doneSeconds[0]);
-    lines.add("distillery_job_seconds_count " + (long) doneSeconds[1]);
-    lines.add("# TYPE distillery_requests_submitted_total counter");
-    lines.add("distillery_requests_submitted_total " + submitted.get());
-    lines.add("# TYPE distillery_requests_rejected_total counter");
-    lines.add("distillery_requests_rejected_total " + rejected.get());
-    lines.add("# TYPE distillery_cancellations_requested_total counter");
-    lines.add("distillery_cancellations_requested_total " + cancelled.get());
-    lines.add("# TYPE distillery_event_streams_open gauge");
-    lines.add("distillery_event_streams_open " + streamsOpen.get());
-    return String.join("\n", lines) + "\n";
+    tally = new JobTally(byState, (long) doneSeconds[1], doneSeconds[0]);
+    return registry.scrape();
   }
+
+  /** The gateway's meters; those of the jobs read the latest {@link JobTally}. */
+  private void bindMeters() {
+    FunctionCounter.builder("distillery.requests.submitted", submitted, AtomicLong::get).register(registry);
+    FunctionCounter.builder("distillery.requests.rejected", rejected, AtomicLong::get).register(registry);
+    FunctionCounter.builder("distillery.cancellations.requested", cancelled, AtomicLong::get).register(registry);
+    Gauge.builder("distillery.event.streams.open", streamsOpen, AtomicLong::get).register(registry);
+    for (JobState state : JobState.values()) {
+      Gauge.builder("distillery.jobs", () -> tally.byState().getOrDefault(state, 0)).tag("state", state.toString())
+          .description("jobs in the status store by state").register(registry);
+    }
+    FunctionTimer.builder("distillery.job", this, gateway -> gateway.tally.done(),
+        gateway -> gateway.tally.doneSeconds(), TimeUnit.SECONDS)
+        .description("submitted to result, of the finished jobs in the status store").register(registry);
+  }
+
+  /** The status store's jobs by state, and the number and total time of the finished ones, as of a scrape. */
+  private record JobTally(Map<JobState, Integer> byState, long done, double doneSeconds) {}
 
   private static void unavailable(RoutingContext ctx) {
     json(ctx.response(), 503, error("the job store is not ready yet; retry shortly"));

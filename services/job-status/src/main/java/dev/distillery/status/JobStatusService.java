@@ -5,6 +5,7 @@ import dev.distillery.common.config.ApiAccess;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.BrokerProbe;
 import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.common.service.ProcessMetrics;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.distillery.schemas.CompressionRequest;
 import dev.distillery.schemas.DatasetSpec;
@@ -14,6 +15,8 @@ import dev.distillery.schemas.PruningSettings;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.json.PlainJson;
+import io.micrometer.core.instrument.binder.kafka.KafkaClientMetrics;
+import io.micrometer.core.instrument.binder.kafka.KafkaStreamsMetrics;
 import io.vertx.core.Vertx;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -54,6 +57,8 @@ public final class JobStatusService implements AutoCloseable {
   private final KafkaProducer<String, byte[]> producer;
   private final ApiAccess access;
   private final BrokerProbe broker;
+  private final KafkaStreamsMetrics streamsMetrics;
+  private final KafkaClientMetrics producerMetrics;
   private int port;
 
   private JobStatusService(Vertx vertx, KafkaStreams streams, KafkaProducer<String, byte[]> producer,
@@ -63,6 +68,9 @@ public final class JobStatusService implements AutoCloseable {
     this.producer = producer;
     this.access = access;
     this.broker = broker;
+    this.streamsMetrics = new KafkaStreamsMetrics(streams);
+    streamsMetrics.bindTo(ProcessMetrics.of(vertx));
+    this.producerMetrics = ProcessMetrics.bind(vertx, producer);
   }
 
   /**
@@ -189,6 +197,8 @@ public final class JobStatusService implements AutoCloseable {
 
   @Override
   public void close() {
+    streamsMetrics.close();
+    producerMetrics.close();
     streams.close(Duration.ofSeconds(30));
     producer.close(Duration.ofSeconds(10));
     broker.close();
@@ -198,7 +208,7 @@ public final class JobStatusService implements AutoCloseable {
     if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
-    Vertx vertx = Vertx.vertx();
+    Vertx vertx = ProcessMetrics.vertx();
     try {
       CompressionRequest example = CompressionRequest.newBuilder()
           .setJobId("")

@@ -64,6 +64,6 @@ class GatewayTest {
     }
     HttpResponse<String> metrics = http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
         HttpResponse.BodyHandlers.ofString());
-    assertThat(metrics.body()).contains("distillery_event_streams_open 0\n");
+    assertThat(metrics.body()).contains("distillery_event_streams_open 0.0\n");
   }
 }

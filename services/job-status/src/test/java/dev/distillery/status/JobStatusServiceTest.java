@@ -126,8 +126,12 @@ class JobStatusServiceTest {
       assertThat(list.findValuesAsText("jobId")).contains(jobId);
       assertThat(get(base + "/").body()).contains("Distillery");
       assertThat(get(base + "/metrics").body())
-          .contains("distillery_jobs{state=\"DONE\"} 1", "distillery_requests_rejected_total 3",
-              "distillery_requests_submitted_total 1");
+          .contains("distillery_jobs{state=\"DONE\"} 1.0\n", "distillery_requests_rejected_total 3.0\n",
+              "distillery_requests_submitted_total 1.0\n", "distillery_job_seconds_count 1\n")
+          // Kafka Streams' and the producer's own meters beside the gateway's.
+          .containsPattern("kafka_stream_thread_[a-z_]+\\{[^}]*} [0-9.E]+\n")
+          .containsPattern("kafka_producer_record_send_total\\{[^}]*} [0-9.E]+\n")
+          .containsPattern("jvm_memory_used_bytes\\{");
 
       // A request on another partition than Java's partitioner picks for its key (librdkafka's
       // default partitioner does that), its job's events where the services put them: one job, DONE.
@@ -239,8 +243,8 @@ class JobStatusServiceTest {
       assertThat(PlainJson.MAPPER.readTree(get(base + "/api/jobs/" + foreign).body()).get("cancellation")
           .get("requestedBy").asText()).isEqualTo("nightly-pipeline");
 
-      assertThat(get(base + "/metrics").body()).contains("distillery_cancellations_requested_total 1\n",
-          "distillery_jobs{state=\"CANCELLED\"} 2\n");
+      assertThat(get(base + "/metrics").body()).contains("distillery_cancellations_requested_total 1.0\n",
+          "distillery_jobs{state=\"CANCELLED\"} 2.0\n");
     } finally {
       vertx.close().await(30, TimeUnit.SECONDS);
     }
@@ -552,7 +556,7 @@ class JobStatusServiceTest {
 
   private long openStreams(String base) throws Exception {
     return get(base + "/metrics").body().lines().filter(l -> l.startsWith("distillery_event_streams_open "))
-        .mapToLong(l -> Long.parseLong(l.substring(l.indexOf(' ') + 1))).findFirst().orElseThrow();
+        .mapToLong(l -> (long) Double.parseDouble(l.substring(l.indexOf(' ') + 1))).findFirst().orElseThrow();
   }
 
   /** Reads the stream until {@code wanted} appears; what was read. */

@@ -2,6 +2,7 @@ package dev.distillery.launcher;
 
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.service.ManagementServer;
+import dev.distillery.common.service.ProcessMetrics;
 import dev.distillery.common.service.StageService;
 import dev.distillery.pruner.PrunerService;
 import dev.distillery.schemas.CompressionRequest;
@@ -80,7 +81,7 @@ public final class LocalPipeline implements AutoCloseable {
         ServiceConfig.fromKeys(StudentTrainerService.NAME, keysOf(StudentTrainerService.NAME, keys, keysByService))));
     services.addAll(PrunerService.stages(
         ServiceConfig.fromKeys(PrunerService.NAME, keysOf(PrunerService.NAME, keys, keysByService))));
-    Vertx vertx = Vertx.vertx();
+    Vertx vertx = ProcessMetrics.vertx();
     LocalPipeline pipeline = new LocalPipeline(vertx, services);
     try {
       for (StageService<?> service : services) {

@@ -100,7 +100,7 @@ class FaultInjectionTest {
   private static final Path LOGS = Path.of("target", "fault-injection");
   private static final Path TEACHER = UserModelPipelineTest.MODELS.resolve("resnet18_w8.pt");
   private static final Pattern LABELLING =
-      Pattern.compile("distillery_records_in_progress\\{stage=\"teacher-inference\"} (\\d+)");
+      Pattern.compile("distillery_records_in_progress\\{stage=\"teacher-inference\"} (\\d+)(\\.0)?\n");
   private static final ObjectMapper JSON = new ObjectMapper();
   /**
    * About fifteen JVMs start here on two cores: the client compiler alone and one GC thread take

@@ -176,13 +176,21 @@ final class PipelineScenario {
     String metrics = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics")).build(),
         HttpResponse.BodyHandlers.ofString()).body();
     assertThat(metrics)
-        .contains("distillery_records_dead_lettered_total{stage=\"teacher-planner\"} 1\n")
-        .contains("distillery_jobs_failed_total{stage=\"teacher-planner\"} 1\n")
-        .contains("distillery_jobs_failed_total{stage=\"student-trainer\"} 1\n")
-        .contains("distillery_jobs_completed_total{stage=\"student-transfer\"} 1\n")
-        .contains("distillery_jobs_completed_total{stage=\"pruner\"} 2\n")
+        .contains("distillery_records_dead_lettered_total{stage=\"teacher-planner\"} 1.0\n")
+        .contains("distillery_jobs_failed_total{stage=\"teacher-planner\"} 1.0\n")
+        .contains("distillery_jobs_failed_total{stage=\"student-trainer\"} 1.0\n")
+        .contains("distillery_jobs_completed_total{stage=\"student-transfer\"} 1.0\n")
+        .contains("distillery_jobs_completed_total{stage=\"pruner\"} 2.0\n")
         .contains("distillery_stage_job_seconds_count{stage=\"pruner\"} 2\n")
-        .containsPattern("distillery_consumer_lag\\{stage=\"pruner\"} \\d+\n")
+        .containsPattern("distillery_stage_job_seconds_bucket\\{stage=\"pruner\",le=\"7200.0\"} 2\n")
+        .containsPattern("distillery_consumer_lag\\{stage=\"pruner\"} \\d+\\.0\n")
+        // The JVM's and the Kafka clients' own meters, under Micrometer's standard names.
+        .containsPattern("jvm_memory_used_bytes\\{area=\"heap\",id=\"[^\"]+\"} [0-9.E]+\n")
+        .containsPattern("jvm_threads_live_threads [0-9.]+\n")
+        .containsPattern("kafka_consumer_fetch_manager_records_consumed_total\\{client_id=\"[^\"]+\",[^}]*} [0-9.E]+\n")
+        .containsPattern("kafka_producer_record_send_total\\{client_id=\"[^\"]+\",[^}]*} [0-9.E]+\n")
+        // Vert.x's HTTP server meters: the probes above were served.
+        .containsPattern("vertx_http_server_requests_total\\{[^}]*} [1-9]")
         .containsPattern("distillery_samples_per_second\\{stage=\"student-trainer\"} [1-9]");
   }
 

@@ -1,16 +1,17 @@
 package dev.distillery.common.service;
 
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
 import io.vertx.ext.web.Router;
 import java.util.List;
 import java.util.function.BooleanSupplier;
-import java.util.stream.Collectors;
 
 /**
  * A process's management port: {@code /health} (every stage alive), {@code /ready} (every stage
- * takes work), {@code /metrics} (all stages' counters, Prometheus text).
+ * takes work), {@code /metrics} (the process's meters,
+ * {@link ProcessMetrics}, in Prometheus's text format).
  */
 public final class ManagementServer {
   private final Vertx vertx;
@@ -27,9 +28,11 @@ public final class ManagementServer {
     BooleanSupplier ready = () -> stages.stream().allMatch(StageService::ready);
     Router router = Router.router(vertx);
     probes(router, healthy, ready);
-    router.get("/metrics").handler(ctx -> ctx.response()
-        .putHeader("content-type", "text/plain; version=0.0.4")
-        .end(stages.stream().map(stage -> stage.metrics().prometheus()).collect(Collectors.joining())));
+    PrometheusMeterRegistry registry = ProcessMetrics.of(vertx);
+    // Off the event loop: a scrape reads every meter, the Kafka clients' included.
+    router.get("/metrics").handler(ctx -> vertx.executeBlocking(registry::scrape, false)
+        .onSuccess(text -> ctx.response().putHeader("content-type", "text/plain; version=0.0.4").end(text))
+        .onFailure(ctx::fail));
     // The server closes with its Vert.x instance.
     return vertx.createHttpServer().requestHandler(router).listen(port).map(HttpServer::actualPort);
   }

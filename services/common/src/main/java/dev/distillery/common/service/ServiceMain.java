@@ -22,7 +22,7 @@ public final class ServiceMain {
     if (System.getProperty("org.apache.avro.SERIALIZABLE_PACKAGES") == null) {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
-    Vertx vertx = Vertx.vertx();
+    Vertx vertx = ProcessMetrics.vertx();
     try {
       ServiceConfig config = ServiceConfig.load(service);
       List<StageService<?>> deployed = stages.apply(config);

@@ -12,11 +12,14 @@ import dev.distillery.common.kafka.StageConsumer;
 import dev.distillery.common.ml.DjlRuntime;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topic;
+import io.micrometer.core.instrument.binder.kafka.KafkaClientMetrics;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import java.time.Duration;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -49,6 +52,9 @@ public final class StageService<V> extends VerticleBase {
   private JobSignals signals;
   private JobLeases leases;
   private StageConsumer<V> stageConsumer;
+  /** The Kafka clients' meters: the producer's, and the current consumer's (the loop replaces a failed one). */
+  private KafkaClientMetrics producerMetrics;
+  private final AtomicReference<KafkaClientMetrics> consumerMetrics = new AtomicReference<>();
 
   private StageService(ServiceConfig config, Stage stage, boolean fenced, Topic<V> input, HandlerFactory<V> factory) {
     this.config = config;
@@ -77,7 +83,9 @@ public final class StageService<V> extends VerticleBase {
     // Loading libtorch and creating Kafka clients (DNS, threads) block: not on the event loop.
     return vertx.executeBlocking(() -> {
       DjlRuntime.start(config.torchThreads());
+      metrics.bindTo(ProcessMetrics.of(vertx));
       producer = KafkaClients.producer(config);
+      producerMetrics = ProcessMetrics.bind(vertx, producer);
       events = new JobEvents(producer, metrics::progressed);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
       signals = new JobSignals(config).start();
@@ -85,7 +93,7 @@ public final class StageService<V> extends VerticleBase {
       DeadLetters deadLetters = new DeadLetters(events, config.service());
       JobRunner jobs = new JobRunner(config.service(), stage, fenced, config.reliability(), events, workers, metrics,
           signals, leases, new JobClaims(config.artifactsDir()), deadLetters);
-      stageConsumer = new StageConsumer<>(() -> KafkaClients.consumer(config), input,
+      stageConsumer = new StageConsumer<>(this::consumer, input,
           pausedWhileWorkersFull(factory.create(jobs)), deadLetters, metrics, jobs);
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
@@ -93,6 +101,16 @@ public final class StageService<V> extends VerticleBase {
       LOG.info("{} consuming {}", config.service(), input.name());
       return null;
     }).onFailure(error -> closeClients());
+  }
+
+  /** A new consumer for the stage's loop, its meters replacing those of the one it replaces. */
+  private KafkaConsumer<String, byte[]> consumer() {
+    KafkaConsumer<String, byte[]> consumer = KafkaClients.consumer(config);
+    KafkaClientMetrics replaced = consumerMetrics.getAndSet(ProcessMetrics.bind(vertx, consumer));
+    if (replaced != null) {
+      replaced.close();
+    }
+    return consumer;
   }
 
   /** Stops taking work, lets running jobs finish for a while, then closes the clients. */
@@ -129,6 +147,13 @@ public final class StageService<V> extends VerticleBase {
   }
 
   private void closeClients() {
+    if (producerMetrics != null) {
+      producerMetrics.close();
+    }
+    KafkaClientMetrics consumer = consumerMetrics.getAndSet(null);
+    if (consumer != null) {
+      consumer.close();
+    }
     if (workers != null) {
       workers.close();
     }
