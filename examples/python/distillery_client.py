@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """Submit a Distillery compression job from Python and follow it to its result.
 
-Distillery's topics carry Avro in single-object encoding: two bytes C3 01, the 8-byte CRC-64-AVRO
-fingerprint of the writer's schema (little-endian), then the binary record. This client needs only
-Debian's python3-confluent-kafka and python3-avro, and the released .avsc files of the schemas
-module (schemas/src/main/resources/dev/distillery/schemas/released/<Record>/v<N>.avsc): it encodes
-with the newest CompressionRequest and decodes any released version by its fingerprint.
+Distillery's topics carry Avro in one of two formats, as the services are configured:
+- single-object encoding (the default): two bytes C3 01, the 8-byte CRC-64-AVRO fingerprint of the
+  writer's schema (little-endian), then the binary record;
+- Confluent's wire format, with a schema registry (DISTILLERY_SCHEMA_REGISTRY_URL): a zero byte,
+  the writer schema's 4-byte registry id (big-endian), then the binary record.
+This client needs only Debian's python3-confluent-kafka and python3-avro, and the released .avsc
+files of the schemas module (schemas/src/main/resources/dev/distillery/schemas/released/<Record>/
+v<N>.avsc): it encodes with the newest CompressionRequest and decodes any released version by its
+fingerprint, or, given --schema-registry, registers the request's schema under
+distillery.requests-value, writes Confluent's format, and reads both formats (a writer's schema is
+fetched from the registry by its id). confluent-kafka's own AvroSerializer needs fastavro, which
+Debian 12 does not package; its SchemaRegistryClient does not.
 
     python3 distillery_client.py --bootstrap-servers HOST:PORT --schemas DIR request.json
+    python3 distillery_client.py --bootstrap-servers HOST:PORT --schemas DIR \
+        --schema-registry http://registry:8080/apis/ccompat/v7 request.json
 
 prints each progress event (stage, fraction done, time left) and the result, and exits 0 when the
 job is DONE, 1 when it FAILED (the field at fault and the reason are printed), 2 on bad usage.
@@ -23,8 +32,10 @@ import uuid
 import avro.io
 import avro.schema
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = 0
 EMPTY = 0xC15D213AA4D7A795  # the CRC-64-AVRO of nothing, as the Avro specification defines it
 
 
@@ -92,11 +103,15 @@ def fingerprint(schema_json):
 
 
 class Schemas:
-    """Every released version of every record, by fingerprint; the newest of each, by name."""
+    """Every released version of every record, by fingerprint; the newest of each, by name; with a
+    registry, the writer schemas of Confluent-format records by their registry id."""
 
-    def __init__(self, released_dir):
+    def __init__(self, released_dir, registry=None):
+        self.registry = registry
+        self.by_id = {}
         self.by_fingerprint = {}
         self.newest = {}
+        self.texts = {}
         for record in sorted(os.listdir(released_dir)):
             versions = sorted(os.listdir(os.path.join(released_dir, record)),
                               key=lambda name: int(name[1:].split(".")[0]))
@@ -108,22 +123,37 @@ class Schemas:
                 schema.fingerprint = fingerprint(json.loads(text))
                 self.by_fingerprint[schema.fingerprint] = schema
                 self.newest[record] = schema
+                self.texts[record] = text
 
-    def encode(self, record, datum):
+    def encode(self, topic, record, datum):
         schema = self.newest[record]
         out = io.BytesIO()
-        out.write(MAGIC + schema.fingerprint.to_bytes(8, "little"))
+        if self.registry is None:
+            out.write(MAGIC + schema.fingerprint.to_bytes(8, "little"))
+        else:
+            schema_id = self.registry.register_schema(topic + "-value", Schema(self.texts[record], "AVRO"))
+            out.write(bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big"))
         avro.io.DatumWriter(schema).write(with_defaults(schema, datum), avro.io.BinaryEncoder(out))
         return out.getvalue()
 
     def decode(self, data):
-        if data[:2] != MAGIC:
-            raise ValueError("not Avro single-object encoding")
-        writer = self.by_fingerprint.get(int.from_bytes(data[2:10], "little"))
-        if writer is None:
-            raise ValueError("written with a schema that is not among the released ones")
+        if data[:1] == bytes([CONFLUENT_MAGIC]) and len(data) >= 5:
+            if self.registry is None:
+                raise ValueError("a record in Confluent's wire format: pass --schema-registry")
+            writer, body = self.writer_by_id(int.from_bytes(data[1:5], "big")), data[5:]
+        elif data[:2] == MAGIC:
+            writer, body = self.by_fingerprint.get(int.from_bytes(data[2:10], "little")), data[10:]
+            if writer is None:
+                raise ValueError("written with a schema that is not among the released ones")
+        else:
+            raise ValueError("neither Avro single-object encoding nor Confluent's wire format")
         reader = self.newest[writer.name]
-        return avro.io.DatumReader(writer, reader).read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+        return avro.io.DatumReader(writer, reader).read(avro.io.BinaryDecoder(io.BytesIO(body)))
+
+    def writer_by_id(self, schema_id):
+        if schema_id not in self.by_id:
+            self.by_id[schema_id] = avro.schema.parse(self.registry.get_schema(schema_id).schema_str)
+        return self.by_id[schema_id]
 
 
 def with_defaults(schema, datum):
@@ -171,9 +201,19 @@ def main(argv):
     parser.add_argument("request", help="the request as JSON (Avro's JSON without union wrappers)")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
     parser.add_argument("--schemas", required=True, help="the released schemas directory")
+    parser.add_argument("--schema-registry", default=os.environ.get("DISTILLERY_SCHEMA_REGISTRY_URL"),
+                        help="a Confluent-compatible schema registry's URL: write Confluent's wire format")
+    parser.add_argument("--schema-registry-user-info", default=os.environ.get("DISTILLERY_SCHEMA_REGISTRY_USER_INFO"),
+                        help="user:password for the registry")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait for the result")
     args = parser.parse_args(argv)
-    schemas = Schemas(args.schemas)
+    registry = None
+    if args.schema_registry:
+        config = {"url": args.schema_registry}
+        if args.schema_registry_user_info:
+            config["basic.auth.user.info"] = args.schema_registry_user_info
+        registry = SchemaRegistryClient(config)
+    schemas = Schemas(args.schemas, registry)
     with open(args.request) as f:
         request = json.load(f)
     request.setdefault("jobId", "py-" + uuid.uuid4().hex[:12])
@@ -184,7 +224,7 @@ def main(argv):
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(["distillery.progress", "distillery.results", "distillery.failures"])
     producer = Producer({"bootstrap.servers": args.bootstrap_servers, "acks": "all"})
-    producer.produce("distillery.requests", key=job_id, value=schemas.encode("CompressionRequest", request))
+    producer.produce("distillery.requests", key=job_id, value=schemas.encode("distillery.requests", "CompressionRequest", request))
     if producer.flush(30) != 0:
         print("error: the request was not acknowledged within 30 s", file=sys.stderr)
         return 2

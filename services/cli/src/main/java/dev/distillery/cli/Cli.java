@@ -15,6 +15,7 @@ import dev.distillery.schemas.StageStatus;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import dev.distillery.status.JobStatusFold;
 import java.io.PrintStream;
 import java.io.PrintWriter;
@@ -75,6 +76,7 @@ public final class Cli {
   enum Output { text, json }
 
   private final Map<String, String> kafka;
+  private final WireFormat wire;
   private final RequestValidation validation;
   private final PrintStream out;
   private Output output = Output.text;
@@ -84,7 +86,13 @@ public final class Cli {
    * where requests may name files, as the services are configured ({@code DISTILLERY_*_ROOTS}).
    */
   public Cli(Map<String, String> kafka, AllowedRoots roots, PrintStream out) {
+    this(kafka, WireFormat.SINGLE_OBJECT, roots, out);
+  }
+
+  /** As {@link #Cli(Map, AllowedRoots, PrintStream)}, writing and reading the topics as {@code wire} says. */
+  public Cli(Map<String, String> kafka, WireFormat wire, AllowedRoots roots, PrintStream out) {
     this.kafka = new HashMap<>(kafka);
+    this.wire = wire;
     this.validation = new RequestValidation(roots);
     this.out = out;
   }
@@ -94,7 +102,7 @@ public final class Cli {
       System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "dev.distillery.schemas");
     }
     ServiceConfig config = ServiceConfig.load("distillery-cli");
-    System.exit(new Cli(config.kafka(), config.roots(), System.out).run(List.of(args)));
+    System.exit(new Cli(config.kafka(), config.wire(), config.roots(), System.out).run(List.of(args)));
   }
 
   /** Runs one command line; returns the exit status. */
@@ -177,7 +185,7 @@ public final class Cli {
       return 2;
     }
     // The services would refuse it, and the earlier job's outcome is not this request's answer.
-    if (idGiven && JobSnapshot.of(kafka, request.getJobId()).isPresent()) {
+    if (idGiven && JobSnapshot.of(kafka, wire, request.getJobId()).isPresent()) {
       out.println("invalid request:\n  jobId: '" + request.getJobId() + "' is already used by another job; "
           + "choose another, or leave it out and one is made");
       return 2;
@@ -194,7 +202,7 @@ public final class Cli {
 
   /** Follows a job; a refusal from {@code sentAtMs} on is the answer to a request sent then. */
   private int watch(String jobId, long sentAtMs) throws Exception {
-    try (JobWatcher watcher = JobWatcher.forJob(kafka, jobId)) {
+    try (JobWatcher watcher = JobWatcher.forJob(kafka, wire, jobId)) {
       JobWatcher.Outcome outcome = watcher.awaitSubmitted(jobId, sentAtMs, Duration.ofDays(7),
           p -> out.println(ProgressLine.format(p)));
       if (outcome.cancellation() != null) {
@@ -218,7 +226,7 @@ public final class Cli {
    * the result or failure that came first).
    */
   int cancel(String jobId, String reason, boolean watch) throws Exception {
-    Optional<JobStatus> job = JobSnapshot.of(kafka, jobId);
+    Optional<JobStatus> job = JobSnapshot.of(kafka, wire, jobId);
     if (job.isEmpty()) {
       out.println("no job " + jobId);
       return 3;
@@ -238,7 +246,7 @@ public final class Cli {
     if (!watch) {
       return 0;
     }
-    try (JobWatcher watcher = JobWatcher.forJob(kafka, jobId)) {
+    try (JobWatcher watcher = JobWatcher.forJob(kafka, wire, jobId)) {
       JobWatcher.Outcome outcome = watcher.await(jobId, Duration.ofMinutes(5), p -> {});
       if (outcome.cancellation() != null) {
         out.printf("job %s CANCELLED %s%n", jobId, describe(outcome.cancellation()));
@@ -264,13 +272,13 @@ public final class Cli {
     props.put(ProducerConfig.ACKS_CONFIG, "all");
     try (KafkaProducer<String, byte[]> producer =
         new KafkaProducer<>(props, new StringSerializer(), new ByteArraySerializer())) {
-      producer.send(new ProducerRecord<>(topic.name(), jobId, topic.valueSerde().serializer().serialize(topic.name(),
-          value))).get(30, TimeUnit.SECONDS);
+      byte[] bytes = wire.of(topic).valueSerde().serializer().serialize(topic.name(), value);
+      producer.send(new ProducerRecord<>(topic.name(), jobId, bytes)).get(30, TimeUnit.SECONDS);
     }
   }
 
   int list() {
-    Map<String, JobStatus> jobs = JobSnapshot.summaries(kafka);
+    Map<String, JobStatus> jobs = JobSnapshot.summaries(kafka, wire);
     if (output == Output.json) {
       out.println(jobs.values().stream().map(job -> PlainJson.write(job).toString())
           .collect(Collectors.joining(",\n  ", "[\n  ", "\n]")));
@@ -284,7 +292,7 @@ public final class Cli {
   }
 
   int result(String jobId) {
-    JobStatus job = JobSnapshot.of(kafka, jobId).orElse(null);
+    JobStatus job = JobSnapshot.of(kafka, wire, jobId).orElse(null);
     if (job == null) {
       out.println("no job " + jobId);
       return 3;

@@ -8,6 +8,7 @@ import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import dev.distillery.status.JobStatusFold;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -39,18 +40,18 @@ final class JobSnapshot {
    * failure and cancellation, without its history, request and result, so that what is held per
    * job stays small however many jobs the topics hold.
    */
-  static Map<String, JobStatus> summaries(Map<String, ?> kafka) {
-    return read(kafka, jobId -> true, status -> JobStatus.newBuilder(status).setHistory(List.of()).setRequest(null)
+  static Map<String, JobStatus> summaries(Map<String, ?> kafka, WireFormat wire) {
+    return read(kafka, wire, jobId -> true, status -> JobStatus.newBuilder(status).setHistory(List.of()).setRequest(null)
         .setResult(null).build());
   }
 
   /** One job's whole status, or empty when no record of it is on the topics. */
-  static Optional<JobStatus> of(Map<String, ?> kafka, String jobId) {
-    return Optional.ofNullable(read(kafka, jobId::equals, UnaryOperator.identity()).get(jobId));
+  static Optional<JobStatus> of(Map<String, ?> kafka, WireFormat wire, String jobId) {
+    return Optional.ofNullable(read(kafka, wire, jobId::equals, UnaryOperator.identity()).get(jobId));
   }
 
   /** The statuses of the jobs {@code wanted} picks, each passed through {@code kept} after every fold. */
-  private static Map<String, JobStatus> read(Map<String, ?> kafka, Predicate<String> wanted,
+  private static Map<String, JobStatus> read(Map<String, ?> kafka, WireFormat wire, Predicate<String> wanted,
       UnaryOperator<JobStatus> kept) {
     Map<String, JobStatus> jobs = new LinkedHashMap<>();
     try (KafkaConsumer<String, byte[]> consumer = TopicReader.fromBeginning(kafka, "distillery-cli-", TOPICS)) {
@@ -59,7 +60,7 @@ final class JobSnapshot {
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
         for (ConsumerRecord<String, byte[]> record : consumer.poll(Duration.ofMillis(500))) {
           if (record.key() != null && record.value() != null && wanted.test(record.key())) {
-            fold(jobs, record, kept);
+            fold(jobs, wire, record, kept);
           }
         }
       }
@@ -67,7 +68,7 @@ final class JobSnapshot {
     return jobs;
   }
 
-  private static void fold(Map<String, JobStatus> jobs, ConsumerRecord<String, byte[]> record,
+  private static void fold(Map<String, JobStatus> jobs, WireFormat wire, ConsumerRecord<String, byte[]> record,
       UnaryOperator<JobStatus> kept) {
     String jobId = record.key();
     JobStatus status = jobs.getOrDefault(jobId, JobStatusFold.empty(jobId));
@@ -75,25 +76,25 @@ final class JobSnapshot {
       byte[] v = record.value();
       String t = record.topic();
       if (t.equals(Topics.REQUESTS.name())) {
-        CompressionRequest request = Topics.REQUESTS.valueSerde().deserializer().deserialize(t, v);
+        CompressionRequest request = wire.of(Topics.REQUESTS).valueSerde().deserializer().deserialize(t, v);
         if (!request.getJobId().equals(jobId)) {
           return; // keyed by another job's id: job-status skips it too
         }
         status = JobStatusFold.request(status, request, record.timestamp());
       } else if (t.equals(Topics.PROGRESS.name())) {
-        JobProgress progress = Topics.PROGRESS.valueSerde().deserializer().deserialize(t, v);
+        JobProgress progress = wire.of(Topics.PROGRESS).valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.progress(status, progress);
       } else if (t.equals(Topics.CHECKPOINTS.name())) {
-        CheckpointReady checkpoint = Topics.CHECKPOINTS.valueSerde().deserializer().deserialize(t, v);
+        CheckpointReady checkpoint = wire.of(Topics.CHECKPOINTS).valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.checkpoint(status, checkpoint, record.timestamp());
       } else if (t.equals(Topics.RESULTS.name())) {
-        JobResult result = Topics.RESULTS.valueSerde().deserializer().deserialize(t, v);
+        JobResult result = wire.of(Topics.RESULTS).valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.result(status, result);
       } else if (t.equals(Topics.FAILURES.name())) {
-        JobFailure failure = Topics.FAILURES.valueSerde().deserializer().deserialize(t, v);
+        JobFailure failure = wire.of(Topics.FAILURES).valueSerde().deserializer().deserialize(t, v);
         status = JobStatusFold.failure(status, failure);
       } else {
-        JobCancellation cancellation = Topics.CANCELLATIONS.valueSerde().deserializer().deserialize(t, v);
+        JobCancellation cancellation = wire.of(Topics.CANCELLATIONS).valueSerde().deserializer().deserialize(t, v);
         if (!cancellation.getJobId().equals(jobId)) {
           return;
         }

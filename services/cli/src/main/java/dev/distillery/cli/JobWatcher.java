@@ -7,6 +7,7 @@ import dev.distillery.schemas.JobResult;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.Deque;
@@ -47,6 +48,7 @@ public final class JobWatcher implements AutoCloseable {
   private final KafkaConsumer<String, byte[]> consumer;
   /** The one job this watcher follows, or null for any. */
   private final String only;
+  private final WireFormat wire;
   /** Events of jobs nobody is waiting for yet, so a later {@link #await} still sees them. */
   private final Map<String, Backlog> backlog = new HashMap<>();
 
@@ -56,18 +58,24 @@ public final class JobWatcher implements AutoCloseable {
 
   /** A watcher of any job, with these Kafka client properties (bootstrap servers, security, ...). */
   public JobWatcher(Map<String, ?> kafka) {
-    this(kafka, null);
+    this(kafka, WireFormat.SINGLE_OBJECT, null);
   }
 
-  private JobWatcher(Map<String, ?> kafka, String only) {
+  /** A watcher of any job reading the topics as {@code wire} says (with a registry: either format). */
+  public JobWatcher(Map<String, ?> kafka, WireFormat wire) {
+    this(kafka, wire, null);
+  }
+
+  private JobWatcher(Map<String, ?> kafka, WireFormat wire, String only) {
+    this.wire = wire;
     this.only = only;
     consumer = TopicReader.fromBeginning(kafka, "distillery-watcher-", List.of(Topics.PROGRESS.name(),
         Topics.RESULTS.name(), Topics.FAILURES.name(), Topics.CANCELLATIONS.name()));
   }
 
   /** A watcher of {@code jobId} alone: it keeps nothing of other jobs. */
-  public static JobWatcher forJob(Map<String, ?> kafka, String jobId) {
-    return new JobWatcher(kafka, jobId);
+  public static JobWatcher forJob(Map<String, ?> kafka, WireFormat wire, String jobId) {
+    return new JobWatcher(kafka, wire, jobId);
   }
 
   /**
@@ -143,7 +151,7 @@ public final class JobWatcher implements AutoCloseable {
   }
 
   /** The record's event, or null for one without a key or that cannot be decoded (skipped, as job-status skips it). */
-  private static Object decode(ConsumerRecord<String, byte[]> record) {
+  private Object decode(ConsumerRecord<String, byte[]> record) {
     if (record.key() == null || record.value() == null) {
       return null;
     }
@@ -151,7 +159,7 @@ public final class JobWatcher implements AutoCloseable {
         : record.topic().equals(Topics.RESULTS.name()) ? Topics.RESULTS
         : record.topic().equals(Topics.FAILURES.name()) ? Topics.FAILURES : Topics.CANCELLATIONS;
     try {
-      return topic.valueSerde().deserializer().deserialize(record.topic(), record.value());
+      return wire.of(topic).valueSerde().deserializer().deserialize(record.topic(), record.value());
     } catch (RuntimeException e) {
       LOG.debug("skipped an unreadable record at {}-{}@{}", record.topic(), record.partition(), record.offset(), e);
       return null;

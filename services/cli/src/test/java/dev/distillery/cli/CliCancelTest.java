@@ -17,6 +17,7 @@ import dev.distillery.schemas.ArtifactRef;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import java.io.ByteArrayOutputStream;
@@ -149,7 +150,7 @@ class CliCancelTest {
       assertThat(runningProgress).hasSize(JobWatcher.KEPT_PER_JOB).extracting(JobProgress::getStep)
           .startsWith(400L - JobWatcher.KEPT_PER_JOB + 1).endsWith(400L);
     }
-    try (JobWatcher one = JobWatcher.forJob(Map.of("bootstrap.servers", bootstrapServers), ended)) {
+    try (JobWatcher one = JobWatcher.forJob(Map.of("bootstrap.servers", bootstrapServers), WireFormat.SINGLE_OBJECT, ended)) {
       // The watched job's own events all come through, in order.
       List<JobProgress> all = new ArrayList<>();
       assertThat(one.await(ended, Duration.ofSeconds(30), all::add).result()).isNotNull();

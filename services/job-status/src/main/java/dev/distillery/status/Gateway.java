@@ -13,6 +13,7 @@ import dev.distillery.schemas.JobState;
 import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.FunctionTimer;
 import io.micrometer.core.instrument.Gauge;
@@ -105,6 +106,8 @@ final class Gateway {
   private static final Logger LOG = LoggerFactory.getLogger(Gateway.class);
 
   private final Vertx vertx;
+  /** How requests and cancellations are written to their topics. */
+  private final WireFormat wire;
   private final JobStore jobs;
   private final KafkaProducer<String, byte[]> producer;
   private final BooleanSupplier healthy;
@@ -140,11 +143,13 @@ final class Gateway {
    * submit is a new job. {@code access} must name at least one token: the API is never open.
    */
   Gateway(Vertx vertx, JobStore jobs, KafkaProducer<String, byte[]> producer, BooleanSupplier healthy,
-      BooleanSupplier ready, JsonNode exampleRequest, RequestValidation validation, ApiAccess access) {
+      BooleanSupplier ready, JsonNode exampleRequest, RequestValidation validation, ApiAccess access,
+      WireFormat wire) {
     if (access.tokens().isEmpty()) {
       throw new IllegalArgumentException("the job API needs at least one token");
     }
     this.vertx = vertx;
+    this.wire = wire;
     this.jobs = jobs;
     this.producer = producer;
     this.healthy = healthy;
@@ -496,7 +501,7 @@ final class Gateway {
       return known.isEmpty() ? new Answer(503, error("the job store is not ready yet, so a new job id cannot be "
           + "told from a used one; retry shortly")) : usedId(jobId);
     }
-    byte[] value = Topics.REQUESTS.valueSerde().serializer().serialize(Topics.REQUESTS.name(), request);
+    byte[] value = wire.of(Topics.REQUESTS).valueSerde().serializer().serialize(Topics.REQUESTS.name(), request);
     try {
       producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), jobId, value)).get(30, TimeUnit.SECONDS);
     } catch (InterruptedException e) {
@@ -568,7 +573,8 @@ final class Gateway {
     }
     JobCancellation cancellation = JobCancellation.newBuilder().setJobId(jobId).setReason(reason)
         .setRequestedBy("api").setTimestampMs(System.currentTimeMillis()).build();
-    byte[] value = Topics.CANCELLATIONS.valueSerde().serializer().serialize(Topics.CANCELLATIONS.name(), cancellation);
+    byte[] value = wire.of(Topics.CANCELLATIONS).valueSerde().serializer()
+        .serialize(Topics.CANCELLATIONS.name(), cancellation);
     try {
       producer.send(new ProducerRecord<>(Topics.CANCELLATIONS.name(), jobId, value)).get(30, TimeUnit.SECONDS);
     } catch (InterruptedException e) {

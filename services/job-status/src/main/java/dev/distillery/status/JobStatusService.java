@@ -81,7 +81,8 @@ public final class JobStatusService implements AutoCloseable {
       throws Exception {
     // Changes before the gateway listens reach no client; its first event is a full snapshot.
     AtomicReference<Gateway> listening = new AtomicReference<>();
-    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(config.reliability().statusRetention(), status -> {
+    KafkaStreams streams = new KafkaStreams(JobStatusTopology.build(config.reliability().statusRetention(),
+        config.wire(), status -> {
       Gateway gateway = listening.get();
       if (gateway != null) {
         gateway.changed(status);
@@ -111,7 +112,7 @@ public final class JobStatusService implements AutoCloseable {
           // Ready: Streams RUNNING (it stays so while the broker is away, hence the probe too).
           () -> streams.state() == KafkaStreams.State.RUNNING && service.broker.answers(), example,
           new RequestValidation(config.roots()),
-          access);
+          access, config.wire());
       service.port = gateway.listen(config.managementPort()).await(1, TimeUnit.MINUTES);
       listening.set(gateway);
       if (generated) {

@@ -4,6 +4,7 @@ import dev.distillery.schemas.JobStatus;
 import dev.distillery.schemas.kafka.AvroSerde;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -57,19 +58,26 @@ public final class JobStatusTopology {
    * status.retention.ms}). {@code onChange} hears every new status and {@code onRemoved} the id of
    * every job deleted for its age, both on a stream thread, after the store changed.
    */
+  /** The topology reading Avro single-object encoding only. */
   public static Topology build(Duration retention, Consumer<JobStatus> onChange, Consumer<String> onRemoved) {
+    return build(retention, WireFormat.SINGLE_OBJECT, onChange, onRemoved);
+  }
+
+  /** The topology reading the topics as {@code wire} says (with a registry: either format). */
+  public static Topology build(Duration retention, WireFormat wire, Consumer<JobStatus> onChange,
+      Consumer<String> onRemoved) {
     StreamsBuilder builder = new StreamsBuilder();
     builder.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore(STORE), Serdes.String(), SERDE)
         .withCachingDisabled());
     // A request or cancellation keyed by another id than its own is skipped (the planner refuses
     // such a request): it would show under another job's id.
-    byJob(builder, Topics.REQUESTS, (jobId, request) -> request.getJobId().equals(jobId), JobStatusFold::request)
-        .merge(byJob(builder, Topics.CANCELLATIONS, (jobId, cancellation) -> cancellation.getJobId().equals(jobId),
+    byJob(builder, wire, Topics.REQUESTS, (jobId, request) -> request.getJobId().equals(jobId), JobStatusFold::request)
+        .merge(byJob(builder, wire, Topics.CANCELLATIONS, (jobId, cancellation) -> cancellation.getJobId().equals(jobId),
             (status, cancellation, ts) -> JobStatusFold.cancellation(status, cancellation)))
-        .merge(updates(builder, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress)))
-        .merge(updates(builder, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
-        .merge(updates(builder, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
-        .merge(updates(builder, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
+        .merge(updates(builder, wire, Topics.PROGRESS, (status, progress, ts) -> JobStatusFold.progress(status, progress)))
+        .merge(updates(builder, wire, Topics.CHECKPOINTS, JobStatusFold::checkpoint))
+        .merge(updates(builder, wire, Topics.RESULTS, (status, result, ts) -> JobStatusFold.result(status, result)))
+        .merge(updates(builder, wire, Topics.FAILURES, (status, failure, ts) -> JobStatusFold.failure(status, failure)))
         .process(() -> new Statuses(retention, onChange, onRemoved), STORE);
     return builder.build();
   }
@@ -77,11 +85,12 @@ public final class JobStatusTopology {
   /**
    * The records of a topic any client may write, as status updates: those whose key is their own
    * job id ({@code ownKey}) go through an internal topic partitioned as the services partition
-   * (the key's murmur2 hash).
+   * (the key's murmur2 hash), in single-object encoding: it is this application's own.
    */
-  private static <V> KStream<String, UnaryOperator<JobStatus>> byJob(StreamsBuilder builder, Topic<V> topic,
-      BiPredicate<String, V> ownKey, Fold<V> fold) {
-    KStream<String, V> records = builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
+  private static <V> KStream<String, UnaryOperator<JobStatus>> byJob(StreamsBuilder builder, WireFormat wire,
+      Topic<V> topic, BiPredicate<String, V> ownKey, Fold<V> fold) {
+    KStream<String, V> records = builder.stream(topic.name(),
+            Consumed.with(Serdes.String(), wire.of(topic).valueSerde()))
         .filter((jobId, value) -> jobId != null && value != null && ownKey.test(jobId, value))
         .repartition(Repartitioned.with(Serdes.String(), topic.valueSerde())
             .withName(topic.name().replace('.', '-') + "-by-job"));
@@ -89,9 +98,9 @@ public final class JobStatusTopology {
   }
 
   /** The records of a topic the services write (keyed by job id) as status updates; those without a key or value are skipped. */
-  private static <V> KStream<String, UnaryOperator<JobStatus>> updates(StreamsBuilder builder, Topic<V> topic,
-      Fold<V> fold) {
-    return folded(builder.stream(topic.name(), Consumed.with(Serdes.String(), topic.valueSerde()))
+  private static <V> KStream<String, UnaryOperator<JobStatus>> updates(StreamsBuilder builder, WireFormat wire,
+      Topic<V> topic, Fold<V> fold) {
+    return folded(builder.stream(topic.name(), Consumed.with(Serdes.String(), wire.of(topic).valueSerde()))
         .filter((jobId, value) -> jobId != null && value != null), fold);
   }
 

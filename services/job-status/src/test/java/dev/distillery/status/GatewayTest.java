@@ -6,6 +6,7 @@ import dev.distillery.common.RequestValidation;
 import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.config.ApiAccess;
 import dev.distillery.schemas.JobStatus;
+import dev.distillery.schemas.kafka.WireFormat;
 import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -47,7 +48,7 @@ class GatewayTest {
     };
     Gateway gateway = new Gateway(vertx, starting, null, () -> true, () -> false, null,
         new RequestValidation(new AllowedRoots(List.of(), List.of(), List.of())),
-        new ApiAccess(Set.of("t"), List.of(), false));
+        new ApiAccess(Set.of("t"), List.of(), false), WireFormat.SINGLE_OBJECT);
     String base = "http://127.0.0.1:" + gateway.listen(0).await(30, TimeUnit.SECONDS);
 
     // As the dashboard does: reconnect after each end. Over HTTP/1.1 (browsers') the connection

@@ -18,14 +18,35 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import dev.distillery.cli.JobWatcher;
+import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.JobEvents;
+import dev.distillery.common.kafka.KafkaClients;
+import dev.distillery.schemas.CompressionRequest;
+import dev.distillery.schemas.json.PlainJson;
+import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.UUID;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The Python example (examples/python/distillery_client.py, with Debian's python3-confluent-kafka
- * and python3-avro, which .ci/run installs) against the real broker and services: a request it
- * encodes is decoded and answered, and it decodes the answer.
+ * and python3-avro, which .ci/run installs) against the real broker and services, in each wire
+ * format: a request it encodes is decoded and answered, and it decodes the answer. In registry mode
+ * the registry is real (Apicurio Registry, {@link ApicurioRegistry}), and so is a whole job of
+ * every stage.
  */
 @ExtendWith(EmbeddedKafkaExtension.class)
 class PythonClientTest {
@@ -37,24 +58,9 @@ class PythonClientTest {
 
   @Test
   void aPythonPipelineSubmitsAJobAndReadsItsResult(EmbeddedKafkaBroker broker, @TempDir Path work) throws Exception {
-    DjlRuntime.start(2);
-    KafkaTopics.ensure(broker.bootstrapServers(), 2);
     ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
-    DatasetSpec data = DatasetSpec.newBuilder().setLocation(PipelineScenario.SUBSET.toString()).build();
-    Path teacher;
-    try (Model model = Models.create("lenet5", 1.0, 10, Datasets.load(data).train().imageShape(), 3)) {
-      teacher = ArtifactStore.localPath(Models.save(model, store, "teachers", "lenet5.params").getUri());
-    }
-    JsonObject request = new JsonObject()
-        .put("teacher", new JsonObject().put("architecture", "lenet5").put("checkpointUri", teacher.toUri().toString()))
-        .put("dataset", new JsonObject().put("location", PipelineScenario.SUBSET.toString())
-            .put("trainLimit", 500).put("testLimit", 200))
-        // Records without a default of their own must be given, even empty: their fields have defaults.
-        .put("student", new JsonObject()).put("distillation", new JsonObject()).put("pruning", new JsonObject())
-        .put("quantization", new JsonObject().put("calibrationImages", 64))
-        .put("stages", new JsonArray().add("QUANTIZATION"));
-    try (LocalPipeline pipeline = LocalPipeline.start(LocalPipeline.keys(broker.bootstrapServers(), store.root(), 2,
-        List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent())))) {
+    JsonObject request = quantizeTeacher(broker, store);
+    try (LocalPipeline pipeline = LocalPipeline.start(keys(broker, store))) {
       Run done = python(broker, work, "quantize.json", request);
       assertThat(done.status()).as(done.output()).isZero();
       assertThat(done.output()).contains("submitted py-", "QUANTIZATION", "DONE: ", "\"kind\": \"ONNX_INT8\"");
@@ -67,13 +73,108 @@ class PythonClientTest {
     }
   }
 
-  private static Run python(EmbeddedKafkaBroker broker, Path work, String name, JsonObject request) throws Exception {
+  /**
+   * Registry mode: the services write Confluent's wire format through a real registry; the Python
+   * client does too and is answered; a client still writing single-object encoding is answered as
+   * well (a migration), in a job through every stage; the schemas are registered under
+   * {@code <topic>-value} with the compatibility rule set.
+   */
+  @Test
+  void inRegistryModeThroughARealSchemaRegistry(EmbeddedKafkaBroker broker, @TempDir Path work) throws Exception {
+    ArtifactStore store = new ArtifactStore(work.resolve("artifacts"));
+    JsonObject request = quantizeTeacher(broker, store);
+    try (ApicurioRegistry registry = ApicurioRegistry.start(work.resolve("registry.log"))) {
+      Map<String, String> keys = keys(broker, store);
+      keys.put("schema.registry.url", registry.url());
+      try (LocalPipeline pipeline = LocalPipeline.start(keys)) {
+        Run done = python(broker, work, "quantize.json", request, "--schema-registry", registry.url());
+        assertThat(done.status()).as(done.output()).isZero();
+        assertThat(done.output()).contains("submitted py-", "QUANTIZATION", "DONE: ", "\"kind\": \"ONNX_INT8\"");
+
+        // A client not moved to the registry yet: its single-object request is answered too, by
+        // every stage, in Confluent's format.
+        JsonObject chain = request.copy().put("jobId", "single-object-" + UUID.randomUUID())
+            .put("submittedAtMs", System.currentTimeMillis())
+            .put("student", new JsonObject().put("architecture", "mlp"))
+            .put("distillation", new JsonObject().put("epochs", 1))
+            .put("pruning", new JsonObject().put("targetSparsity", 0.5).put("steps", 1).put("fineTuneEpochs", 0))
+            .put("stages", new JsonArray().add("TEACHER_INFERENCE").add("DISTILLATION").add("PRUNING"));
+        CompressionRequest chainRequest = PlainJson.read(PlainJson.MAPPER.readTree(chain.encode()),
+            CompressionRequest.class);
+        WireFormat wire = ServiceConfig.fromKeys("test", keys).wire();
+        try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("test", keys));
+            JobEvents events = new JobEvents(producer);
+            JobWatcher watcher = new JobWatcher(Map.of("bootstrap.servers", broker.bootstrapServers()), wire)) {
+          events.send(Topics.REQUESTS, chainRequest.getJobId(), chainRequest).get(30, TimeUnit.SECONDS);
+          JobWatcher.Outcome outcome = watcher.await(chainRequest.getJobId(), Duration.ofMinutes(4), progress -> {});
+          assertThat(outcome.failure()).as("failure").isNull();
+          assertThat(outcome.result().getPruned()).isNotNull();
+        }
+        assertThat(firstBytes(broker, Topics.RESULTS.name())).as("results in Confluent's wire format")
+            .allMatch(first -> first == 0);
+      }
+      // Every topic these jobs wrote (no failure, no cancellation), its schema under <topic>-value.
+      for (Topic<?> topic : List.of(Topics.REQUESTS, Topics.TEACHER_SHARDS, Topics.SOFT_LABELS, Topics.CHECKPOINTS,
+          Topics.PROGRESS, Topics.RESULTS)) {
+        assertThat(registry.get("subjects/" + topic.name() + "-value/versions").statusCode())
+            .as(topic.name() + "-value registered").isEqualTo(200);
+      }
+      assertThat(registry.get("config/" + Topics.RESULTS.name() + "-value").body()).contains("FULL_TRANSITIVE");
+    }
+  }
+
+  /** A teacher saved in {@code store}, and a request that quantizes it (a few seconds' work). */
+  private static JsonObject quantizeTeacher(EmbeddedKafkaBroker broker, ArtifactStore store) throws Exception {
+    DjlRuntime.start(2);
+    KafkaTopics.ensure(broker.bootstrapServers(), 2);
+    DatasetSpec data = DatasetSpec.newBuilder().setLocation(PipelineScenario.SUBSET.toString()).build();
+    Path teacher;
+    try (Model model = Models.create("lenet5", 1.0, 10, Datasets.load(data).train().imageShape(), 3)) {
+      teacher = ArtifactStore.localPath(Models.save(model, store, "teachers", "lenet5.params").getUri());
+    }
+    return new JsonObject()
+        .put("teacher", new JsonObject().put("architecture", "lenet5").put("checkpointUri", teacher.toUri().toString()))
+        .put("dataset", new JsonObject().put("location", PipelineScenario.SUBSET.toString())
+            .put("trainLimit", 500).put("testLimit", 200))
+        // Records without a default of their own must be given, even empty: their fields have defaults.
+        .put("student", new JsonObject()).put("distillation", new JsonObject()).put("pruning", new JsonObject())
+        .put("quantization", new JsonObject().put("calibrationImages", 64))
+        .put("stages", new JsonArray().add("QUANTIZATION"));
+  }
+
+  private static Map<String, String> keys(EmbeddedKafkaBroker broker, ArtifactStore store) {
+    return new HashMap<>(LocalPipeline.keys(broker.bootstrapServers(), store.root(), 2,
+        List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent())));
+  }
+
+  /** The first byte of every record on {@code topic}. */
+  private static List<Byte> firstBytes(EmbeddedKafkaBroker broker, String topic) {
+    List<Byte> first = new ArrayList<>();
+    try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(
+        Map.of("bootstrap.servers", broker.bootstrapServers()), new StringDeserializer(), new ByteArrayDeserializer())) {
+      List<TopicPartition> partitions = consumer.partitionsFor(topic).stream()
+          .map(info -> new TopicPartition(topic, info.partition())).toList();
+      consumer.assign(partitions);
+      consumer.seekToBeginning(partitions);
+      Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
+      while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
+        consumer.poll(Duration.ofMillis(500)).forEach(record -> first.add(record.value()[0]));
+      }
+    }
+    assertThat(first).as("records on " + topic).isNotEmpty();
+    return first;
+  }
+
+  private static Run python(EmbeddedKafkaBroker broker, Path work, String name, JsonObject request, String... options)
+      throws Exception {
     Path file = work.resolve(name);
     Files.writeString(file, request.encode());
     Path log = work.resolve(name + ".log");
-    Process process = new ProcessBuilder("/usr/bin/python3", CLIENT.toString(), "--bootstrap-servers",
-        broker.bootstrapServers(), "--schemas", RELEASED.toString(), "--timeout", "240", file.toString())
-        .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    List<String> command = new ArrayList<>(List.of("/usr/bin/python3", CLIENT.toString(), "--bootstrap-servers",
+        broker.bootstrapServers(), "--schemas", RELEASED.toString(), "--timeout", "240"));
+    command.addAll(List.of(options));
+    command.add(file.toString());
+    Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     if (!process.waitFor(5, TimeUnit.MINUTES)) {
       process.destroyForcibly();
       throw new AssertionError("the Python client did not finish in 5 minutes:\n" + Files.readString(log));

@@ -1,5 +1,7 @@
 package dev.distillery.common.config;
 
+import dev.distillery.schemas.kafka.SchemaRegistry;
+import dev.distillery.schemas.kafka.WireFormat;
 import java.io.IOException;
 import java.io.Reader;
 import java.io.UncheckedIOException;
@@ -25,6 +27,9 @@ import java.util.stream.Stream;
  *
  * @param service the service's name, also its consumer group and client id prefix
  * @param kafka properties passed through to every Kafka client
+ * @param wire how topic values are written: single-object encoding, or Confluent's wire format
+ *     through the schema registry at {@code schema.registry.url} (its {@code schema.registry.user.info},
+ *     {@code user:password}, and the {@code schema.registry.compatibility} rule set on each subject)
  * @param artifactsDir where checkpoints are written unless a request names another place
  * @param roots the directories requests may name, by kind ({@code model.roots}, {@code dataset.roots},
  *     {@code artifact.roots}, comma-separated; {@code artifactsDir} is always an artifact root)
@@ -40,6 +45,7 @@ import java.util.stream.Stream;
 public record ServiceConfig(
     String service,
     Map<String, String> kafka,
+    WireFormat wire,
     Path artifactsDir,
     AllowedRoots roots,
     ApiAccess api,
@@ -72,6 +78,10 @@ public record ServiceConfig(
       Map.entry("model.roots", HOME.resolve("models").toString()),
       Map.entry("dataset.roots", HOME.resolve("datasets") + ",/usr/share/datasets"),
       Map.entry("artifact.roots", ""),
+      Map.entry("schema.registry.url", ""),
+      Map.entry("schema.registry.user.info", ""),
+      // Each released schema reads, and is read by, every earlier one (SchemaCompatibilityTest).
+      Map.entry("schema.registry.compatibility", "FULL_TRANSITIVE"),
       Map.entry("api.tokens", ""),
       Map.entry("api.tokens.file", ""),
       Map.entry("api.allowed.origins", ""),
@@ -147,6 +157,7 @@ public record ServiceConfig(
     return new ServiceConfig(
         service,
         Map.copyOf(kafka),
+        wire(keys),
         Path.of(artifacts),
         new AllowedRoots(paths(keys.get("model.roots")), paths(keys.get("dataset.roots")),
             paths(artifacts + "," + keys.get("artifact.roots"))),
@@ -164,8 +175,14 @@ public record ServiceConfig(
 
   /** The same configuration for another stage of the process, with its own consumer group. */
   public ServiceConfig withService(String name) {
-    return new ServiceConfig(name, kafka, artifactsDir, roots, api, workerThreads, torchThreads, managementPort,
+    return new ServiceConfig(name, kafka, wire, artifactsDir, roots, api, workerThreads, torchThreads, managementPort,
         shardSize, labelBatchSize, maxPendingJobs, reliability);
+  }
+
+  private static WireFormat wire(Map<String, String> keys) {
+    String url = keys.get("schema.registry.url").trim();
+    return url.isEmpty() ? WireFormat.SINGLE_OBJECT : WireFormat.registry(new SchemaRegistry(url,
+        keys.get("schema.registry.user.info"), keys.get("schema.registry.compatibility")));
   }
 
   private static Set<String> tokens(Map<String, String> keys) {

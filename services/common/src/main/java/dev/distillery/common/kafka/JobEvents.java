@@ -5,6 +5,7 @@ import dev.distillery.schemas.JobFailure;
 import dev.distillery.schemas.JobProgress;
 import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.kafka.Topic;
+import dev.distillery.schemas.kafka.WireFormat;
 import dev.distillery.schemas.kafka.Topics;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -26,6 +27,7 @@ import org.apache.kafka.common.header.Header;
 public final class JobEvents implements AutoCloseable {
   private static final int MAX_REASON = 4_000;
   private final Producer<String, byte[]> producer;
+  private final WireFormat wire;
   private final ExecutorService acknowledgements = Executors.newSingleThreadExecutor(runnable -> {
     Thread thread = new Thread(runnable, "distillery-acks");
     thread.setDaemon(true);
@@ -42,13 +44,18 @@ public final class JobEvents implements AutoCloseable {
     }
   };
 
+  /** Publishes in Avro single-object encoding. */
   public JobEvents(Producer<String, byte[]> producer) {
-    this(producer, progress -> {});
+    this(producer, WireFormat.SINGLE_OBJECT, progress -> {});
   }
 
-  /** {@code progressObserver} sees every progress event this publishes (a stage's metrics do). */
-  public JobEvents(Producer<String, byte[]> producer, Consumer<JobProgress> progressObserver) {
+  /**
+   * Publishes in {@code wire}'s format; {@code progressObserver} sees every progress event this
+   * publishes (a stage's metrics do).
+   */
+  public JobEvents(Producer<String, byte[]> producer, WireFormat wire, Consumer<JobProgress> progressObserver) {
     this.producer = producer;
+    this.wire = wire;
     this.progressObserver = progressObserver;
   }
 
@@ -59,7 +66,7 @@ public final class JobEvents implements AutoCloseable {
    */
   public <V> CompletableFuture<RecordMetadata> send(Topic<V> topic, String jobId, V value, Header... headers) {
     JobControl.checkpoint();
-    byte[] bytes = topic.valueSerde().serializer().serialize(topic.name(), value);
+    byte[] bytes = wire.of(topic).valueSerde().serializer().serialize(topic.name(), value);
     return sendRaw(new ProducerRecord<>(topic.name(), null, jobId, bytes, List.of(headers)));
   }
 

@@ -3,7 +3,9 @@ package dev.distillery.common.kafka;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.schemas.JobCancellation;
 import dev.distillery.schemas.JobFailure;
+import dev.distillery.schemas.kafka.SchemaRegistry;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -45,6 +47,7 @@ public final class JobSignals implements AutoCloseable {
     }
   };
   private final KafkaConsumer<String, byte[]> consumer;
+  private final WireFormat wire;
   private final Thread thread;
   private volatile boolean running = true;
   private volatile boolean caughtUp;
@@ -56,6 +59,7 @@ public final class JobSignals implements AutoCloseable {
     props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
     props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
     this.consumer = new KafkaConsumer<>(props, new StringDeserializer(), new ByteArrayDeserializer());
+    this.wire = config.wire();
     this.thread = new Thread(this::run, config.service() + "-signals");
     thread.setDaemon(true);
   }
@@ -155,21 +159,43 @@ public final class JobSignals implements AutoCloseable {
     }
   }
 
+  /** Reads one signal; while the schema registry is away, waits for it rather than miss a cancellation. */
   private void read(ConsumerRecord<String, byte[]> record) {
-    try {
-      if (record.topic().equals(Topics.CANCELLATIONS.name())) {
-        JobCancellation cancel = Topics.CANCELLATIONS.valueSerde().deserializer().deserialize(record.topic(), record.value());
-        if (cancel != null) {
-          markEnded(cancel.getJobId(), new Ending(true, "cancelled" + (cancel.getReason().isBlank() ? "" : ": " + cancel.getReason())));
-        }
-      } else {
-        JobFailure failure = Topics.FAILURES.valueSerde().deserializer().deserialize(record.topic(), record.value());
-        if (failure != null && !failure.getRefusedRequest()) {
-          markEnded(failure.getJobId(), new Ending(false, "failed in " + failure.getStage() + ": " + failure.getReason()));
+    while (running) {
+      try {
+        signal(record);
+        return;
+      } catch (SerializationException e) {
+        LOG.debug("job signals: skipping {}-{}@{}: {}", record.topic(), record.partition(), record.offset(),
+            e.getMessage());
+        return;
+      } catch (SchemaRegistry.Unavailable e) {
+        LOG.warn("job signals: {}; retrying in a second", e.getMessage());
+        synchronized (this) {
+          try {
+            wait(1_000);
+          } catch (InterruptedException interrupted) {
+            Thread.currentThread().interrupt();
+            return;
+          }
         }
       }
-    } catch (SerializationException e) {
-      LOG.debug("job signals: skipping {}-{}@{}: {}", record.topic(), record.partition(), record.offset(), e.getMessage());
+    }
+  }
+
+  private void signal(ConsumerRecord<String, byte[]> record) {
+    if (record.topic().equals(Topics.CANCELLATIONS.name())) {
+      JobCancellation cancel = wire.of(Topics.CANCELLATIONS).valueSerde().deserializer()
+          .deserialize(record.topic(), record.value());
+      if (cancel != null) {
+        markEnded(cancel.getJobId(), new Ending(true, "cancelled" + (cancel.getReason().isBlank() ? "" : ": " + cancel.getReason())));
+      }
+    } else {
+      JobFailure failure = wire.of(Topics.FAILURES).valueSerde().deserializer()
+          .deserialize(record.topic(), record.value());
+      if (failure != null && !failure.getRefusedRequest()) {
+        markEnded(failure.getJobId(), new Ending(false, "failed in " + failure.getStage() + ": " + failure.getReason()));
+      }
     }
   }
 

@@ -86,14 +86,14 @@ public final class StageService<V> extends VerticleBase {
       metrics.bindTo(ProcessMetrics.of(vertx));
       producer = KafkaClients.producer(config);
       producerMetrics = ProcessMetrics.bind(vertx, producer);
-      events = new JobEvents(producer, metrics::progressed);
+      events = new JobEvents(producer, config.wire(), metrics::progressed);
       workers = new Workers(vertx, config.service() + "-worker", config.workerThreads());
       signals = new JobSignals(config).start();
       leases = new JobLeases(config.artifactsDir(), config.reliability().lease());
       DeadLetters deadLetters = new DeadLetters(events, config.service());
       JobRunner jobs = new JobRunner(config.service(), stage, fenced, config.reliability(), events, workers, metrics,
           signals, leases, new JobClaims(config.artifactsDir()), deadLetters);
-      stageConsumer = new StageConsumer<>(this::consumer, input,
+      stageConsumer = new StageConsumer<>(this::consumer, config.wire().of(input),
           pausedWhileWorkersFull(factory.create(jobs)), deadLetters, metrics, jobs);
       Thread thread = new Thread(stageConsumer, config.service() + "-consumer");
       thread.setDaemon(true);
