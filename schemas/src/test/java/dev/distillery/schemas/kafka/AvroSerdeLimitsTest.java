@@ -44,4 +44,13 @@ class AvroSerdeLimitsTest {
     assertThatThrownBy(() -> AvroSerde.of(CompressionRequest.class).decode(new byte[AvroSerde.MAX_RECORD_BYTES + 1]))
         .isInstanceOf(SerializationException.class).hasMessageContaining("larger than a CompressionRequest may be");
   }
+
+  @Test
+  void aValueInConfluentsWireFormatWithoutARegistryIsRefusedSayingWhy() {
+    byte[] confluent = {0, 0, 0, 0, 7, 2, 'x'};
+    assertThatThrownBy(() -> AvroSerde.of(CompressionRequest.class).decode(confluent))
+        .isInstanceOf(SerializationException.class)
+        .hasMessageContaining("Confluent's wire format (schema id 7)")
+        .hasMessageContaining("no schema registry is configured");
+  }
 }

@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import dev.distillery.cli.JobWatcher;
 import dev.distillery.common.config.ServiceConfig;
+import dev.distillery.common.kafka.DeadLetters;
 import dev.distillery.common.kafka.JobEvents;
 import dev.distillery.common.kafka.KafkaClients;
 import dev.distillery.schemas.CompressionRequest;
@@ -34,6 +35,7 @@ import java.util.Map;
 import java.util.UUID;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -112,6 +114,14 @@ class PythonClientTest {
         }
         assertThat(firstBytes(broker, Topics.RESULTS.name())).as("results in Confluent's wire format")
             .allMatch(first -> first == 0);
+
+        // A value naming a schema id the registry does not have: dead-lettered, saying so.
+        try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("test", keys))) {
+          producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), "unknown-id", new byte[] {0, 0, 0, 0x7f, 1, 2}))
+              .get(30, TimeUnit.SECONDS);
+        }
+        assertThat(deadLetterReasons(broker)).anySatisfy(reason -> assertThat(reason)
+            .contains("schema id 32513").contains("HTTP 404"));
       }
       // Every topic these jobs wrote (no failure, no cancellation), its schema under <topic>-value.
       for (Topic<?> topic : List.of(Topics.REQUESTS, Topics.TEACHER_SHARDS, Topics.SOFT_LABELS, Topics.CHECKPOINTS,
@@ -145,6 +155,22 @@ class PythonClientTest {
   private static Map<String, String> keys(EmbeddedKafkaBroker broker, ArtifactStore store) {
     return new HashMap<>(LocalPipeline.keys(broker.bootstrapServers(), store.root(), 2,
         List.of(store.root().resolve("teachers")), List.of(PipelineScenario.SUBSET.getParent())));
+  }
+
+  /** The reasons on the dead-letter topic, once there is one. */
+  private static List<String> deadLetterReasons(EmbeddedKafkaBroker broker) {
+    try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(Map.of("bootstrap.servers",
+        broker.bootstrapServers(), "group.id", "dlq-" + UUID.randomUUID(), "auto.offset.reset", "earliest"),
+        new StringDeserializer(), new ByteArrayDeserializer())) {
+      consumer.subscribe(List.of(Topics.DEAD_LETTERS.name()));
+      long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
+      List<String> reasons = new ArrayList<>();
+      while (reasons.isEmpty() && System.nanoTime() < deadline) {
+        consumer.poll(Duration.ofMillis(500)).forEach(record -> reasons.add(
+            new String(record.headers().lastHeader(DeadLetters.REASON).value(), StandardCharsets.UTF_8)));
+      }
+      return reasons;
+    }
   }
 
   /** The first byte of every record on {@code topic}. */
