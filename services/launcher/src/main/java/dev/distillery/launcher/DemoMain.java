@@ -24,6 +24,7 @@ import dev.distillery.schemas.Stage;
 import dev.distillery.schemas.StudentSpec;
 import dev.distillery.schemas.TeacherSpec;
 import dev.distillery.schemas.kafka.Topics;
+import dev.distillery.schemas.kafka.WireFormat;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -71,7 +72,8 @@ public final class DemoMain {
     if (external != null) {
       // Services run elsewhere (docker compose, Kubernetes) and share this artifact directory.
       KafkaTopics.ensure(external, 3);
-      submitAndWatch(external, request);
+      // In their format: with DISTILLERY_SCHEMA_REGISTRY_URL set (compose sets it), Confluent's.
+      submitAndWatch(external, ServiceConfig.load("demo").wire(), request);
     } else {
       try (EmbeddedKafkaBroker broker = EmbeddedKafkaBroker.start()) {
         KafkaTopics.ensure(broker.bootstrapServers(), 3);
@@ -83,7 +85,7 @@ public final class DemoMain {
           say("services ready; health and metrics on http://localhost:%d/metrics", pipeline.managementPort());
           say("dashboard: http://localhost:%d/#token=%s  (API: /api/jobs, events: /api/events; send the token as"
               + " 'Authorization: Bearer <token>')", pipeline.dashboardPort(), pipeline.dashboardToken());
-          submitAndWatch(broker.bootstrapServers(), request);
+          submitAndWatch(broker.bootstrapServers(), WireFormat.SINGLE_OBJECT, request);
           if (Boolean.parseBoolean(options.getOrDefault("keep-running", "false"))) {
             say("broker, services and dashboard keep running until Ctrl-C");
             Thread.currentThread().join();
@@ -95,12 +97,13 @@ public final class DemoMain {
   }
 
   /** Publishes the request, prints its progress and then its results; exits with 1 if it failed. */
-  private static void submitAndWatch(String bootstrapServers, CompressionRequest request) throws Exception {
-    try (JobWatcher watcher = new JobWatcher(bootstrapServers);
+  private static void submitAndWatch(String bootstrapServers, WireFormat wire, CompressionRequest request)
+      throws Exception {
+    try (JobWatcher watcher = new JobWatcher(Map.of("bootstrap.servers", bootstrapServers), wire);
         KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("demo", Map.of(
             "kafka.bootstrap.servers", bootstrapServers)))) {
       long sentAtMs = System.currentTimeMillis();
-      new JobEvents(producer).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
+      new JobEvents(producer, wire, progress -> {}).send(Topics.REQUESTS, request.getJobId(), request).get(30, TimeUnit.SECONDS);
       say("submitted job %s to %s", request.getJobId(), Topics.REQUESTS.name());
       JobWatcher.Outcome outcome =
           watcher.awaitSubmitted(request.getJobId(), sentAtMs, Duration.ofHours(2), p -> say("%s", ProgressLine.format(p)));
