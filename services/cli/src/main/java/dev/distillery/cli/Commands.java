@@ -18,7 +18,11 @@ final class Commands {
       exitCodeListHeading = "%nExit status:%n",
       exitCodeList = {"0:done (cancel: sent, or cancelled already)", "1:the job failed",
           "2:bad usage or an invalid request", "3:no such job, or no result yet", "4:the job was cancelled",
-          "5:nothing to cancel: the job had ended", "6:no Kafka broker answered within 5 s"})
+          "5:nothing to cancel: the job had ended", "6:no Kafka broker answered within 5 s"},
+      footerHeading = "%nEnvironment:%n",
+      footer = {"KAFKA_* (any Kafka client property, e.g. KAFKA_SECURITY_PROTOCOL), and"
+          + " DISTILLERY_SCHEMA_REGISTRY_URL (with DISTILLERY_SCHEMA_REGISTRY_USER_INFO) when the services write"
+          + " Confluent's wire format through a schema registry."})
   static final class Root implements Callable<Integer> {
     final Cli cli;
 

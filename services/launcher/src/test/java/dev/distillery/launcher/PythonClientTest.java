@@ -18,7 +18,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import dev.distillery.cli.Cli;
 import dev.distillery.cli.JobWatcher;
+import dev.distillery.common.config.AllowedRoots;
 import dev.distillery.common.config.ServiceConfig;
 import dev.distillery.common.kafka.DeadLetters;
 import dev.distillery.common.kafka.JobEvents;
@@ -28,10 +30,18 @@ import dev.distillery.schemas.json.PlainJson;
 import dev.distillery.schemas.kafka.Topic;
 import dev.distillery.schemas.kafka.Topics;
 import dev.distillery.schemas.kafka.WireFormat;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -112,8 +122,19 @@ class PythonClientTest {
           assertThat(outcome.failure()).as("failure").isNull();
           assertThat(outcome.result().getPruned()).isNotNull();
         }
-        assertThat(firstBytes(broker, Topics.RESULTS.name())).as("results in Confluent's wire format")
-            .allMatch(first -> first == 0);
+        // (The broker is the class's: the other test's results are on the topic too.)
+        String pythonJob = done.output().replaceFirst("(?s).*submitted (py-[0-9a-f]+).*", "$1");
+        assertThat(firstBytes(broker, Topics.RESULTS.name(), Set.of(pythonJob, chainRequest.getJobId())))
+            .as("both results in Confluent's wire format").containsExactly((byte) 0, (byte) 0);
+        // The CLI and job-status read them: the CLI's result, the API's job list.
+        ByteArrayOutputStream cliOutput = new ByteArrayOutputStream();
+        int cliStatus = new Cli(Map.of("bootstrap.servers", broker.bootstrapServers()), wire,
+            new AllowedRoots(List.of(), List.of(), List.of()), new PrintStream(cliOutput, true, StandardCharsets.UTF_8))
+            .run(List.of("result", chainRequest.getJobId(), "--output", "json"));
+        assertThat(cliStatus).as(cliOutput.toString(StandardCharsets.UTF_8)).isZero();
+        assertThat(cliOutput.toString(StandardCharsets.UTF_8)).contains(chainRequest.getJobId());
+        assertThat(doneInJobStatus(pipeline, Set.of(pythonJob, chainRequest.getJobId()))).as("both DONE in job-status")
+            .isTrue();
 
         // A value naming a schema id the registry does not have: dead-lettered, saying so.
         try (KafkaProducer<String, byte[]> producer = KafkaClients.producer(ServiceConfig.fromKeys("test", keys))) {
@@ -131,6 +152,27 @@ class PythonClientTest {
       }
       assertThat(registry.get("config/" + Topics.RESULTS.name() + "-value").body()).contains("FULL_TRANSITIVE");
     }
+  }
+
+  /** Whether job-status's API shows all of {@code jobIds} DONE within 30 s (its view follows the topics). */
+  private static boolean doneInJobStatus(LocalPipeline pipeline, Set<String> jobIds) throws Exception {
+    HttpClient http = HttpClient.newHttpClient();
+    HttpRequest list = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + pipeline.dashboardPort() + "/api/jobs"))
+        .header("Authorization", "Bearer " + pipeline.dashboardToken()).build();
+    long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+    while (System.nanoTime() < deadline) {
+      Set<String> done = new HashSet<>();
+      PlainJson.MAPPER.readTree(http.send(list, HttpResponse.BodyHandlers.ofString()).body()).forEach(job -> {
+        if (job.get("state").asText().equals("DONE")) {
+          done.add(job.get("jobId").asText());
+        }
+      });
+      if (done.containsAll(jobIds)) {
+        return true;
+      }
+      Thread.sleep(200);
+    }
+    return false;
   }
 
   /** A teacher saved in {@code store}, and a request that quantizes it (a few seconds' work). */
@@ -173,8 +215,8 @@ class PythonClientTest {
     }
   }
 
-  /** The first byte of every record on {@code topic}. */
-  private static List<Byte> firstBytes(EmbeddedKafkaBroker broker, String topic) {
+  /** The first byte of every record on {@code topic} keyed by one of {@code jobIds}. */
+  private static List<Byte> firstBytes(EmbeddedKafkaBroker broker, String topic, Set<String> jobIds) {
     List<Byte> first = new ArrayList<>();
     try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(
         Map.of("bootstrap.servers", broker.bootstrapServers()), new StringDeserializer(), new ByteArrayDeserializer())) {
@@ -184,10 +226,13 @@ class PythonClientTest {
       consumer.seekToBeginning(partitions);
       Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
       while (partitions.stream().anyMatch(p -> consumer.position(p) < end.get(p))) {
-        consumer.poll(Duration.ofMillis(500)).forEach(record -> first.add(record.value()[0]));
+        consumer.poll(Duration.ofMillis(500)).forEach(record -> {
+          if (jobIds.contains(record.key())) {
+            first.add(record.value()[0]);
+          }
+        });
       }
     }
-    assertThat(first).as("records on " + topic).isNotEmpty();
     return first;
   }
 

@@ -139,16 +139,22 @@ public final class JobSignals implements AutoCloseable {
       } catch (org.apache.kafka.common.errors.TimeoutException e) {
         LOG.debug("job signals: topics not readable yet: {}", e.getMessage());
       }
-      synchronized (this) {
-        try {
-          wait(1_000);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          return null;
-        }
+      if (!pause()) {
+        return null;
       }
     }
     return null;
+  }
+
+  /** Waits a second, or less when closed; false if interrupted. */
+  private synchronized boolean pause() {
+    try {
+      wait(1_000);
+      return true;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return false;
+    }
   }
 
   private Map<TopicPartition, Long> endOffsets(List<TopicPartition> partitions) {
@@ -171,13 +177,8 @@ public final class JobSignals implements AutoCloseable {
         return;
       } catch (SchemaRegistry.Unavailable e) {
         LOG.warn("job signals: {}; retrying in a second", e.getMessage());
-        synchronized (this) {
-          try {
-            wait(1_000);
-          } catch (InterruptedException interrupted) {
-            Thread.currentThread().interrupt();
-            return;
-          }
+        if (!pause()) {
+          return;
         }
       }
     }

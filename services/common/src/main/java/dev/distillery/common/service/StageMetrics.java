@@ -56,7 +56,7 @@ public final class StageMetrics implements MeterBinder {
         .serviceLevelObjectives(JOB_TIME_BUCKETS).tags(tags).register(registry);
     Gauge.builder("distillery.records.in.progress", inProgress, AtomicInteger::get).tags(tags).register(registry);
     Gauge.builder("distillery.consumer.lag", consumerLag, AtomicLong::get)
-        .description("records on the stage's partitions not fetched yet").tags(tags).register(registry);
+        .description("records on the stage's partitions not finished yet").tags(tags).register(registry);
     Gauge.builder("distillery.samples.per.second", this, metrics -> metrics.samplesPerSecond)
         .description("the latest throughput the stage reported").tags(tags).register(registry);
     if (DjlRuntime.isStarted()) {
