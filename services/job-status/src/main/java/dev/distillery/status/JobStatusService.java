@@ -35,7 +35,6 @@ import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.errors.InvalidStateStoreException;
-import org.apache.kafka.streams.errors.LogAndContinueExceptionHandler;
 import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.QueryableStoreTypes;
 import org.apache.kafka.streams.state.ReadOnlyKeyValueStore;
@@ -100,6 +99,7 @@ public final class JobStatusService implements AutoCloseable {
     JobStatusService service = new JobStatusService(vertx, streams, KafkaClients.producer(config), access,
         new BrokerProbe(config.kafka(), config.service() + "-probe"));
     try {
+      streams.setUncaughtExceptionHandler(SkipUndecodable.REPLACE_THREAD_WHILE_REGISTRY_AWAY);
       streams.start();
       ObjectNode example = exampleRequest == null ? null : (ObjectNode) PlainJson.write(exampleRequest);
       if (example != null) {
@@ -134,8 +134,9 @@ public final class JobStatusService implements AutoCloseable {
     // Every update reaches the event stream at once rather than when a cache flushes.
     props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
     props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
-    // A record no one can decode is dead-lettered by the stage that consumes it; here it is skipped.
-    props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
+    // A record no one can decode is dead-lettered by the stage that consumes it; here it is skipped
+    // (but not while the schema registry is away: SkipUndecodable).
+    props.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, SkipUndecodable.class);
     // The store is in memory and rebuilt from its changelog; the directory holds only locks.
     props.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("distillery-job-status").toString());
     props.putAll(config.kafka());
