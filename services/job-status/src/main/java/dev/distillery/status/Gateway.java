@@ -56,6 +56,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.KafkaException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -501,9 +502,13 @@ final class Gateway {
       return known.isEmpty() ? new Answer(503, error("the job store is not ready yet, so a new job id cannot be "
           + "told from a used one; retry shortly")) : usedId(jobId);
     }
-    byte[] value = wire.of(Topics.REQUESTS).valueSerde().serializer().serialize(Topics.REQUESTS.name(), request);
     try {
+      byte[] value = wire.of(Topics.REQUESTS).valueSerde().serializer().serialize(Topics.REQUESTS.name(), request);
       producer.send(new ProducerRecord<>(Topics.REQUESTS.name(), jobId, value)).get(30, TimeUnit.SECONDS);
+    } catch (KafkaException e) {
+      // In registry mode: the registry is away, or refused the schema.
+      publishing.remove(jobId);
+      return new Answer(503, error("could not encode or publish the request: " + e.getMessage()));
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       publishing.remove(jobId);
@@ -573,10 +578,12 @@ final class Gateway {
     }
     JobCancellation cancellation = JobCancellation.newBuilder().setJobId(jobId).setReason(reason)
         .setRequestedBy("api").setTimestampMs(System.currentTimeMillis()).build();
-    byte[] value = wire.of(Topics.CANCELLATIONS).valueSerde().serializer()
-        .serialize(Topics.CANCELLATIONS.name(), cancellation);
     try {
+      byte[] value = wire.of(Topics.CANCELLATIONS).valueSerde().serializer()
+          .serialize(Topics.CANCELLATIONS.name(), cancellation);
       producer.send(new ProducerRecord<>(Topics.CANCELLATIONS.name(), jobId, value)).get(30, TimeUnit.SECONDS);
+    } catch (KafkaException e) {
+      return new Answer(503, error("could not encode or publish the cancellation: " + e.getMessage()));
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return new Answer(503, error("could not publish the cancellation: interrupted"));
