@@ -192,7 +192,8 @@ public final class Cli {
     }
     long sentAtMs = System.currentTimeMillis();
     publish(Topics.REQUESTS, request.getJobId(), request);
-    out.println(output == Output.json ? "{\"jobId\": \"" + request.getJobId() + "\"}" : "submitted " + request.getJobId());
+    out.println(output == Output.json ? PlainJson.MAPPER.createObjectNode().put("jobId", request.getJobId())
+        : "submitted " + request.getJobId());
     return watch ? watch(request.getJobId(), sentAtMs) : 0;
   }
 
